@@ -1,0 +1,244 @@
+//! Test-only access to a real Kubernetes control plane.
+//!
+//! plumb's cluster tests are ordinary `cargo test` tests. The first test in a
+//! test binary that asks for [`testenv()`] either reuses an environment that is
+//! already running (one started by `eval "$(testenv/up)"`, recognised by
+//! `PLUMB_TESTENV`), or starts a private one with `testenv/up` and arranges for
+//! it to be torn down when the test binary exits. Each test then takes a
+//! [`TestNamespace`] of its own, so tests run in parallel without seeing each
+//! other's objects.
+//!
+//! A `KUBECONFIG` on its own is deliberately not enough to be reused: a
+//! developer's kubeconfig may point at a real cluster. Set
+//! `PLUMB_TEST_USE_KUBECONFIG=1` to run the tests against it anyway.
+//!
+//! This crate must never be a dependency of the product, only a
+//! dev-dependency.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+/// A running control plane the tests of this binary share.
+#[derive(Debug, Clone)]
+pub struct TestEnv {
+    kubeconfig: PathBuf,
+    bin_dir: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+}
+
+static ENV: OnceLock<TestEnv> = OnceLock::new();
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// The repository's root, where `testenv/` lives.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The shared control plane, started on first use.
+///
+/// # Panics
+/// When no environment can be reused and `testenv/up` fails; its error output
+/// is part of the panic message.
+pub fn testenv() -> &'static TestEnv {
+    ENV.get_or_init(|| match TestEnv::reuse() {
+        Some(env) => env,
+        None => TestEnv::start(),
+    })
+}
+
+impl TestEnv {
+    fn reuse() -> Option<TestEnv> {
+        let kubeconfig = std::env::var_os("KUBECONFIG").map(PathBuf::from)?;
+        let state_dir = std::env::var_os("PLUMB_TESTENV").map(PathBuf::from);
+        let forced = std::env::var("PLUMB_TEST_USE_KUBECONFIG").is_ok_and(|v| v == "1");
+        if state_dir.is_none() && !forced {
+            return None;
+        }
+        let bin_dir = state_dir.as_ref().map(|s| s.join("bin"));
+        Some(TestEnv {
+            kubeconfig,
+            bin_dir,
+            state_dir,
+        })
+    }
+
+    fn start() -> TestEnv {
+        let up = repo_root().join("testenv/up");
+        let out = Command::new("bash")
+            .arg(&up)
+            .env("PLUMB_TESTENV_OWNER", std::process::id().to_string())
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", up.display()));
+        assert!(
+            out.status.success(),
+            "{} failed with {}; its log is above",
+            up.display(),
+            out.status
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut kubeconfig = None;
+        let mut bin_dir = None;
+        let mut state_dir = None;
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("export ") else {
+                continue;
+            };
+            let Some((key, value)) = rest.split_once('=') else {
+                continue;
+            };
+            match key {
+                "KUBECONFIG" => kubeconfig = Some(PathBuf::from(value)),
+                "PATH" => bin_dir = value.strip_suffix(":$PATH").map(PathBuf::from),
+                "PLUMB_TESTENV" => state_dir = Some(PathBuf::from(value)),
+                _ => {}
+            }
+        }
+        TestEnv {
+            kubeconfig: kubeconfig.expect("testenv/up printed no KUBECONFIG"),
+            bin_dir,
+            state_dir,
+        }
+    }
+
+    /// Path of the admin kubeconfig.
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// Directory holding `kubectl`, `kustomize` and `helm`, when known.
+    pub fn bin_dir(&self) -> Option<&Path> {
+        self.bin_dir.as_deref()
+    }
+
+    /// The environment's state directory (`PLUMB_TESTENV`), when known.
+    pub fn state_dir(&self) -> Option<&Path> {
+        self.state_dir.as_deref()
+    }
+
+    /// Path of a tool (`kubectl`, `kustomize`, `helm`) from the environment,
+    /// or the bare name so that `PATH` decides.
+    pub fn tool(&self, name: &str) -> PathBuf {
+        match &self.bin_dir {
+            Some(dir) => dir.join(name),
+            None => PathBuf::from(name),
+        }
+    }
+
+    /// A new client for the calling test's runtime.
+    ///
+    /// Clients are cheap and bound to the tokio runtime that made them, so each
+    /// test makes its own.
+    pub async fn client(&self) -> kube::Client {
+        let kc = Kubeconfig::read_from(&self.kubeconfig).expect("read testenv kubeconfig");
+        let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+            .await
+            .expect("load testenv kubeconfig");
+        kube::Client::try_from(config).expect("build client")
+    }
+
+    /// A fresh namespace for one test, deleted (without waiting) when dropped.
+    pub async fn namespace(&self, prefix: &str) -> TestNamespace {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let prefix: String = prefix
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .take(30)
+            .collect();
+        let name = format!("{prefix}-{}-{n}-{:x}", std::process::id(), nanos & 0xfffff);
+        let client = self.client().await;
+        let ns: Api<Namespace> = Api::all(client);
+        let body = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": { "name": name, "labels": { "plumb.dev/test": "true" } }
+        });
+        ns.patch(
+            &name,
+            &PatchParams::apply("plumb-test"),
+            &Patch::Apply(body),
+        )
+        .await
+        .expect("create test namespace");
+        TestNamespace {
+            name,
+            kubectl: self.tool("kubectl"),
+            kubeconfig: self.kubeconfig.clone(),
+        }
+    }
+}
+
+/// A namespace owned by one test.
+#[derive(Debug)]
+pub struct TestNamespace {
+    name: String,
+    kubectl: PathBuf,
+    kubeconfig: PathBuf,
+}
+
+impl TestNamespace {
+    /// The namespace's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Delete the namespace and wait until it is gone.
+    pub async fn delete_and_wait(self, client: kube::Client) {
+        let ns: Api<Namespace> = Api::all(client);
+        let _ = ns.delete(&self.name, &DeleteParams::default()).await;
+        wait_gone(&ns, &self.name, std::time::Duration::from_secs(60)).await;
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        // Best effort and non-blocking: the environment is torn down anyway.
+        let _ = Command::new(&self.kubectl)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args([
+                "delete",
+                "namespace",
+                &self.name,
+                "--wait=false",
+                "--ignore-not-found",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+    }
+}
+
+/// Wait until `name` no longer exists, panicking after `timeout`.
+pub async fn wait_gone<K>(api: &Api<K>, name: &str, timeout: std::time::Duration)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Ok(None) = api.get_opt(name).await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} still exists after {timeout:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
