@@ -15,6 +15,8 @@
 //! This crate must never be a dependency of the product, only a
 //! dev-dependency.
 
+pub mod git;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
