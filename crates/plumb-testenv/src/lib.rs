@@ -42,6 +42,44 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// Path of a tool that `testenv/build` caches (`kustomize`, `helm`, `kubectl`),
+/// found from the pins in `testenv/versions.sh`.
+///
+/// # Panics
+/// When the tool is not built, with the command that builds it.
+pub fn tool_path(name: &str) -> PathBuf {
+    let versions = std::fs::read_to_string(repo_root().join("testenv/versions.sh"))
+        .expect("read testenv/versions.sh");
+    let pin = |key: &str| {
+        versions
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("{key} missing from testenv/versions.sh"))
+            .to_string()
+    };
+    let cache = std::env::var_os("PLUMB_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/plumb")
+        });
+    let dir = match name {
+        "kustomize" => format!("kustomize-{}", pin("PLUMB_KUSTOMIZE_VERSION")),
+        "helm" => format!("helm-{}", pin("PLUMB_HELM_VERSION")),
+        "kubectl" | "kube-apiserver" | "kube-controller-manager" => {
+            format!("kube-{}", pin("PLUMB_K8S_VERSION"))
+        }
+        "etcd" => format!("etcd-{}", pin("PLUMB_ETCD_VERSION")),
+        other => panic!("unknown testenv tool {other}"),
+    };
+    let path = cache.join(dir).join("bin").join(name);
+    assert!(
+        path.is_file(),
+        "{} is not built; run testenv/setup (or testenv/build) first",
+        path.display()
+    );
+    path
+}
+
 /// The shared control plane, started on first use.
 ///
 /// # Panics
