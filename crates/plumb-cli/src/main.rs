@@ -2,23 +2,44 @@
 //!
 //! This binary is the edge of plumb: it parses arguments with clap, sets up
 //! tracing, runs the library crates and turns their errors into messages that
-//! say what went wrong and what to do next. Domain logic does not live here.
+//! say what went wrong and what to do next (miette). Domain logic does not live
+//! here.
 
-use clap::Parser;
+mod gitops;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
 
 /// plumb keeps real infrastructure exactly as Git declares it.
 #[derive(Debug, Parser)]
 #[command(name = "plumb", version, about, long_about = None)]
 struct Cli {
+    /// Where plumb keeps caches and state (default: $PLUMB_DATA_DIR, then ~/.local/share/plumb).
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
     /// More output (repeat for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
     /// Only errors.
     #[arg(short, long, global = true)]
     quiet: bool,
+    #[command(subcommand)]
+    command: Command,
 }
 
-fn main() -> miette::Result<()> {
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Make the cluster equal to Git for each Application (server-side apply, staged, then prune).
+    Sync(gitops::SyncArgs),
+    /// Show what differs between Git and the cluster (exit 0: equal, 1: differs, 2: error).
+    Diff(gitops::DiffArgs),
+    /// Show sync and health status of each Application.
+    Status(gitops::StatusArgs),
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let level = match (cli.quiet, cli.verbose) {
         (true, _) => "error",
@@ -34,5 +55,30 @@ fn main() -> miette::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    Ok(())
+    let data_dir = cli.data_dir.clone().unwrap_or_else(gitops::default_data_dir);
+    let error_code = match cli.command {
+        Command::Diff(_) => 2,
+        _ => 1,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(error_code);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Sync(args) => gitops::sync(&data_dir, args).await,
+            Command::Diff(args) => gitops::diff(&data_dir, args).await,
+            Command::Status(args) => gitops::status(&data_dir, args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(report) => {
+            eprintln!("{report:?}");
+            ExitCode::from(error_code)
+        }
+    }
 }

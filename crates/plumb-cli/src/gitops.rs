@@ -1,0 +1,531 @@
+//! `plumb sync`, `plumb diff`, `plumb status`: one Application at a time,
+//! from its manifest file to the cluster.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use miette::{Diagnostic, IntoDiagnostic};
+use plumb_git::{Commit, Credentials, GitCache, GitError};
+use plumb_kube::{Cluster, Engine, Progress, SyncOptions};
+use plumb_model::Application;
+use plumb_model::sync::ObjectResult;
+use plumb_render::application::ApplicationFile;
+use plumb_render::{RenderRequest, Rendered, Renderer, Tools};
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Output {
+    /// For people.
+    #[default]
+    Text,
+    /// For scripts.
+    Json,
+}
+
+/// Where plumb keeps its caches and store.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("PLUMB_DATA_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d).join("plumb");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".local/share/plumb"),
+        None => PathBuf::from(".plumb"),
+    }
+}
+
+/// Options every GitOps command shares.
+#[derive(Debug, Args)]
+pub struct Common {
+    /// Application manifests (Argo CD `Application` YAML).
+    #[arg(required = true, value_name = "APP.yaml")]
+    pub apps: Vec<PathBuf>,
+    /// Use this commit, branch or tag instead of each source's targetRevision.
+    #[arg(long, value_name = "REV")]
+    pub revision: Option<String>,
+    /// Kubeconfig to use (default: $KUBECONFIG, then ~/.kube/config).
+    #[arg(long, value_name = "PATH")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Git credentials file (default: DATA_DIR/git-credentials.yaml when present).
+    #[arg(long, value_name = "PATH")]
+    pub git_credentials: Option<PathBuf>,
+}
+
+/// Errors the GitOps commands show, with hints.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+pub enum CommandError {
+    /// The Application file is unusable.
+    #[error("{0}")]
+    #[diagnostic(help("plumb reads Argo CD Application manifests (apiVersion argoproj.io/v1alpha1, kind Application)"))]
+    Load(#[from] plumb_render::application::LoadError),
+    /// Git failed.
+    #[error("{app}: {source}")]
+    #[diagnostic(help("check spec.source.repoURL and targetRevision, and credentials (PLUMB_GIT_* or --git-credentials)"))]
+    Git {
+        /// The Application.
+        app: String,
+        /// Why.
+        source: GitError,
+    },
+    /// Rendering failed.
+    #[error("{app} at {commit}: {source}")]
+    #[diagnostic(help("fix the manifest in Git; nothing was changed in the cluster"))]
+    Render {
+        /// The Application.
+        app: String,
+        /// The commit.
+        commit: String,
+        /// Why.
+        source: plumb_render::RenderError,
+    },
+    /// The destination could not be reached.
+    #[error("{app}: {source}")]
+    #[diagnostic(help("check spec.destination and your kubeconfig"))]
+    Destination {
+        /// The Application.
+        app: String,
+        /// Why.
+        source: plumb_kube::DestinationError,
+    },
+    /// Discovery failed.
+    #[error("{app}: {source}")]
+    Cluster {
+        /// The Application.
+        app: String,
+        /// Why.
+        source: plumb_kube::ClusterError,
+    },
+    /// The sync could not run.
+    #[error("{app}: {source}")]
+    #[diagnostic(help("nothing after the reported point was changed; fix the cause and sync again"))]
+    Sync {
+        /// The Application.
+        app: String,
+        /// Why.
+        source: plumb_kube::SyncError,
+    },
+}
+
+/// Everything needed to turn an Application into manifests.
+pub struct Pipeline {
+    git: GitCache,
+    renderer: Renderer,
+    kubeconfig: Option<PathBuf>,
+    revision: Option<String>,
+}
+
+/// An Application rendered at a commit.
+pub struct Prepared {
+    /// The Application.
+    pub app: Application,
+    /// The commit of each source.
+    pub commits: Vec<Commit>,
+    /// The rendered objects.
+    pub rendered: Rendered,
+}
+
+impl Prepared {
+    /// The revision to report: the first source's commit (all of them joined
+    /// for multi-source Applications).
+    pub fn revision(&self) -> String {
+        self.commits.iter().map(|c| c.id.as_str()).collect::<Vec<_>>().join(",")
+    }
+}
+
+impl Pipeline {
+    /// A pipeline over `data_dir`.
+    pub fn new(data_dir: &Path, common: &Common) -> miette::Result<Pipeline> {
+        let mut creds = Credentials::from_env();
+        let file = common
+            .git_credentials
+            .clone()
+            .or_else(|| Some(data_dir.join("git-credentials.yaml")).filter(|p| p.exists()));
+        if let Some(f) = file {
+            creds = creds.with_file(&f).into_diagnostic()?;
+        }
+        Ok(Pipeline {
+            git: GitCache::new(data_dir.join("git"), creds),
+            renderer: Renderer::new(Tools::from_env(), data_dir.join("render")),
+            kubeconfig: common.kubeconfig.clone(),
+            revision: common.revision.clone(),
+        })
+    }
+
+    /// Fetch and render one Application (blocking work off the runtime).
+    pub async fn prepare(&self, file: ApplicationFile) -> Result<Prepared, CommandError> {
+        let git = self.git.clone();
+        let renderer = self.renderer.clone();
+        let revision = self.revision.clone();
+        let app = file.application;
+        let task = tokio::task::spawn_blocking(move || -> Result<Prepared, CommandError> {
+            let name = app.metadata.name.clone();
+            let mut commits = Vec::new();
+            let mut snapshots = Vec::new();
+            for source in app.sources() {
+                let rev = revision.as_deref().unwrap_or(source.revision());
+                let commit = git.fetch(&source.repo_url, rev).map_err(|source| CommandError::Git {
+                    app: name.clone(),
+                    source,
+                })?;
+                let snap = git
+                    .snapshot(&source.repo_url, &commit.id)
+                    .map_err(|source| CommandError::Git {
+                        app: name.clone(),
+                        source,
+                    })?;
+                commits.push(commit);
+                snapshots.push(snap);
+            }
+            let sources = app.sources();
+            let parts: Vec<(RenderRequest<'_>, &plumb_git::Snapshot)> = sources
+                .iter()
+                .zip(snapshots.iter())
+                .map(|(s, snap)| {
+                    (
+                        RenderRequest {
+                            app_name: &app.metadata.name,
+                            namespace: app.spec.destination.namespace.as_deref(),
+                            source: s,
+                        },
+                        snap,
+                    )
+                })
+                .collect();
+            let rendered = renderer.render_all(&parts).map_err(|source| CommandError::Render {
+                app: name.clone(),
+                commit: commits.first().map(|c| c.short().to_string()).unwrap_or_default(),
+                source,
+            })?;
+            drop(parts);
+            drop(sources);
+            Ok(Prepared { app, commits, rendered })
+        });
+        match task.await {
+            Ok(r) => r,
+            Err(e) => Err(CommandError::Render {
+                app: String::new(),
+                commit: String::new(),
+                source: plumb_render::RenderError::InvalidOption(format!("render task failed: {e}")),
+            }),
+        }
+    }
+
+    /// Connect to the Application's destination.
+    pub async fn cluster(&self, app: &Application) -> Result<Cluster, CommandError> {
+        let name = app.metadata.name.clone();
+        let (client, server) = plumb_kube::connect(&app.spec.destination, self.kubeconfig.as_deref())
+            .await
+            .map_err(|source| CommandError::Destination {
+                app: name.clone(),
+                source,
+            })?;
+        Cluster::new(client, server)
+            .await
+            .map_err(|source| CommandError::Cluster { app: name, source })
+    }
+}
+
+fn load_all(paths: &[PathBuf]) -> miette::Result<Vec<ApplicationFile>> {
+    let files = plumb_render::application::load_paths(paths).map_err(CommandError::Load)?;
+    for f in &files {
+        for w in &f.warnings {
+            eprintln!("warning: {}: {w}", f.origin);
+        }
+    }
+    Ok(files)
+}
+
+fn warn_render(p: &Prepared) {
+    for w in &p.rendered.warnings {
+        eprintln!("warning: {}: {w}", p.app.metadata.name);
+    }
+}
+
+/// `plumb sync` arguments.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Ask the server what would change; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Delete objects that left Git (default: syncPolicy.automated.prune).
+    #[arg(long, overrides_with = "no_prune")]
+    prune: bool,
+    /// Never delete objects that left Git.
+    #[arg(long, overrides_with = "prune")]
+    no_prune: bool,
+    /// Prune even when it would delete more than --max-prune-percent of the objects.
+    #[arg(long)]
+    force_prune: bool,
+    /// Largest share of an Application's objects a prune may delete unforced.
+    #[arg(long, default_value_t = 50.0, value_name = "PERCENT")]
+    max_prune_percent: f64,
+    /// Objects applied at once within a stage.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t)]
+    output: Output,
+}
+
+/// A progress bar that appears only when work takes over a second on a TTY.
+struct Bar {
+    bar: ProgressBar,
+    started: Instant,
+    shown: Mutex<bool>,
+    tty: bool,
+}
+
+impl Bar {
+    fn new(label: &str) -> Bar {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
+        if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} ({elapsed})") {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message(label.to_string());
+        Bar {
+            bar,
+            started: Instant::now(),
+            shown: Mutex::new(false),
+            tty: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl Progress for Bar {
+    fn start(&self, total: usize) {
+        self.bar.set_length(total as u64);
+    }
+
+    fn object(&self, _r: &ObjectResult) {
+        self.bar.inc(1);
+        if self.tty
+            && self.started.elapsed() > Duration::from_secs(1)
+            && let Ok(mut shown) = self.shown.lock()
+            && !*shown
+        {
+            self.bar.set_draw_target(ProgressDrawTarget::stderr());
+            *shown = true;
+        }
+    }
+}
+
+fn object_line(r: &ObjectResult) -> String {
+    let target = match &r.object.namespace {
+        Some(ns) => format!("{ns}/{}", r.object.name),
+        None => r.object.name.clone(),
+    };
+    let kind = if r.object.group.is_empty() {
+        r.object.kind.clone()
+    } else {
+        format!("{}.{}", r.object.kind, r.object.group)
+    };
+    if r.message.is_empty() {
+        format!("{kind} {target} {}", r.action)
+    } else {
+        format!("{kind} {target} {} ({})", r.action, r.message)
+    }
+}
+
+/// Run `plumb sync`.
+pub async fn sync(data_dir: &Path, args: SyncArgs) -> miette::Result<ExitCode> {
+    let files = load_all(&args.common.apps)?;
+    let pipeline = Pipeline::new(data_dir, &args.common)?;
+    let mut ok = true;
+    let mut reports = Vec::new();
+    for file in files {
+        let prepared = pipeline.prepare(file).await?;
+        warn_render(&prepared);
+        let cluster = pipeline.cluster(&prepared.app).await?;
+        let engine = Engine::new(&cluster, &prepared.app);
+        let automated_prune = prepared.app.automated().is_some_and(|a| a.prune);
+        let opts = SyncOptions {
+            dry_run: args.dry_run,
+            prune: if args.prune {
+                true
+            } else if args.no_prune {
+                false
+            } else {
+                automated_prune
+            },
+            force_prune: args.force_prune,
+            max_prune_share: (args.max_prune_percent / 100.0).clamp(0.0, 1.0),
+            concurrency: args.concurrency.max(1),
+            ..Default::default()
+        };
+        let bar = Bar::new(&format!("syncing {}", prepared.app.metadata.name));
+        let revision = prepared.revision();
+        let report = engine.sync(&prepared.rendered.manifests, &revision, &opts, &bar).await;
+        bar.finish();
+        let report = report.map_err(|source| CommandError::Sync {
+            app: prepared.app.metadata.name.clone(),
+            source,
+        })?;
+        ok &= report.succeeded;
+        if args.output == Output::Text {
+            for r in &report.results {
+                println!("{}", object_line(r));
+            }
+            let c = report.counts;
+            let short: Vec<&str> = prepared.commits.iter().map(|c| c.short()).collect();
+            println!(
+                "{} {} {} to {}: {} created, {} configured, {} unchanged, {} pruned, {} skipped, {} failed",
+                if report.succeeded { "✓" } else { "✗" },
+                if args.dry_run { "dry run of" } else { "synced" },
+                prepared.app.metadata.name,
+                short.join(","),
+                c.created,
+                c.configured,
+                c.unchanged,
+                c.pruned,
+                c.skipped,
+                c.failed
+            );
+        }
+        reports.push(report);
+    }
+    if args.output == Output::Json {
+        print_json(&reports)?;
+    }
+    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn print_json<T: serde::Serialize>(items: &[T]) -> miette::Result<()> {
+    let text = if items.len() == 1 {
+        serde_json::to_string_pretty(&items[0])
+    } else {
+        serde_json::to_string_pretty(items)
+    }
+    .into_diagnostic()?;
+    println!("{text}");
+    Ok(())
+}
+
+/// `plumb diff` arguments.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t)]
+    output: Output,
+}
+
+/// Run `plumb diff`: exit 0 when the cluster matches Git, 1 when it differs.
+pub async fn diff(data_dir: &Path, args: DiffArgs) -> miette::Result<ExitCode> {
+    let files = load_all(&args.common.apps)?;
+    let pipeline = Pipeline::new(data_dir, &args.common)?;
+    let color = std::io::stdout().is_terminal();
+    let mut in_sync = true;
+    let mut reports = Vec::new();
+    for file in files {
+        let prepared = pipeline.prepare(file).await?;
+        warn_render(&prepared);
+        let cluster = pipeline.cluster(&prepared.app).await?;
+        let engine = Engine::new(&cluster, &prepared.app);
+        let report = engine
+            .diff(&prepared.rendered.manifests, &prepared.revision(), false)
+            .await
+            .map_err(|source| CommandError::Sync {
+                app: prepared.app.metadata.name.clone(),
+                source,
+            })?;
+        in_sync &= report.in_sync();
+        if args.output == Output::Text {
+            for o in &report.objects {
+                let text = if color {
+                    plumb_kube::textdiff::colorize(&o.diff)
+                } else {
+                    o.diff.clone()
+                };
+                println!("===== {} ({})", o.object, o.state);
+                print!("{text}");
+            }
+        }
+        reports.push(report);
+    }
+    if args.output == Output::Json {
+        print_json(&reports)?;
+    }
+    Ok(if in_sync { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// `plumb status` arguments.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Output format.
+    #[arg(long, short, value_enum, default_value_t)]
+    output: Output,
+}
+
+/// Run `plumb status`.
+pub async fn status(data_dir: &Path, args: StatusArgs) -> miette::Result<ExitCode> {
+    let files = load_all(&args.common.apps)?;
+    let pipeline = Pipeline::new(data_dir, &args.common)?;
+    let mut reports = Vec::new();
+    for file in files {
+        let prepared = pipeline.prepare(file).await?;
+        warn_render(&prepared);
+        let cluster = pipeline.cluster(&prepared.app).await?;
+        let engine = Engine::new(&cluster, &prepared.app);
+        let report = engine
+            .status(&prepared.rendered.manifests, &prepared.revision())
+            .await
+            .map_err(|source| CommandError::Sync {
+                app: prepared.app.metadata.name.clone(),
+                source,
+            })?;
+        if args.output == Output::Text {
+            let r = &report;
+            println!("Name:      {}", r.name);
+            println!("Sync:      {}", r.sync);
+            println!("Health:    {}", r.health);
+            println!(
+                "Revision:  {} (Git is at {})",
+                r.revision.as_deref().map(short).unwrap_or("never synced"),
+                short(&r.target_revision)
+            );
+            println!(
+                "Resources: {} total, {} synced, {} out of sync, {} missing, {} to prune, {} healthy",
+                r.resources.total,
+                r.resources.synced,
+                r.resources.out_of_sync,
+                r.resources.missing,
+                r.resources.requires_pruning,
+                r.resources.healthy
+            );
+            for o in &r.objects {
+                println!(
+                    "  {:<40} {:<10} {:<12} {}",
+                    o.object.to_string(),
+                    o.sync.to_string(),
+                    o.health.to_string(),
+                    o.message
+                );
+            }
+        }
+        reports.push(report);
+    }
+    if args.output == Output::Json {
+        print_json(&reports)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn short(s: &str) -> &str {
+    &s[..s.len().min(7)]
+}

@@ -1,0 +1,58 @@
+//! Unified YAML diffs for people.
+
+use serde_json::Value;
+use similar::TextDiff;
+
+/// A unified diff from `live` to `desired` (either may be absent), as YAML.
+pub fn unified(live: Option<&Value>, desired: Option<&Value>, name: &str) -> String {
+    let a = live.map(plumb_render::yaml::to_yaml).unwrap_or_default();
+    let b = desired.map(plumb_render::yaml::to_yaml).unwrap_or_default();
+    TextDiff::from_lines(&a, &b)
+        .unified_diff()
+        .context_radius(3)
+        .header(&format!("live/{name}"), &format!("git/{name}"))
+        .to_string()
+}
+
+/// Colour a unified diff for a terminal: additions green, removals red, hunks cyan.
+pub fn colorize(diff: &str) -> String {
+    let mut out = String::with_capacity(diff.len() + diff.len() / 4);
+    for line in diff.split_inclusive('\n') {
+        let code = if line.starts_with("+++") || line.starts_with("---") {
+            "1"
+        } else if line.starts_with('+') {
+            "32"
+        } else if line.starts_with('-') {
+            "31"
+        } else if line.starts_with("@@") {
+            "36"
+        } else {
+            ""
+        };
+        if code.is_empty() {
+            out.push_str(line);
+        } else {
+            let body = line.trim_end_matches('\n');
+            out.push_str(&format!("\x1b[{code}m{body}\x1b[0m"));
+            if line.ends_with('\n') {
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shows_the_changed_field() {
+        let live = serde_json::json!({"data": {"a": "1", "b": "2"}});
+        let desired = serde_json::json!({"data": {"a": "1", "b": "3"}});
+        let d = unified(Some(&live), Some(&desired), "ConfigMap/ns/x");
+        assert!(d.contains("-  b: '2'") || d.contains("-  b: \"2\""), "{d}");
+        assert!(d.contains("+++ git/ConfigMap/ns/x"), "{d}");
+        assert!(colorize(&d).contains("\x1b[32m"));
+    }
+}
