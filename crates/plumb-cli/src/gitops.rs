@@ -63,11 +63,15 @@ pub struct Common {
 pub enum CommandError {
     /// The Application file is unusable.
     #[error("{0}")]
-    #[diagnostic(help("plumb reads Argo CD Application manifests (apiVersion argoproj.io/v1alpha1, kind Application)"))]
+    #[diagnostic(help(
+        "plumb reads Argo CD Application manifests (apiVersion argoproj.io/v1alpha1, kind Application)"
+    ))]
     Load(#[from] plumb_render::application::LoadError),
     /// Git failed.
     #[error("{app}: {source}")]
-    #[diagnostic(help("check spec.source.repoURL and targetRevision, and credentials (PLUMB_GIT_* or --git-credentials)"))]
+    #[diagnostic(help(
+        "check spec.source.repoURL and targetRevision, and credentials (PLUMB_GIT_* or --git-credentials)"
+    ))]
     Git {
         /// The Application.
         app: String,
@@ -83,7 +87,7 @@ pub enum CommandError {
         /// The commit.
         commit: String,
         /// Why.
-        source: plumb_render::RenderError,
+        source: Box<plumb_render::RenderError>,
     },
     /// The destination could not be reached.
     #[error("{app}: {source}")]
@@ -104,7 +108,9 @@ pub enum CommandError {
     },
     /// The sync could not run.
     #[error("{app}: {source}")]
-    #[diagnostic(help("nothing after the reported point was changed; fix the cause and sync again"))]
+    #[diagnostic(help(
+        "nothing after the reported point was changed; fix the cause and sync again"
+    ))]
     Sync {
         /// The Application.
         app: String,
@@ -135,7 +141,11 @@ impl Prepared {
     /// The revision to report: the first source's commit (all of them joined
     /// for multi-source Applications).
     pub fn revision(&self) -> String {
-        self.commits.iter().map(|c| c.id.as_str()).collect::<Vec<_>>().join(",")
+        self.commits
+            .iter()
+            .map(|c| c.id.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
@@ -170,10 +180,12 @@ impl Pipeline {
             let mut snapshots = Vec::new();
             for source in app.sources() {
                 let rev = revision.as_deref().unwrap_or(source.revision());
-                let commit = git.fetch(&source.repo_url, rev).map_err(|source| CommandError::Git {
-                    app: name.clone(),
-                    source,
-                })?;
+                let commit =
+                    git.fetch(&source.repo_url, rev)
+                        .map_err(|source| CommandError::Git {
+                            app: name.clone(),
+                            source,
+                        })?;
                 let snap = git
                     .snapshot(&source.repo_url, &commit.id)
                     .map_err(|source| CommandError::Git {
@@ -198,21 +210,32 @@ impl Pipeline {
                     )
                 })
                 .collect();
-            let rendered = renderer.render_all(&parts).map_err(|source| CommandError::Render {
-                app: name.clone(),
-                commit: commits.first().map(|c| c.short().to_string()).unwrap_or_default(),
-                source,
-            })?;
+            let rendered = renderer
+                .render_all(&parts)
+                .map_err(|source| CommandError::Render {
+                    app: name.clone(),
+                    commit: commits
+                        .first()
+                        .map(|c| c.short().to_string())
+                        .unwrap_or_default(),
+                    source: Box::new(source),
+                })?;
             drop(parts);
             drop(sources);
-            Ok(Prepared { app, commits, rendered })
+            Ok(Prepared {
+                app,
+                commits,
+                rendered,
+            })
         });
         match task.await {
             Ok(r) => r,
             Err(e) => Err(CommandError::Render {
                 app: String::new(),
                 commit: String::new(),
-                source: plumb_render::RenderError::InvalidOption(format!("render task failed: {e}")),
+                source: Box::new(plumb_render::RenderError::InvalidOption(format!(
+                    "render task failed: {e}"
+                ))),
             }),
         }
     }
@@ -220,12 +243,13 @@ impl Pipeline {
     /// Connect to the Application's destination.
     pub async fn cluster(&self, app: &Application) -> Result<Cluster, CommandError> {
         let name = app.metadata.name.clone();
-        let (client, server) = plumb_kube::connect(&app.spec.destination, self.kubeconfig.as_deref())
-            .await
-            .map_err(|source| CommandError::Destination {
-                app: name.clone(),
-                source,
-            })?;
+        let (client, server) =
+            plumb_kube::connect(&app.spec.destination, self.kubeconfig.as_deref())
+                .await
+                .map_err(|source| CommandError::Destination {
+                    app: name.clone(),
+                    source,
+                })?;
         Cluster::new(client, server)
             .await
             .map_err(|source| CommandError::Cluster { app: name, source })
@@ -287,7 +311,9 @@ struct Bar {
 impl Bar {
     fn new(label: &str) -> Bar {
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
-        if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} ({elapsed})") {
+        if let Ok(style) =
+            ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} ({elapsed})")
+        {
             bar.set_style(style.progress_chars("=> "));
         }
         bar.set_message(label.to_string());
@@ -367,7 +393,9 @@ pub async fn sync(data_dir: &Path, args: SyncArgs) -> miette::Result<ExitCode> {
         };
         let bar = Bar::new(&format!("syncing {}", prepared.app.metadata.name));
         let revision = prepared.revision();
-        let report = engine.sync(&prepared.rendered.manifests, &revision, &opts, &bar).await;
+        let report = engine
+            .sync(&prepared.rendered.manifests, &revision, &opts, &bar)
+            .await;
         bar.finish();
         let report = report.map_err(|source| CommandError::Sync {
             app: prepared.app.metadata.name.clone(),
@@ -399,7 +427,11 @@ pub async fn sync(data_dir: &Path, args: SyncArgs) -> miette::Result<ExitCode> {
     if args.output == Output::Json {
         print_json(&reports)?;
     }
-    Ok(if ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn print_json<T: serde::Serialize>(items: &[T]) -> miette::Result<()> {
@@ -459,7 +491,11 @@ pub async fn diff(data_dir: &Path, args: DiffArgs) -> miette::Result<ExitCode> {
     if args.output == Output::Json {
         print_json(&reports)?;
     }
-    Ok(if in_sync { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if in_sync {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// `plumb status` arguments.

@@ -39,13 +39,18 @@ pub struct Cluster {
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cluster").field("server", &self.server).finish()
+        f.debug_struct("Cluster")
+            .field("server", &self.server)
+            .finish()
     }
 }
 
 impl Cluster {
     /// Discover what `client`'s server serves.
-    pub async fn new(client: kube::Client, server: impl Into<String>) -> Result<Cluster, ClusterError> {
+    pub async fn new(
+        client: kube::Client,
+        server: impl Into<String>,
+    ) -> Result<Cluster, ClusterError> {
         let server = server.into();
         let discovery = Discovery::new(client.clone())
             .run_aggregated()
@@ -88,7 +93,8 @@ impl Cluster {
     pub async fn resolve(&self, gvk: &Gvk) -> Option<Resolved> {
         let d = self.discovery.read().await.clone();
         let key = kube::api::GroupVersionKind::gvk(&gvk.group, &gvk.version, &gvk.kind);
-        d.resolve_gvk(&key).map(|(resource, caps)| to_resolved(resource, &caps))
+        d.resolve_gvk(&key)
+            .map(|(resource, caps)| to_resolved(resource, &caps))
     }
 
     /// Every listable kind the server serves, at its preferred version.

@@ -50,16 +50,22 @@ fn same_server(a: &str, b: &str) -> bool {
 }
 
 /// A client for `dest`, and the URL of the server it talks to.
-pub async fn connect(dest: &Destination, kubeconfig: Option<&Path>) -> Result<(kube::Client, String), DestinationError> {
+pub async fn connect(
+    dest: &Destination,
+    kubeconfig: Option<&Path>,
+) -> Result<(kube::Client, String), DestinationError> {
     let kc = match kubeconfig {
-        Some(p) => Some(Kubeconfig::read_from(p).map_err(|e| DestinationError::BadConfig {
-            path: p.display().to_string(),
-            message: e.to_string(),
-        })?),
+        Some(p) => Some(
+            Kubeconfig::read_from(p).map_err(|e| DestinationError::BadConfig {
+                path: p.display().to_string(),
+                message: e.to_string(),
+            })?,
+        ),
         None => Kubeconfig::read().ok(),
     };
     let want_server = dest.server.as_deref().filter(|s| !s.is_empty());
-    let in_cluster = want_server.is_none_or(|s| same_server(s, IN_CLUSTER_SERVER)) && dest.name.is_none();
+    let in_cluster =
+        want_server.is_none_or(|s| same_server(s, IN_CLUSTER_SERVER)) && dest.name.is_none();
     let Some(kc) = kc else {
         if in_cluster && let Ok(config) = kube::Config::incluster() {
             let server = config.cluster_url.to_string();
@@ -69,9 +75,15 @@ pub async fn connect(dest: &Destination, kubeconfig: Option<&Path>) -> Result<(k
             })?;
             return Ok((client, server));
         }
-        return Err(DestinationError::NoConfig("KUBECONFIG unset and ~/.kube/config missing".into()));
+        return Err(DestinationError::NoConfig(
+            "KUBECONFIG unset and ~/.kube/config missing".into(),
+        ));
     };
-    let context = if let Some(name) = dest.name.as_deref().filter(|n| !n.is_empty() && *n != "in-cluster") {
+    let context = if let Some(name) = dest
+        .name
+        .as_deref()
+        .filter(|n| !n.is_empty() && *n != "in-cluster")
+    {
         if !kc.contexts.iter().any(|c| c.name == name) {
             return Err(DestinationError::UnknownContext(name.to_string()));
         }
@@ -83,7 +95,12 @@ pub async fn connect(dest: &Destination, kubeconfig: Option<&Path>) -> Result<(k
         let cluster = kc
             .clusters
             .iter()
-            .find(|c| c.cluster.as_ref().and_then(|c| c.server.as_deref()).is_some_and(|s| same_server(s, server)))
+            .find(|c| {
+                c.cluster
+                    .as_ref()
+                    .and_then(|c| c.server.as_deref())
+                    .is_some_and(|s| same_server(s, server))
+            })
             .map(|c| c.name.clone());
         let ctx = cluster.and_then(|cl| {
             kc.contexts

@@ -25,12 +25,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PropagationPolicy};
+use kube::api::{
+    Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PropagationPolicy,
+};
 use plumb_model::application::Application;
 use plumb_model::diff::{IgnoreRules, comparable_pair, differs};
 use plumb_model::health::{Health, assess};
 use plumb_model::inventory::{FIELD_MANAGER, TRACKING_ANNOTATION, tracking_id};
-use plumb_model::sync::{Action, ActionCounts, ObjectOptions, ObjectResult, Stage, Step, prune_allowed};
+use plumb_model::sync::{
+    Action, ActionCounts, ObjectOptions, ObjectResult, Stage, Step, prune_allowed,
+};
 use plumb_model::{HealthStatus, Inventory, InventoryEntry, ObjectRef, SyncStatus};
 use plumb_render::{Manifest, Origin};
 use serde::Serialize;
@@ -57,7 +61,9 @@ pub enum SyncError {
         kind: String,
     },
     /// A namespaced object has no namespace and the destination names none.
-    #[error("{origin}: {object} is namespaced but names no namespace, and the destination has none")]
+    #[error(
+        "{origin}: {object} is namespaced but names no namespace, and the destination has none"
+    )]
     NoNamespace {
         /// Where.
         origin: Origin,
@@ -267,7 +273,12 @@ impl<'a> Engine<'a> {
     }
 
     fn destination_namespace(&self) -> Option<&str> {
-        self.app.spec.destination.namespace.as_deref().filter(|s| !s.is_empty())
+        self.app
+            .spec
+            .destination
+            .namespace
+            .as_deref()
+            .filter(|s| !s.is_empty())
     }
 
     async fn prepare(&self, manifests: &[Manifest]) -> Result<Vec<Desired>, SyncError> {
@@ -319,7 +330,13 @@ impl<'a> Engine<'a> {
                     self.app_key
                 )));
             }
-            if !opts.force_prune && !prune_allowed(prune_candidates.len(), old.members.len(), opts.max_prune_share) {
+            if !opts.force_prune
+                && !prune_allowed(
+                    prune_candidates.len(),
+                    old.members.len(),
+                    opts.max_prune_share,
+                )
+            {
                 return Err(SyncError::PruneRefused(format!(
                     "pruning would delete {} of {} objects of {} ({:.0}%, more than the allowed {:.0}%); \
                      nothing was changed (pass --force-prune if this is intended)",
@@ -353,12 +370,19 @@ impl<'a> Engine<'a> {
 
         if self.app.sync_option("CreateNamespace")
             && let Some(ns) = self.destination_namespace()
-            && !desired.iter().any(|d| d.gvk.group.is_empty() && d.gvk.kind == "Namespace" && d.oref.name == ns)
+            && !desired
+                .iter()
+                .any(|d| d.gvk.group.is_empty() && d.gvk.kind == "Namespace" && d.oref.name == ns)
         {
             self.ensure_namespace(ns, opts.dry_run).await?;
         }
 
-        let mut steps: Vec<Step> = desired.iter().map(|d| d.step).collect::<BTreeSet<_>>().into_iter().collect();
+        let mut steps: Vec<Step> = desired
+            .iter()
+            .map(|d| d.step)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         steps.sort();
         let planned_namespaces: BTreeSet<String> = desired
             .iter()
@@ -374,7 +398,10 @@ impl<'a> Engine<'a> {
 
         for step in steps {
             // Kinds whose CRD was created in an earlier step resolve now.
-            for d in desired.iter_mut().filter(|d| d.step == step && d.resolved.is_none()) {
+            for d in desired
+                .iter_mut()
+                .filter(|d| d.step == step && d.resolved.is_none())
+            {
                 d.resolved = self.cluster.resolve(&d.gvk).await;
                 if d.resolved.is_none() && !opts.dry_run {
                     return Err(SyncError::UnknownKind {
@@ -394,11 +421,12 @@ impl<'a> Engine<'a> {
                 planned_namespaces: &planned_namespaces,
                 wait_timeout: opts.wait_timeout,
             };
-            let outcomes: Vec<(ObjectResult, Option<InventoryEntry>)> = stream::iter(batch.iter().copied())
-                .map(|d| ctx.apply(d))
-                .buffered(opts.concurrency.max(1))
-                .collect()
-                .await;
+            let outcomes: Vec<(ObjectResult, Option<InventoryEntry>)> =
+                stream::iter(batch.iter().copied())
+                    .map(|d| ctx.apply(d))
+                    .buffered(opts.concurrency.max(1))
+                    .collect()
+                    .await;
             for (r, entry) in outcomes {
                 progress.object(&r);
                 if r.action == Action::Failed {
@@ -429,7 +457,11 @@ impl<'a> Engine<'a> {
                     self.prune_one(&entry, opts.dry_run).await
                 } else {
                     (
-                        result_for(&entry, Action::Skipped, "left Git; prune is off (use --prune)"),
+                        result_for(
+                            &entry,
+                            Action::Skipped,
+                            "left Git; prune is off (use --prune)",
+                        ),
                         true,
                     )
                 };
@@ -487,7 +519,12 @@ impl<'a> Engine<'a> {
     }
 
     /// Compare the rendered manifests with the cluster.
-    pub async fn diff(&self, manifests: &[Manifest], revision: &str, all: bool) -> Result<DiffReport, SyncError> {
+    pub async fn diff(
+        &self,
+        manifests: &[Manifest],
+        revision: &str,
+        all: bool,
+    ) -> Result<DiffReport, SyncError> {
         let desired = self.prepare(manifests).await?;
         let old = self.inventory().await?.unwrap_or_default();
         let old_by_ref = old.by_ref();
@@ -500,8 +537,15 @@ impl<'a> Engine<'a> {
             .collect()
             .await;
         let mut objects: Vec<ObjectDiff> = objects.into_iter().collect::<Result<_, _>>()?;
-        for entry in old.members.iter().filter(|m| !desired_refs.contains(&m.object_ref())) {
-            if let Some(obj) = self.get_live(&entry.gvk_resolved(self.cluster).await, &entry.object_ref()).await? {
+        for entry in old
+            .members
+            .iter()
+            .filter(|m| !desired_refs.contains(&m.object_ref()))
+        {
+            if let Some(obj) = self
+                .get_live(&entry.gvk_resolved(self.cluster).await, &entry.object_ref())
+                .await?
+            {
                 if !owned_by(&obj, &tracking_id(&self.app_key, &entry.object_ref())) {
                     continue;
                 }
@@ -527,7 +571,11 @@ impl<'a> Engine<'a> {
     }
 
     /// Sync and health status of the rendered manifests against the cluster.
-    pub async fn status(&self, manifests: &[Manifest], target_revision: &str) -> Result<StatusReport, SyncError> {
+    pub async fn status(
+        &self,
+        manifests: &[Manifest],
+        target_revision: &str,
+    ) -> Result<StatusReport, SyncError> {
         let diff = self.diff(manifests, target_revision, true).await?;
         let inv = self.inventory().await?;
         let desired = self.prepare(manifests).await?;
@@ -582,7 +630,10 @@ impl<'a> Engine<'a> {
                 object: o.object.clone(),
                 version: o.version.clone(),
                 sync,
-                health: health.as_ref().map(|h| h.status).unwrap_or(HealthStatus::Healthy),
+                health: health
+                    .as_ref()
+                    .map(|h| h.status)
+                    .unwrap_or(HealthStatus::Healthy),
                 message: health.map(|h| h.message).unwrap_or_else(|| {
                     if o.state == "removed" {
                         "left Git; requires pruning".into()
@@ -630,7 +681,7 @@ impl<'a> Engine<'a> {
         };
         if let Some(e) = recorded
             && !e.applied_hash.is_empty()
-            && e.applied_hash == d.hash
+            && e.applied_hash == self.applied_hash(d)
             && e.resource_version == live_meta.resource_version
         {
             return Ok(base("unchanged"));
@@ -657,7 +708,10 @@ impl<'a> Engine<'a> {
             Ok(o) => serde_json::to_value(o).unwrap_or_default(),
             Err(e) => {
                 let mut o = base("modified");
-                o.diff = format!("# the server rejects the desired object: {}\n", api_error_text(&e));
+                o.diff = format!(
+                    "# the server rejects the desired object: {}\n",
+                    api_error_text(&e)
+                );
                 return Ok(o);
             }
         };
@@ -672,6 +726,30 @@ impl<'a> Engine<'a> {
         Ok(o)
     }
 
+    /// The hash recorded for an apply: the manifest's, plus the ignore rules
+    /// that shaped what was actually sent.
+    fn applied_hash(&self, d: &Desired) -> String {
+        let rules: Vec<&plumb_model::application::IgnoreDifferences> = self
+            .app
+            .spec
+            .ignore_differences
+            .iter()
+            .filter(|r| {
+                r.matches(
+                    &d.gvk.group,
+                    &d.gvk.kind,
+                    d.oref.namespace.as_deref(),
+                    &d.oref.name,
+                )
+            })
+            .collect();
+        if rules.is_empty() {
+            d.hash.clone()
+        } else {
+            crate::prepare::hash_of(&serde_json::json!([d.hash, rules]))
+        }
+    }
+
     fn ignore_rules(&self, d: &Desired) -> IgnoreRules<'a> {
         IgnoreRules::for_object(
             &self.app.spec.ignore_differences,
@@ -682,7 +760,11 @@ impl<'a> Engine<'a> {
         )
     }
 
-    async fn get_live(&self, resolved: &Option<Resolved>, r: &ObjectRef) -> Result<Option<Value>, SyncError> {
+    async fn get_live(
+        &self,
+        resolved: &Option<Resolved>,
+        r: &ObjectRef,
+    ) -> Result<Option<Value>, SyncError> {
         let Some(resolved) = resolved else {
             return Ok(None);
         };
@@ -697,8 +779,12 @@ impl<'a> Engine<'a> {
     }
 
     /// Metadata of the live objects a batch names, one LIST per kind and namespace.
-    async fn live_meta(&self, batch: &[&Desired]) -> Result<BTreeMap<ObjectRef, LiveMeta>, SyncError> {
-        let mut groups: BTreeMap<(String, String, String, Option<String>), Resolved> = BTreeMap::new();
+    async fn live_meta(
+        &self,
+        batch: &[&Desired],
+    ) -> Result<BTreeMap<ObjectRef, LiveMeta>, SyncError> {
+        let mut groups: BTreeMap<(String, String, String, Option<String>), Resolved> =
+            BTreeMap::new();
         for d in batch {
             if let Some(r) = &d.resolved {
                 groups
@@ -723,7 +809,10 @@ impl<'a> Engine<'a> {
                         Err(kube::Error::Api(s)) if s.code == 404 => break,
                         Err(source) => {
                             return Err(SyncError::Api {
-                                context: format!("listing {kind} in {}", ns.as_deref().unwrap_or("the cluster")),
+                                context: format!(
+                                    "listing {kind} in {}",
+                                    ns.as_deref().unwrap_or("the cluster")
+                                ),
                                 source,
                             });
                         }
@@ -741,7 +830,11 @@ impl<'a> Engine<'a> {
                         out.push((
                             oref,
                             LiveMeta {
-                                resource_version: item.metadata.resource_version.clone().unwrap_or_default(),
+                                resource_version: item
+                                    .metadata
+                                    .resource_version
+                                    .clone()
+                                    .unwrap_or_default(),
                                 tracking: item
                                     .metadata
                                     .annotations
@@ -769,7 +862,8 @@ impl<'a> Engine<'a> {
     }
 
     async fn ensure_namespace(&self, ns: &str, dry_run: bool) -> Result<(), SyncError> {
-        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.cluster.client().clone());
+        let api: Api<k8s_openapi::api::core::v1::Namespace> =
+            Api::all(self.cluster.client().clone());
         if api
             .get_opt(ns)
             .await
@@ -781,7 +875,8 @@ impl<'a> Engine<'a> {
         {
             return Ok(());
         }
-        let body = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+        let body =
+            serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
         let mut params = PatchParams::apply(FIELD_MANAGER).force();
         if dry_run {
             params = params.dry_run();
@@ -795,11 +890,19 @@ impl<'a> Engine<'a> {
         Ok(())
     }
 
-    async fn wait_established(&self, crds: &[&Desired], timeout: Duration) -> Result<(), SyncError> {
+    async fn wait_established(
+        &self,
+        crds: &[&Desired],
+        timeout: Duration,
+    ) -> Result<(), SyncError> {
         let api: Api<DynamicObject> = Api::all_with(
             self.cluster.client().clone(),
             &kube::discovery::ApiResource::from_gvk_with_plural(
-                &kube::api::GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
+                &kube::api::GroupVersionKind::gvk(
+                    "apiextensions.k8s.io",
+                    "v1",
+                    "CustomResourceDefinition",
+                ),
                 "customresourcedefinitions",
             ),
         );
@@ -809,10 +912,13 @@ impl<'a> Engine<'a> {
                 continue;
             }
             loop {
-                let obj = api.get_opt(&d.oref.name).await.map_err(|source| SyncError::Api {
-                    context: format!("waiting for {}", d.oref),
-                    source,
-                })?;
+                let obj = api
+                    .get_opt(&d.oref.name)
+                    .await
+                    .map_err(|source| SyncError::Api {
+                        context: format!("waiting for {}", d.oref),
+                        source,
+                    })?;
                 let established = obj
                     .map(|o| serde_json::to_value(o).unwrap_or_default())
                     .and_then(|v| assess(&v))
@@ -823,7 +929,11 @@ impl<'a> Engine<'a> {
                 if tokio::time::Instant::now() > deadline {
                     return Err(SyncError::Invalid {
                         origin: d.origin.clone(),
-                        message: format!("{} was not Established within {}s", d.oref, timeout.as_secs()),
+                        message: format!(
+                            "{} was not Established within {}s",
+                            d.oref,
+                            timeout.as_secs()
+                        ),
                     });
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -838,7 +948,10 @@ impl<'a> Engine<'a> {
         let oref = entry.object_ref();
         let Some(resolved) = entry.gvk_resolved(self.cluster).await else {
             // The kind is gone (its CRD was deleted): so is the object.
-            return (result_for(entry, Action::Pruned, "kind no longer served"), false);
+            return (
+                result_for(entry, Action::Pruned, "kind no longer served"),
+                false,
+            );
         };
         let api = self.cluster.api(&resolved, oref.namespace.as_deref());
         let live = match api.get_opt(&oref.name).await {
@@ -848,7 +961,11 @@ impl<'a> Engine<'a> {
         };
         if !owned_by(&live, &tracking_id(&self.app_key, &oref)) {
             return (
-                result_for(entry, Action::Skipped, "not created by this Application; left alone"),
+                result_for(
+                    entry,
+                    Action::Skipped,
+                    "not created by this Application; left alone",
+                ),
                 false,
             );
         }
@@ -863,8 +980,17 @@ impl<'a> Engine<'a> {
             params = params.dry_run();
         }
         match api.delete(&oref.name, &params).await {
-            Ok(_) => (result_for(entry, Action::Pruned, if dry_run { "would prune" } else { "" }), dry_run),
-            Err(kube::Error::Api(s)) if s.code == 404 => (result_for(entry, Action::Pruned, "already gone"), false),
+            Ok(_) => (
+                result_for(
+                    entry,
+                    Action::Pruned,
+                    if dry_run { "would prune" } else { "" },
+                ),
+                dry_run,
+            ),
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                (result_for(entry, Action::Pruned, "already gone"), false)
+            }
             Err(e) => (result_for(entry, Action::Failed, &api_error_text(&e)), true),
         }
     }
@@ -889,9 +1015,10 @@ impl ApplyCtx<'_, '_> {
             action,
             message: message.to_string(),
         };
+        let hash = self.engine.applied_hash(d);
         if let (Some(l), Some(e)) = (live, self.inventory.get(&d.oref))
             && !e.applied_hash.is_empty()
-            && e.applied_hash == d.hash
+            && e.applied_hash == hash
             && e.resource_version == l.resource_version
         {
             return (result(Action::Unchanged, ""), Some((*e).clone()));
@@ -910,7 +1037,10 @@ impl ApplyCtx<'_, '_> {
         }
         let Some(resolved) = &d.resolved else {
             // Only in a dry run: the CRD would be created first.
-            return (result(Action::Created, "would create (its CRD is created first)"), None);
+            return (
+                result(Action::Created, "would create (its CRD is created first)"),
+                None,
+            );
         };
         let engine = self.engine;
         let api = engine.cluster.api(resolved, d.oref.namespace.as_deref());
@@ -934,7 +1064,7 @@ impl ApplyCtx<'_, '_> {
                         let rv = o.metadata.resource_version.clone().unwrap_or_default();
                         return (
                             result(Action::Configured, "replaced (Replace=true)"),
-                            Some(entry_for(d, d.hash.clone(), rv)),
+                            Some(entry_for(d, hash, rv)),
                         );
                     }
                     Err(e) => return (result(Action::Failed, &api_error_text(&e)), None),
@@ -953,7 +1083,11 @@ impl ApplyCtx<'_, '_> {
             }
             Err(e) => return (result(Action::Failed, &api_error_text(&e)), None),
         };
-        let rv = applied.metadata.resource_version.clone().unwrap_or_default();
+        let rv = applied
+            .metadata
+            .resource_version
+            .clone()
+            .unwrap_or_default();
         let action = match live {
             None => Action::Created,
             Some(l) if self.dry_run => {
@@ -978,11 +1112,16 @@ impl ApplyCtx<'_, '_> {
         } else {
             String::new()
         };
-        let entry = (!self.dry_run).then(|| entry_for(d, d.hash.clone(), rv));
+        let entry = (!self.dry_run).then(|| entry_for(d, hash, rv));
         (result(action, &message), entry)
     }
 
-    async fn replace(&self, api: &Api<DynamicObject>, d: &Desired, body: &Value) -> Result<DynamicObject, kube::Error> {
+    async fn replace(
+        &self,
+        api: &Api<DynamicObject>,
+        d: &Desired,
+        body: &Value,
+    ) -> Result<DynamicObject, kube::Error> {
         let params = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Foreground),
             ..Default::default()
@@ -996,8 +1135,12 @@ impl ApplyCtx<'_, '_> {
         while api.get_opt(&d.oref.name).await?.is_some() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        api.patch(&d.oref.name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(body))
-            .await
+        api.patch(
+            &d.oref.name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(body),
+        )
+        .await
     }
 }
 

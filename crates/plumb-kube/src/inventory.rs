@@ -41,20 +41,32 @@ pub enum InventoryError {
 pub fn configmap_name(app_key: &str) -> String {
     let cleaned: String = app_key
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c.to_ascii_lowercase() } else { '.' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c.to_ascii_lowercase()
+            } else {
+                '.'
+            }
+        })
         .collect();
     let name = format!("inventory.{cleaned}");
     name.chars().take(253).collect()
 }
 
 /// Read the inventory of `app_key`; `None` when there is none yet.
-pub async fn load(client: &kube::Client, app_key: &str) -> Result<Option<Inventory>, InventoryError> {
+pub async fn load(
+    client: &kube::Client,
+    app_key: &str,
+) -> Result<Option<Inventory>, InventoryError> {
     let name = configmap_name(app_key);
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), INVENTORY_NAMESPACE);
-    let cm = api.get_opt(&name).await.map_err(|source| InventoryError::Api {
-        name: name.clone(),
-        source,
-    })?;
+    let cm = api
+        .get_opt(&name)
+        .await
+        .map_err(|source| InventoryError::Api {
+            name: name.clone(),
+            source,
+        })?;
     let Some(cm) = cm else {
         return Ok(None);
     };
@@ -106,7 +118,9 @@ pub async fn save(client: &kube::Client, inv: &Inventory) -> Result<(), Inventor
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 404 => {
             ensure_namespace(client).await.map_err(api_err)?;
-            api.patch(&name, &params, &Patch::Apply(&body)).await.map_err(api_err)?;
+            api.patch(&name, &params, &Patch::Apply(&body))
+                .await
+                .map_err(api_err)?;
             Ok(())
         }
         Err(e) => Err(api_err(e)),
@@ -131,9 +145,13 @@ async fn ensure_namespace(client: &kube::Client) -> Result<(), kube::Error> {
         "kind": "Namespace",
         "metadata": {"name": INVENTORY_NAMESPACE, "labels": {"app.kubernetes.io/managed-by": "plumb"}},
     });
-    api.patch(INVENTORY_NAMESPACE, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
-        .await
-        .map(|_| ())
+    api.patch(
+        INVENTORY_NAMESPACE,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .map(|_| ())
 }
 
 #[cfg(test)]

@@ -26,5 +26,6 @@ pub mod textdiff;
 pub use cluster::{Cluster, ClusterError};
 pub use destination::{DestinationError, connect};
 pub use engine::{
-    DiffReport, Engine, ObjectDiff, ObjectStatus, Progress, StatusReport, SyncError, SyncOptions, SyncReport,
+    DiffReport, Engine, ObjectDiff, ObjectStatus, Progress, StatusReport, SyncError, SyncOptions,
+    SyncReport,
 };

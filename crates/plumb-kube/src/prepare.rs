@@ -42,7 +42,9 @@ struct PlannedKind {
 fn planned_kinds(manifests: &[Manifest]) -> BTreeMap<(String, String), PlannedKind> {
     let mut out = BTreeMap::new();
     for m in manifests {
-        if m.kind() != "CustomResourceDefinition" || !m.api_version().starts_with("apiextensions.k8s.io/") {
+        if m.kind() != "CustomResourceDefinition"
+            || !m.api_version().starts_with("apiextensions.k8s.io/")
+        {
             continue;
         }
         let spec = &m.object["spec"];
@@ -50,7 +52,11 @@ fn planned_kinds(manifests: &[Manifest]) -> BTreeMap<(String, String), PlannedKi
         let kind = spec["names"]["kind"].as_str().unwrap_or("").to_string();
         let versions = spec["versions"]
             .as_array()
-            .map(|v| v.iter().filter_map(|x| x["name"].as_str().map(str::to_string)).collect())
+            .map(|v| {
+                v.iter()
+                    .filter_map(|x| x["name"].as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default();
         out.insert(
             (group, kind),
@@ -84,7 +90,10 @@ pub(crate) async fn prepare(
                 r
             }
         };
-        let namespaced = match (&resolved, planned.get(&(gvk.group.clone(), gvk.kind.clone()))) {
+        let namespaced = match (
+            &resolved,
+            planned.get(&(gvk.group.clone(), gvk.kind.clone())),
+        ) {
             (Some(r), _) => r.namespaced,
             (None, Some(p)) if p.versions.contains(&gvk.version) => p.namespaced,
             _ => {
@@ -97,10 +106,13 @@ pub(crate) async fn prepare(
         };
         let mut obj = m.object.clone();
         let namespace = if namespaced {
-            let ns = m.namespace().or(default_namespace).ok_or_else(|| SyncError::NoNamespace {
-                origin: m.origin.clone(),
-                object: format!("{}/{}", m.kind(), m.name()),
-            })?;
+            let ns = m
+                .namespace()
+                .or(default_namespace)
+                .ok_or_else(|| SyncError::NoNamespace {
+                    origin: m.origin.clone(),
+                    object: format!("{}/{}", m.kind(), m.name()),
+                })?;
             obj["metadata"]["namespace"] = Value::from(ns);
             Some(ns.to_string())
         } else {
@@ -110,23 +122,36 @@ pub(crate) async fn prepare(
             None
         };
         let oref = ObjectRef::new(&gvk, namespace.as_deref(), m.name());
-        let meta = obj["metadata"].as_object_mut().ok_or_else(|| SyncError::Invalid {
-            origin: m.origin.clone(),
-            message: "metadata must be a mapping".into(),
-        })?;
-        let annotations = meta.entry("annotations").or_insert_with(|| Value::Object(Default::default()));
+        let meta = obj["metadata"]
+            .as_object_mut()
+            .ok_or_else(|| SyncError::Invalid {
+                origin: m.origin.clone(),
+                message: "metadata must be a mapping".into(),
+            })?;
+        let annotations = meta
+            .entry("annotations")
+            .or_insert_with(|| Value::Object(Default::default()));
         if !annotations.is_object() {
             *annotations = Value::Object(Default::default());
         }
         annotations[TRACKING_ANNOTATION] = Value::from(tracking_id(app_key, &oref));
-        let labels = meta.entry("labels").or_insert_with(|| Value::Object(Default::default()));
+        let labels = meta
+            .entry("labels")
+            .or_insert_with(|| Value::Object(Default::default()));
         if !labels.is_object() {
             *labels = Value::Object(Default::default());
         }
         labels[APP_LABEL] = Value::from(label_value(app_name));
         // Fields the server owns must not be applied.
         if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-            for k in ["resourceVersion", "uid", "creationTimestamp", "managedFields", "generation", "selfLink"] {
+            for k in [
+                "resourceVersion",
+                "uid",
+                "creationTimestamp",
+                "managedFields",
+                "generation",
+                "selfLink",
+            ] {
                 meta.remove(k);
             }
         }
@@ -161,10 +186,17 @@ pub(crate) async fn prepare(
 fn label_value(s: &str) -> String {
     let v: String = s
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(63)
         .collect();
-    v.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_string()
+    v.trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_string()
 }
 
 /// Hash of an object's canonical JSON (serde_json maps are sorted).
