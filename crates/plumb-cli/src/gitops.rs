@@ -68,7 +68,7 @@ pub enum CommandError {
     ))]
     Load(#[from] plumb_render::application::LoadError),
     /// Git failed.
-    #[error("{app}: {source}")]
+    #[error("{app}: {cause}")]
     #[diagnostic(help(
         "check spec.source.repoURL and targetRevision, and credentials (PLUMB_GIT_* or --git-credentials)"
     ))]
@@ -76,10 +76,10 @@ pub enum CommandError {
         /// The Application.
         app: String,
         /// Why.
-        source: GitError,
+        cause: GitError,
     },
     /// Rendering failed.
-    #[error("{app} at {commit}: {source}")]
+    #[error("{app} at {commit}: {cause}")]
     #[diagnostic(help("fix the manifest in Git; nothing was changed in the cluster"))]
     Render {
         /// The Application.
@@ -87,27 +87,27 @@ pub enum CommandError {
         /// The commit.
         commit: String,
         /// Why.
-        source: Box<plumb_render::RenderError>,
+        cause: Box<plumb_render::RenderError>,
     },
     /// The destination could not be reached.
-    #[error("{app}: {source}")]
+    #[error("{app}: {cause}")]
     #[diagnostic(help("check spec.destination and your kubeconfig"))]
     Destination {
         /// The Application.
         app: String,
         /// Why.
-        source: plumb_kube::DestinationError,
+        cause: plumb_kube::DestinationError,
     },
     /// Discovery failed.
-    #[error("{app}: {source}")]
+    #[error("{app}: {cause}")]
     Cluster {
         /// The Application.
         app: String,
         /// Why.
-        source: plumb_kube::ClusterError,
+        cause: plumb_kube::ClusterError,
     },
     /// The sync could not run.
-    #[error("{app}: {source}")]
+    #[error("{app}: {cause}")]
     #[diagnostic(help(
         "nothing after the reported point was changed; fix the cause and sync again"
     ))]
@@ -115,7 +115,7 @@ pub enum CommandError {
         /// The Application.
         app: String,
         /// Why.
-        source: plumb_kube::SyncError,
+        cause: plumb_kube::SyncError,
     },
 }
 
@@ -184,13 +184,13 @@ impl Pipeline {
                     git.fetch(&source.repo_url, rev)
                         .map_err(|source| CommandError::Git {
                             app: name.clone(),
-                            source,
+                            cause: source,
                         })?;
                 let snap = git
                     .snapshot(&source.repo_url, &commit.id)
                     .map_err(|source| CommandError::Git {
                         app: name.clone(),
-                        source,
+                        cause: source,
                     })?;
                 commits.push(commit);
                 snapshots.push(snap);
@@ -218,7 +218,7 @@ impl Pipeline {
                         .first()
                         .map(|c| c.short().to_string())
                         .unwrap_or_default(),
-                    source: Box::new(source),
+                    cause: Box::new(source),
                 })?;
             drop(parts);
             drop(sources);
@@ -233,7 +233,7 @@ impl Pipeline {
             Err(e) => Err(CommandError::Render {
                 app: String::new(),
                 commit: String::new(),
-                source: Box::new(plumb_render::RenderError::InvalidOption(format!(
+                cause: Box::new(plumb_render::RenderError::InvalidOption(format!(
                     "render task failed: {e}"
                 ))),
             }),
@@ -248,11 +248,14 @@ impl Pipeline {
                 .await
                 .map_err(|source| CommandError::Destination {
                     app: name.clone(),
-                    source,
+                    cause: source,
                 })?;
         Cluster::new(client, server)
             .await
-            .map_err(|source| CommandError::Cluster { app: name, source })
+            .map_err(|source| CommandError::Cluster {
+                app: name,
+                cause: source,
+            })
     }
 }
 
@@ -399,7 +402,7 @@ pub async fn sync(data_dir: &Path, args: SyncArgs) -> miette::Result<ExitCode> {
         bar.finish();
         let report = report.map_err(|source| CommandError::Sync {
             app: prepared.app.metadata.name.clone(),
-            source,
+            cause: source,
         })?;
         ok &= report.succeeded;
         if args.output == Output::Text {
@@ -472,7 +475,7 @@ pub async fn diff(data_dir: &Path, args: DiffArgs) -> miette::Result<ExitCode> {
             .await
             .map_err(|source| CommandError::Sync {
                 app: prepared.app.metadata.name.clone(),
-                source,
+                cause: source,
             })?;
         in_sync &= report.in_sync();
         if args.output == Output::Text {
@@ -523,7 +526,7 @@ pub async fn status(data_dir: &Path, args: StatusArgs) -> miette::Result<ExitCod
             .await
             .map_err(|source| CommandError::Sync {
                 app: prepared.app.metadata.name.clone(),
-                source,
+                cause: source,
             })?;
         if args.output == Output::Text {
             let r = &report;
