@@ -5,7 +5,9 @@
 //! say what went wrong and what to do next (miette). Domain logic does not live
 //! here.
 
+mod agent_cmd;
 mod gitops;
+mod remote;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +39,23 @@ enum Command {
     Diff(gitops::DiffArgs),
     /// Show sync and health status of each Application.
     Status(gitops::StatusArgs),
+    /// Keep Applications equal to Git continuously: poll and webhooks, self-heal, history, API, UI, metrics.
+    Agent(agent_cmd::AgentArgs),
+    /// Show an Application's sync history (from a running agent).
+    History(remote::HistoryArgs),
+    /// Sync an older commit (SHA or history id) and pause automated sync until resume.
+    Rollback(remote::RollbackArgs),
+    /// Resume automated sync after a rollback.
+    Resume(remote::ResumeArgs),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Create a token (works whether or not an agent runs on the data dir); prints it alone on stdout.
+    Create(agent_cmd::TokenCreateArgs),
 }
 
 fn main() -> ExitCode {
@@ -82,6 +101,11 @@ fn main() -> ExitCode {
             Command::Sync(args) => gitops::sync(&data_dir, args).await,
             Command::Diff(args) => gitops::diff(&data_dir, args).await,
             Command::Status(args) => gitops::status(&data_dir, args).await,
+            Command::Agent(args) => agent_cmd::agent(&data_dir, args).await,
+            Command::History(args) => remote::history(args).await,
+            Command::Rollback(args) => remote::rollback(args).await,
+            Command::Resume(args) => remote::resume(args).await,
+            Command::Token(TokenCommand::Create(args)) => agent_cmd::token_create(&data_dir, args),
         }
     });
     match result {

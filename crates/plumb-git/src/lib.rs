@@ -246,6 +246,13 @@ impl GitCache {
         Ok(pick_ref(&refs, &name).map(|r| r.object.to_string()))
     }
 
+    /// Every ref the remote advertises (branches, tags, `HEAD`), with the
+    /// commit each names, in one round trip and without fetching objects.
+    pub fn remote_refs(&self, url: &str) -> Result<RemoteRefs, GitError> {
+        let repo = self.open_repo(url)?;
+        Ok(RemoteRefs(self.list_remote_refs(&repo, url)?))
+    }
+
     /// Make sure the commit `revision` names is in the cache and describe it.
     pub fn fetch(&self, url: &str, revision: &str) -> Result<Commit, GitError> {
         let dir = self.repo_dir(url);
@@ -448,7 +455,7 @@ fn error_chain(e: &dyn std::fmt::Debug) -> String {
 }
 
 /// Install ring as the process's TLS provider, once; HTTPS fetches need one.
-fn install_crypto_provider() {
+pub fn install_crypto_provider() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -471,6 +478,22 @@ fn normalize_url(url: &str) -> String {
             )
         }
         None => u.to_string(),
+    }
+}
+
+/// The refs of one remote, as [`GitCache::remote_refs`] read them.
+#[derive(Debug, Clone, Default)]
+pub struct RemoteRefs(Vec<RemoteRef>);
+
+impl RemoteRefs {
+    /// The commit `revision` names on the remote: `None` for commit ids (they
+    /// never move) and for names the remote does not have.
+    pub fn resolve(&self, revision: &str) -> Option<String> {
+        match classify(revision) {
+            RevisionKind::FullId(_) => None,
+            RevisionKind::ShortId(s) => pick_ref(&self.0, &s).map(|r| r.object.to_string()),
+            RevisionKind::Name(n) => pick_ref(&self.0, &n).map(|r| r.object.to_string()),
+        }
     }
 }
 

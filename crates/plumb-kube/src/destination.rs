@@ -54,6 +54,19 @@ pub async fn connect(
     dest: &Destination,
     kubeconfig: Option<&Path>,
 ) -> Result<(kube::Client, String), DestinationError> {
+    let (config, server) = config_for(dest, kubeconfig).await?;
+    let client = kube::Client::try_from(config).map_err(|e| DestinationError::Client {
+        server: server.clone(),
+        message: e.to_string(),
+    })?;
+    Ok((client, server))
+}
+
+/// The client configuration for `dest`, and the URL of its server.
+pub async fn config_for(
+    dest: &Destination,
+    kubeconfig: Option<&Path>,
+) -> Result<(kube::Config, String), DestinationError> {
     let kc = match kubeconfig {
         Some(p) => Some(
             Kubeconfig::read_from(p).map_err(|e| DestinationError::BadConfig {
@@ -69,11 +82,7 @@ pub async fn connect(
     let Some(kc) = kc else {
         if in_cluster && let Ok(config) = kube::Config::incluster() {
             let server = config.cluster_url.to_string();
-            let client = kube::Client::try_from(config).map_err(|e| DestinationError::Client {
-                server: server.clone(),
-                message: e.to_string(),
-            })?;
-            return Ok((client, server));
+            return Ok((config, server));
         }
         return Err(DestinationError::NoConfig(
             "KUBECONFIG unset and ~/.kube/config missing".into(),
@@ -127,17 +136,12 @@ pub async fn connect(
         context,
         ..Default::default()
     };
-    let mut config = kube::Config::from_custom_kubeconfig(kc, &opts)
+    let config = kube::Config::from_custom_kubeconfig(kc, &opts)
         .await
         .map_err(|e| DestinationError::Client {
             server: want_server.unwrap_or(IN_CLUSTER_SERVER).to_string(),
             message: e.to_string(),
         })?;
-    config.read_timeout = Some(std::time::Duration::from_secs(60));
     let server = config.cluster_url.to_string();
-    let client = kube::Client::try_from(config).map_err(|e| DestinationError::Client {
-        server: server.clone(),
-        message: e.to_string(),
-    })?;
-    Ok((client, server))
+    Ok((config, server))
 }

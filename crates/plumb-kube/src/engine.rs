@@ -195,7 +195,7 @@ impl DiffReport {
 }
 
 /// One object's status.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ObjectStatus {
     /// Which object.
     #[serde(flatten)]
@@ -207,7 +207,7 @@ pub struct ObjectStatus {
     /// Its health.
     pub health: HealthStatus,
     /// Why, when not simply healthy.
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
 }
 
@@ -231,7 +231,7 @@ pub struct StatusReport {
 }
 
 /// Object counts of a status.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceCounts {
     /// Objects in Git.
@@ -253,6 +253,71 @@ pub struct ResourceCounts {
 struct LiveMeta {
     resource_version: String,
     tracking: Option<String>,
+    /// Hash of plumb's applied field set, when plumb has applied it.
+    fields_hash: Option<String>,
+    /// Nobody but plumb has written anything except status since plumb's
+    /// last apply (by `managedFields` times, strictly earlier).
+    untouched: bool,
+}
+
+/// What `managedFields` say about plumb's last apply: the hash of its field
+/// set, and whether any other writer touched more than status since.
+pub(crate) fn apply_state(meta: &kube::core::ObjectMeta) -> (Option<String>, bool) {
+    let Some(entries) = meta.managed_fields.as_ref() else {
+        return (None, false);
+    };
+    let ours = entries.iter().find(|e| {
+        e.manager.as_deref() == Some(FIELD_MANAGER)
+            && e.operation.as_deref() == Some("Apply")
+            && e.subresource.as_deref().unwrap_or("").is_empty()
+    });
+    let Some(ours) = ours else {
+        return (None, false);
+    };
+    let hash = ours
+        .fields_v1
+        .as_ref()
+        .map(|f| crate::prepare::hash_of(&f.0));
+    let Some(at) = ours.time.as_ref().map(|t| t.0) else {
+        return (hash, false);
+    };
+    // Writers since plumb's apply are harmless when they own none of the
+    // fields plumb owns: the dry run keeps their fields, so they never read
+    // as drift. Touching one of plumb's fields makes them a co-owner of it.
+    let leaves =
+        |f: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::FieldsV1>| -> BTreeSet<String> {
+            f.map(|f| {
+                plumb_model::diff::field_set_paths(&f.0)
+                    .iter()
+                    .map(|p| serde_json::to_string(p).unwrap_or_default())
+                    .collect()
+            })
+            .unwrap_or_default()
+        };
+    let mine = leaves(ours.fields_v1.as_ref());
+    let untouched = entries.iter().all(|e| {
+        if std::ptr::eq(e, ours) || e.subresource.as_deref() == Some("status") {
+            return true;
+        }
+        if e.time.as_ref().is_some_and(|t| t.0 < at) {
+            return true;
+        }
+        leaves(e.fields_v1.as_ref()).is_disjoint(&mine)
+    });
+    (hash, untouched)
+}
+
+/// Whether an object is exactly as plumb's recorded apply of this manifest left it.
+fn unchanged_since_apply(e: &InventoryEntry, live: &LiveMeta, hash: &str) -> bool {
+    if e.applied_hash.is_empty() || e.applied_hash != hash {
+        return false;
+    }
+    if e.resource_version == live.resource_version {
+        return true;
+    }
+    !e.fields_hash.is_empty()
+        && live.fields_hash.as_deref() == Some(e.fields_hash.as_str())
+        && live.untouched
 }
 
 /// The engine for one Application on one cluster.
@@ -421,12 +486,13 @@ impl<'a> Engine<'a> {
                 planned_namespaces: &planned_namespaces,
                 wait_timeout: opts.wait_timeout,
             };
-            let outcomes: Vec<(ObjectResult, Option<InventoryEntry>)> =
-                stream::iter(batch.iter().copied())
-                    .map(|d| ctx.apply(d))
-                    .buffered(opts.concurrency.max(1))
-                    .collect()
-                    .await;
+            // Futures are built first so the stream holds no closure (keeps
+            // the whole sync future Send for callers that spawn it).
+            let applies: Vec<_> = batch.iter().map(|d| ctx.apply(d)).collect();
+            let outcomes: Vec<(ObjectResult, Option<InventoryEntry>)> = stream::iter(applies)
+                .buffered(opts.concurrency.max(1))
+                .collect()
+                .await;
             for (r, entry) in outcomes {
                 progress.object(&r);
                 if r.action == Action::Failed {
@@ -531,11 +597,12 @@ impl<'a> Engine<'a> {
         let refs: Vec<&Desired> = desired.iter().collect();
         let live = self.live_meta(&refs).await?;
         let desired_refs: BTreeSet<ObjectRef> = desired.iter().map(|d| d.oref.clone()).collect();
-        let objects: Vec<Result<ObjectDiff, SyncError>> = stream::iter(desired.iter())
+        let diffs: Vec<_> = desired
+            .iter()
             .map(|d| self.diff_one(d, live.get(&d.oref), old_by_ref.get(&d.oref).copied()))
-            .buffered(16)
-            .collect()
-            .await;
+            .collect();
+        let objects: Vec<Result<ObjectDiff, SyncError>> =
+            stream::iter(diffs).buffered(16).collect().await;
         let mut objects: Vec<ObjectDiff> = objects.into_iter().collect::<Result<_, _>>()?;
         for entry in old
             .members
@@ -680,9 +747,7 @@ impl<'a> Engine<'a> {
             return Ok(o);
         };
         if let Some(e) = recorded
-            && !e.applied_hash.is_empty()
-            && e.applied_hash == self.applied_hash(d)
-            && e.resource_version == live_meta.resource_version
+            && unchanged_since_apply(e, live_meta, &self.applied_hash(d))
         {
             return Ok(base("unchanged"));
         }
@@ -841,6 +906,8 @@ impl<'a> Engine<'a> {
                                     .as_ref()
                                     .and_then(|a| a.get(TRACKING_ANNOTATION))
                                     .cloned(),
+                                fields_hash: apply_state(&item.metadata).0,
+                                untouched: apply_state(&item.metadata).1,
                             },
                         ));
                     }
@@ -1017,11 +1084,11 @@ impl ApplyCtx<'_, '_> {
         };
         let hash = self.engine.applied_hash(d);
         if let (Some(l), Some(e)) = (live, self.inventory.get(&d.oref))
-            && !e.applied_hash.is_empty()
-            && e.applied_hash == hash
-            && e.resource_version == l.resource_version
+            && unchanged_since_apply(e, l, &hash)
         {
-            return (result(Action::Unchanged, ""), Some((*e).clone()));
+            let mut e = (*e).clone();
+            e.resource_version = l.resource_version.clone();
+            return (result(Action::Unchanged, ""), Some(e));
         }
         if let Some(owner) = live.and_then(|l| l.tracking.as_deref())
             && !owner.starts_with(&format!("{}:", engine_key(self.engine)))
@@ -1064,7 +1131,12 @@ impl ApplyCtx<'_, '_> {
                         let rv = o.metadata.resource_version.clone().unwrap_or_default();
                         return (
                             result(Action::Configured, "replaced (Replace=true)"),
-                            Some(entry_for(d, hash, rv)),
+                            Some(entry_with_fields(
+                                d,
+                                hash,
+                                rv,
+                                apply_state(&o.metadata).0.unwrap_or_default(),
+                            )),
                         );
                     }
                     Err(e) => return (result(Action::Failed, &api_error_text(&e)), None),
@@ -1112,7 +1184,8 @@ impl ApplyCtx<'_, '_> {
         } else {
             String::new()
         };
-        let entry = (!self.dry_run).then(|| entry_for(d, hash, rv));
+        let fields = apply_state(&applied.metadata).0.unwrap_or_default();
+        let entry = (!self.dry_run).then(|| entry_with_fields(d, hash, rv, fields));
         (result(action, &message), entry)
     }
 
@@ -1149,6 +1222,10 @@ fn engine_key<'x>(e: &'x Engine<'_>) -> &'x str {
 }
 
 fn entry_for(d: &Desired, hash: String, rv: String) -> InventoryEntry {
+    entry_with_fields(d, hash, rv, String::new())
+}
+
+fn entry_with_fields(d: &Desired, hash: String, rv: String, fields_hash: String) -> InventoryEntry {
     InventoryEntry {
         group: d.gvk.group.clone(),
         version: d.gvk.version.clone(),
@@ -1157,6 +1234,7 @@ fn entry_for(d: &Desired, hash: String, rv: String) -> InventoryEntry {
         name: d.oref.name.clone(),
         applied_hash: hash,
         resource_version: rv,
+        fields_hash,
         wave: d.step.wave,
     }
 }

@@ -24,7 +24,7 @@ mod prepare;
 pub mod textdiff;
 
 pub use cluster::{Cluster, ClusterError};
-pub use destination::{DestinationError, connect};
+pub use destination::{DestinationError, config_for, connect};
 pub use engine::{
     DiffReport, Engine, ObjectDiff, ObjectStatus, Progress, StatusReport, SyncError, SyncOptions,
     SyncReport,

@@ -44,6 +44,12 @@ pub struct InventoryEntry {
     /// The object's resourceVersion right after plumb's last apply.
     #[serde(rename = "rv", default, skip_serializing_if = "String::is_empty")]
     pub resource_version: String,
+    /// Hash of the field set plumb's apply owns (from `managedFields`) right
+    /// after the last apply: if it is the same and nobody else has written
+    /// anything but status since, the object is as plumb left it even when
+    /// its resourceVersion moved.
+    #[serde(rename = "f", default, skip_serializing_if = "String::is_empty")]
+    pub fields_hash: String,
     /// Sync wave it was applied in (prune runs in reverse).
     #[serde(rename = "w", default, skip_serializing_if = "is_zero")]
     pub wave: i64,
@@ -136,6 +142,7 @@ mod tests {
             name: name.into(),
             applied_hash: h.into(),
             resource_version: String::new(),
+            fields_hash: String::new(),
             wave: 0,
         }
     }

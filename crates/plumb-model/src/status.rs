@@ -5,13 +5,14 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// Whether the live objects equal what Git declares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 pub enum SyncStatus {
     /// Live equals desired.
     Synced,
     /// Something differs.
     OutOfSync,
     /// Not yet compared.
+    #[default]
     Unknown,
 }
 
@@ -19,7 +20,9 @@ pub enum SyncStatus {
 ///
 /// Variants are ordered from best to worst, so the roll-up of several objects
 /// is the maximum.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default,
+)]
 pub enum HealthStatus {
     /// Working as intended.
     Healthy,
@@ -28,6 +31,7 @@ pub enum HealthStatus {
     /// On its way to healthy.
     Progressing,
     /// Health cannot be assessed.
+    #[default]
     Unknown,
     /// Expected but absent from the cluster.
     Missing,
