@@ -16,6 +16,19 @@ struct Cli {
     /// Only errors.
     #[arg(short, long, global = true)]
     quiet: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// plumb's subcommands.
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Run plumb's OCI registry.
+    #[command(subcommand)]
+    Registry(plumb_registry::cli::RegistryCommand),
+    /// Push, sign and verify artifacts in any OCI registry.
+    #[command(subcommand)]
+    Artifact(plumb_oci::cli::ArtifactCommand),
 }
 
 fn main() -> miette::Result<()> {
@@ -34,5 +47,9 @@ fn main() -> miette::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    Ok(())
+    match cli.command {
+        None => Ok(()),
+        Some(Command::Registry(c)) => Ok(plumb_registry::cli::run(c)?),
+        Some(Command::Artifact(c)) => Ok(plumb_oci::cli::run(c)?),
+    }
 }
