@@ -59,6 +59,9 @@ pub enum RegistryError {
         /// Bytes received so far.
         expected: u64,
     },
+    /// A blob range outside the blob (the blob's size).
+    #[error("requested range is outside the blob of {0} bytes")]
+    RangeUnsatisfiable(u64),
     /// Size mismatch.
     #[error("{0}")]
     SizeInvalid(String),
@@ -122,7 +125,7 @@ impl RegistryError {
             | TagInvalid(_)
             | SizeInvalid(_) => StatusCode::BAD_REQUEST,
             TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            RangeInvalid { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+            RangeInvalid { .. } | RangeUnsatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             PolicyDenied { .. } => StatusCode::CONFLICT,
             Unauthorized => StatusCode::UNAUTHORIZED,
             Denied(_) => StatusCode::FORBIDDEN,
@@ -146,6 +149,7 @@ impl RegistryError {
             TagInvalid(_) => "TAG_INVALID",
             TooLarge { .. } | SizeInvalid(_) => "SIZE_INVALID",
             RangeInvalid { .. } => "BLOB_UPLOAD_INVALID",
+            RangeUnsatisfiable(_) => "SIZE_INVALID",
             PolicyDenied { .. } => "DENIED",
             Unauthorized => "UNAUTHORIZED",
             Denied(_) => "DENIED",
@@ -186,6 +190,11 @@ impl IntoResponse for RegistryError {
             body.to_string(),
         )
             .into_response();
+        if let RegistryError::RangeUnsatisfiable(size) = &self {
+            if let Ok(v) = axum::http::HeaderValue::from_str(&format!("bytes */{size}")) {
+                resp.headers_mut().insert("content-range", v);
+            }
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 "www-authenticate",

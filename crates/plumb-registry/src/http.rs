@@ -12,7 +12,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt as _;
-use plumb_oci::{Digest, RepositoryName};
+use plumb_oci::{Digest, RepositoryName, Tag};
 
 use crate::error::RegistryError;
 use crate::service::{ManifestRef, Registry};
@@ -291,8 +291,13 @@ async fn handle(registry: &Arc<Registry>, request: Request) -> Result<Response> 
             let content_type = headers
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok());
+            let extra_tags = params
+                .iter()
+                .filter(|(k, _)| k == "tag")
+                .map(|(_, v)| Tag::parse(v).map_err(|e| RegistryError::TagInvalid(e.to_string())))
+                .collect::<Result<Vec<_>>>()?;
             let pushed = registry
-                .put_manifest(&repo, &reference, content_type, bytes)
+                .put_manifest(&repo, &reference, content_type, bytes, &extra_tags)
                 .await?;
             let mut r = StatusCode::CREATED.into_response();
             let h = r.headers_mut();
@@ -304,6 +309,9 @@ async fn handle(registry: &Arc<Registry>, request: Request) -> Result<Response> 
             h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
             if let Some(s) = pushed.subject {
                 h.insert("oci-subject", hv(&s.to_string()));
+            }
+            for t in &pushed.tags {
+                h.append("oci-tag", hv(t));
             }
             Ok(r)
         }
@@ -327,7 +335,9 @@ async fn handle(registry: &Arc<Registry>, request: Request) -> Result<Response> 
                 return Ok(r);
             }
             let (file, size) = registry.blob_open(&repo, &d).await?;
-            let (status, file, len, range) = match byte_range(headers, size) {
+            let (status, file, len, range) = match byte_range(headers, size)
+                .map_err(|()| RegistryError::RangeUnsatisfiable(size))?
+            {
                 Some((start, end)) => {
                     use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _};
                     let mut file = file;
@@ -428,23 +438,38 @@ async fn handle(registry: &Arc<Registry>, request: Request) -> Result<Response> 
     }
 }
 
-/// A single `Range: bytes=a-b` within `size`, if requested and satisfiable.
-fn byte_range(headers: &HeaderMap, size: u64) -> Option<(u64, u64)> {
-    let v = headers.get(header::RANGE)?.to_str().ok()?;
-    let spec = v.strip_prefix("bytes=")?;
-    if spec.contains(',') || size == 0 {
-        return None;
-    }
-    let (a, b) = spec.split_once('-')?;
-    let (start, end) = match (a.trim(), b.trim()) {
-        ("", suffix) => {
-            let n: u64 = suffix.parse().ok()?;
-            (size.saturating_sub(n), size - 1)
-        }
-        (a, "") => (a.parse().ok()?, size - 1),
-        (a, b) => (a.parse().ok()?, b.parse::<u64>().ok()?.min(size - 1)),
+/// A single `Range: bytes=a-b` within `size`: `Ok(None)` when absent or not
+/// a single byte range (served whole), `Err(())` when unsatisfiable (416).
+fn byte_range(headers: &HeaderMap, size: u64) -> std::result::Result<Option<(u64, u64)>, ()> {
+    let Some(spec) = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("bytes="))
+    else {
+        return Ok(None);
     };
-    (start <= end && start < size).then_some((start, end))
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((a, b)) = spec.split_once('-') else {
+        return Ok(None);
+    };
+    let parsed = match (a.trim(), b.trim()) {
+        ("", suffix) => suffix
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n > 0 && size > 0)
+            .map(|n| (size.saturating_sub(n), size - 1)),
+        (a, "") => a.parse().ok().map(|a| (a, size.saturating_sub(1))),
+        (a, b) => match (a.parse::<u64>(), b.parse::<u64>()) {
+            (Ok(a), Ok(b)) if b >= a => Some((a, b.min(size.saturating_sub(1)))),
+            _ => None,
+        },
+    };
+    match parsed {
+        Some((start, end)) if start < size && start <= end => Ok(Some((start, end))),
+        _ => Err(()),
+    }
 }
 
 #[cfg(test)]
@@ -491,11 +516,14 @@ mod tests {
     #[test]
     fn byte_ranges() {
         let mut h = HeaderMap::new();
+        assert_eq!(byte_range(&h, 10), Ok(None));
         h.insert(header::RANGE, HeaderValue::from_static("bytes=2-5"));
-        assert_eq!(byte_range(&h, 10), Some((2, 5)));
+        assert_eq!(byte_range(&h, 10), Ok(Some((2, 5))));
         h.insert(header::RANGE, HeaderValue::from_static("bytes=-3"));
-        assert_eq!(byte_range(&h, 10), Some((7, 9)));
+        assert_eq!(byte_range(&h, 10), Ok(Some((7, 9))));
         h.insert(header::RANGE, HeaderValue::from_static("bytes=20-"));
-        assert_eq!(byte_range(&h, 10), None);
+        assert_eq!(byte_range(&h, 10), Err(()));
+        h.insert(header::RANGE, HeaderValue::from_static("bytes=5-0"));
+        assert_eq!(byte_range(&h, 10), Err(()));
     }
 }

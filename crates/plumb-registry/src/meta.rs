@@ -112,8 +112,8 @@ pub struct ManifestWrite<'a> {
     pub required_blobs: &'a [Digest],
     /// Child manifests that must be in the repository.
     pub required_manifests: &'a [Digest],
-    /// Tag to point at it.
-    pub tag: Option<&'a str>,
+    /// Tags to point at it.
+    pub tags: &'a [&'a str],
 }
 
 impl Metadata {
@@ -218,7 +218,7 @@ impl Metadata {
     pub fn put_manifest(
         &self,
         write: ManifestWrite<'_>,
-        check_tag: impl FnOnce(Option<&TagRecord>) -> Result<()>,
+        check_tag: impl Fn(&str, Option<&TagRecord>) -> Result<()>,
     ) -> Result<()> {
         let ManifestWrite {
             repo,
@@ -226,7 +226,7 @@ impl Metadata {
             record,
             required_blobs,
             required_manifests,
-            tag,
+            tags: tag_names,
         } = write;
         let now = record.pushed_at;
         let txn = self.db.begin_write()?;
@@ -249,12 +249,12 @@ impl Metadata {
                 }
             }
             let mut tags = txn.open_table(TAGS)?;
-            if let Some(tag) = tag {
+            for tag in tag_names {
                 let current = match tags.get(k2(repo, tag).as_str())? {
                     Some(v) => Some(serde_json::from_slice::<TagRecord>(v.value())?),
                     None => None,
                 };
-                check_tag(current.as_ref())?;
+                check_tag(tag, current.as_ref())?;
                 if current.as_ref().map(|c| &c.digest) != Some(digest) {
                     let rec = serde_json::to_vec(&TagRecord {
                         digest: digest.clone(),

@@ -79,6 +79,8 @@ pub struct PushedManifest {
     pub digest: Digest,
     /// Its subject, for the `OCI-Subject` header.
     pub subject: Option<Digest>,
+    /// Tags set through `?tag=` parameters, for the `OCI-Tag` header.
+    pub tags: Vec<String>,
 }
 
 /// The registry.
@@ -481,6 +483,7 @@ impl Registry {
         reference: &ManifestRef,
         content_type: Option<&str>,
         bytes: Bytes,
+        extra_tags: &[Tag],
     ) -> Result<PushedManifest> {
         let digest = match reference {
             ManifestRef::Digest(d) => {
@@ -496,12 +499,11 @@ impl Registry {
         };
         let summary = ManifestSummary::parse(&bytes, content_type)
             .map_err(|e| RegistryError::ManifestInvalid(e.to_string()))?;
-        let tag = match reference {
-            ManifestRef::Tag(t) => Some(t.clone()),
-            ManifestRef::Digest(_) => None,
-        };
-        if let Some(t) = &tag
-            && t.as_str() == "latest"
+        let mut tags: Vec<Tag> = extra_tags.to_vec();
+        if let ManifestRef::Tag(t) = reference {
+            tags.insert(0, t.clone());
+        }
+        if tags.iter().any(|t| t.as_str() == "latest")
             && let Some(rule) = self.config.rule_for(repo.as_str())
             && rule.forbid_latest
         {
@@ -527,6 +529,7 @@ impl Registry {
         };
         let policy = &self.config.tag_policy;
         let staging = random_id();
+        let tag_names: Vec<&str> = tags.iter().map(|t| t.as_str()).collect();
         tokio::task::block_in_place(|| -> Result<()> {
             let _guard = self.blobs.lock(&digest);
             self.blobs.write_small(&digest, &bytes, &staging)?;
@@ -537,16 +540,16 @@ impl Registry {
                     record,
                     required_blobs: &summary.blobs,
                     required_manifests: &summary.children,
-                    tag: tag.as_ref().map(|t| t.as_str()),
+                    tags: &tag_names,
                 },
-                |current| {
-                    let (Some(current), Some(t)) = (current, &tag) else {
+                |t, current| {
+                    let Some(current) = current else {
                         return Ok(());
                     };
                     if current.digest == digest {
                         return Ok(());
                     }
-                    match policy.immutable_by(t.as_str()) {
+                    match policy.immutable_by(t) {
                         Some(pattern) => Err(RegistryError::PolicyDenied {
                             message: format!(
                                 "tag {t} is immutable under policy immutable_tags (pattern {:?}): it already names {}; push under a new tag",
@@ -563,6 +566,7 @@ impl Registry {
         Ok(PushedManifest {
             digest,
             subject: summary.subject.map(|s| s.digest),
+            tags: extra_tags.iter().map(|t| t.to_string()).collect(),
         })
     }
 
