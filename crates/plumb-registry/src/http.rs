@@ -382,10 +382,10 @@ async fn handle(registry: &Arc<Registry>, request: Request) -> Result<Response> 
                     return Ok(blob_created(&repo, &d));
                 }
             }
+            let monolithic = param(&params, "digest").map(digest).transpose()?;
             let id = registry.start_upload(&repo)?;
-            if let Some(d) = param(&params, "digest") {
+            if let Some(d) = monolithic {
                 // Single-POST monolithic upload.
-                let d = digest(d)?;
                 registry.finish_upload(&repo, &id, &d, None, body).await?;
                 return Ok(blob_created(&repo, &d));
             }
