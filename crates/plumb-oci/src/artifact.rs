@@ -179,6 +179,22 @@ pub struct ArtifactSpec {
     pub source: Option<String>,
     /// Where to ask git (default: the current directory).
     pub git_dir: PathBuf,
+    /// `SOURCE_DATE_EPOCH`: the creation time to record; the commit time when absent.
+    pub source_date_epoch: Option<i64>,
+}
+
+impl ArtifactSpec {
+    /// Read `SOURCE_DATE_EPOCH` from the environment (absent: `None`).
+    pub fn source_date_epoch_from_env() -> Result<Option<i64>, ArtifactError> {
+        match std::env::var("SOURCE_DATE_EPOCH") {
+            Ok(s) => s
+                .trim()
+                .parse::<i64>()
+                .map(Some)
+                .map_err(|_| ArtifactError::BadEpoch(s)),
+            Err(_) => Ok(None),
+        }
+    }
 }
 
 fn hash_file(path: &Path) -> Result<(Digest, u64), ArtifactError> {
@@ -322,13 +338,7 @@ impl ArtifactPlan {
     /// Pack the inputs and build the manifest (nothing is uploaded).
     pub fn prepare(spec: &ArtifactSpec) -> Result<ArtifactPlan, ArtifactError> {
         let commit = CommitFacts::read(&spec.git_dir)?;
-        let created_secs = match std::env::var("SOURCE_DATE_EPOCH") {
-            Ok(s) => s
-                .trim()
-                .parse::<i64>()
-                .map_err(|_| ArtifactError::BadEpoch(s))?,
-            Err(_) => commit.commit_time,
-        };
+        let created_secs = spec.source_date_epoch.unwrap_or(commit.commit_time);
         let created = jiff::Timestamp::from_second(created_secs)
             .map_err(build_err)?
             .strftime("%Y-%m-%dT%H:%M:%SZ")

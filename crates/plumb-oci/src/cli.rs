@@ -273,6 +273,7 @@ async fn run_async(command: ArtifactCommand) -> Result<(), ArtifactCommandError>
                     path: PathBuf::from("."),
                     source,
                 })?,
+                source_date_epoch: ArtifactSpec::source_date_epoch_from_env()?,
             };
             let plan = tokio::task::spawn_blocking(move || ArtifactPlan::prepare(&spec))
                 .await

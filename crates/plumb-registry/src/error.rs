@@ -190,10 +190,10 @@ impl IntoResponse for RegistryError {
             body.to_string(),
         )
             .into_response();
-        if let RegistryError::RangeUnsatisfiable(size) = &self {
-            if let Ok(v) = axum::http::HeaderValue::from_str(&format!("bytes */{size}")) {
-                resp.headers_mut().insert("content-range", v);
-            }
+        if let RegistryError::RangeUnsatisfiable(size) = &self
+            && let Ok(v) = axum::http::HeaderValue::from_str(&format!("bytes */{size}"))
+        {
+            resp.headers_mut().insert("content-range", v);
         }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(

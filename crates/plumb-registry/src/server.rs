@@ -86,6 +86,11 @@ pub async fn serve(
     }
     match tls {
         None => {
+            use axum::serve::ListenerExt as _;
+            // Small responses must not wait for delayed ACKs.
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown)
                 .await?;
@@ -99,6 +104,7 @@ pub async fn serve(
                     _ = &mut shutdown => return Ok(()),
                     r = listener.accept() => r?,
                 };
+                let _ = stream.set_nodelay(true);
                 let acceptor = acceptor.clone();
                 let service = service.clone();
                 tokio::spawn(async move {

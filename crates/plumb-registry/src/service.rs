@@ -320,13 +320,13 @@ impl Registry {
         if s.repo != repo.as_str() {
             return Err(RegistryError::UploadUnknown(id.to_owned()));
         }
-        if let Some((start, end)) = range {
-            if start != s.size || end < start {
-                return Err(RegistryError::RangeInvalid {
-                    got: start,
-                    expected: s.size,
-                });
-            }
+        if let Some((start, end)) = range
+            && (start != s.size || end < start)
+        {
+            return Err(RegistryError::RangeInvalid {
+                got: start,
+                expected: s.size,
+            });
         }
         let (hasher, written) =
             match write_body(self.blobs.upload_path(id), s.hasher.clone(), body).await {

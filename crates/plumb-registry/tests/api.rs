@@ -99,10 +99,10 @@ fn credentials_and_roles() {
     );
     assert_eq!(anon.get("/v2/team/app/manifests/v1.0.0").status(), 401);
     // Wrong password.
-    let wrong = reg.http().as_user(common::USER, "nope");
+    let wrong = reg.http().with_user(common::USER, "nope");
     assert_eq!(wrong.get("/v2/team/app/tags/list").status(), 401);
     // The read role pulls but cannot push or delete.
-    let reader = reg.http().as_user(READER, READER_PASSWORD);
+    let reader = reg.http().with_user(READER, READER_PASSWORD);
     assert_eq!(reader.get("/v2/team/app/manifests/v1.0.0").status(), 200);
     let r = reader
         .req(Method::POST, "/v2/team/app/blobs/uploads/")

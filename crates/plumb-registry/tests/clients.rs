@@ -185,7 +185,7 @@ fn skopeo_pushes_and_pulls_an_image_byte_identical() {
         .arg(format!("oci:{}:v1", src.display()))
         .arg(&r));
     // The registry holds exactly the manifest skopeo was given.
-    let served = reg.http().get(&format!("/v2/clients/skopeo/manifests/v1"));
+    let served = reg.http().get("/v2/clients/skopeo/manifests/v1");
     assert_eq!(
         served.headers()["docker-content-digest"].to_str().unwrap(),
         digest.to_string()

@@ -234,7 +234,7 @@ pub struct Http {
 }
 
 impl Http {
-    pub fn as_user(mut self, user: &str, password: &str) -> Self {
+    pub fn with_user(mut self, user: &str, password: &str) -> Self {
         self.user = Some((user.into(), password.into()));
         self
     }
