@@ -459,13 +459,20 @@ impl ArtifactPlan {
         })
     }
 
-    /// Upload the layers and the manifest under every tag.
+    /// Total bytes of the layers.
+    pub fn layer_bytes(&self) -> u64 {
+        self.layers.iter().map(|l| l.size).sum()
+    }
+
+    /// Upload the layers and the manifest under every tag. `progress` hears
+    /// each step; `on_bytes` each chunk of layer bytes sent.
     pub async fn push(
         &self,
         client: &RegistryClient,
         registry: &str,
         repo: &RepositoryName,
         mut progress: impl FnMut(&str),
+        on_bytes: Option<crate::client::ByteCounter>,
     ) -> Result<(), ArtifactError> {
         let empty = Digest::sha256_of(b"{}");
         client
@@ -477,7 +484,7 @@ impl ArtifactPlan {
                 l.title, l.size, l.digest
             ));
             client
-                .blob_put_file(registry, repo, &l.digest, &l.path)
+                .blob_put_file(registry, repo, &l.digest, &l.path, on_bytes.clone())
                 .await?;
         }
         for t in &self.tags {

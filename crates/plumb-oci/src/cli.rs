@@ -283,12 +283,35 @@ async fn run_async(command: ArtifactCommand) -> Result<(), ArtifactCommandError>
                 })??;
             if !dry_run {
                 let client = client_for(&host, &registry)?;
-                plan.push(&client, &host, &repository, |msg| {
-                    if tty {
-                        eprintln!("  {msg}");
+                let bar = tty.then(|| {
+                    let bar = indicatif::ProgressBar::new(plan.layer_bytes());
+                    if let Ok(style) = indicatif::ProgressStyle::with_template(
+                        "{msg:40!} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+                    ) {
+                        bar.set_style(style.progress_chars("=> "));
                     }
-                })
+                    bar
+                });
+                let counter = bar.clone().map(|b| {
+                    let f: crate::client::ByteCounter = std::sync::Arc::new(move |n| b.inc(n));
+                    f
+                });
+                let shown = bar.clone();
+                plan.push(
+                    &client,
+                    &host,
+                    &repository,
+                    move |msg| {
+                        if let Some(b) = &shown {
+                            b.set_message(msg.to_owned());
+                        }
+                    },
+                    counter,
+                )
                 .await?;
+                if let Some(b) = bar {
+                    b.finish_and_clear();
+                }
             }
             let tags: Vec<String> = plan.tags.iter().map(|t| t.to_string()).collect();
             match output {

@@ -474,13 +474,15 @@ impl RegistryClient {
         Ok(())
     }
 
-    /// Upload the file at `path` as blob `digest`, streaming it.
+    /// Upload the file at `path` as blob `digest`, streaming it; `on_bytes`
+    /// hears how many bytes each sent chunk carried (for progress bars).
     pub async fn blob_put_file(
         &self,
         registry: &str,
         repo: &RepositoryName,
         digest: &Digest,
         path: &Path,
+        on_bytes: Option<ByteCounter>,
     ) -> Result<(), ClientError> {
         if self.blob_exists(registry, repo, digest).await? {
             return Ok(());
@@ -497,7 +499,9 @@ impl RegistryClient {
             .put(&loc)
             .header(CONTENT_TYPE, "application/octet-stream")
             .header(reqwest::header::CONTENT_LENGTH, size)
-            .body(reqwest::Body::wrap_stream(tokio_util_stream(file)));
+            .body(reqwest::Body::wrap_stream(tokio_util_stream(
+                file, on_bytes,
+            )));
         // The POST above resolved any challenge; reuse its answer.
         if let Some(h) = self.cached_auth(&Self::auth_key(registry, repo)) {
             req = req.header(AUTHORIZATION, h);
@@ -578,20 +582,30 @@ pub fn is_manifest_media_type(media_type: &str) -> bool {
     .contains(&media_type)
 }
 
+/// A callback told how many bytes went out.
+pub type ByteCounter = Arc<dyn Fn(u64) + Send + Sync>;
+
 fn tokio_util_stream(
     file: tokio::fs::File,
+    on_bytes: Option<ByteCounter>,
 ) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
     use tokio::io::AsyncReadExt as _;
-    futures_util::stream::unfold(Some(file), |state| async move {
-        let mut file = state?;
-        let mut buf = vec![0u8; 1 << 20];
-        match file.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok(Bytes::from(buf)), Some(file)))
+    futures_util::stream::unfold(Some(file), move |state| {
+        let on_bytes = on_bytes.clone();
+        async move {
+            let mut file = state?;
+            let mut buf = vec![0u8; 1 << 20];
+            match file.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    if let Some(f) = &on_bytes {
+                        f(n as u64);
+                    }
+                    Some((Ok(Bytes::from(buf)), Some(file)))
+                }
+                Err(e) => Some((Err(e), None)),
             }
-            Err(e) => Some((Err(e), None)),
         }
     })
 }

@@ -57,9 +57,9 @@ pub struct GcArgs {
     /// List what would be removed without removing anything.
     #[arg(long)]
     pub dry_run: bool,
-    /// Print the report as JSON.
-    #[arg(long)]
-    pub json: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: plumb_oci::cli::OutputFormat,
 }
 
 /// A failed `plumb registry` command.
@@ -158,7 +158,7 @@ pub fn run(command: RegistryCommand) -> Result<(), RegistryCommandError> {
             let config = load_config(args.config.as_ref())?;
             let registry = Registry::open(&args.root, config)?;
             let report = runtime()?.block_on(crate::gc::collect(&registry, args.dry_run))?;
-            if args.json {
+            if args.output == plumb_oci::cli::OutputFormat::Json {
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&report).unwrap_or_default()

@@ -206,8 +206,17 @@ impl Registry {
     }
 
     fn touch(&self, digest: &Digest) {
+        // Only online GC reads this; without it the map would only grow.
+        if self.config.gc_interval.is_none() {
+            return;
+        }
         if let Ok(mut r) = self.recent.lock() {
-            r.insert(digest.clone(), now());
+            let t = now();
+            if r.len() >= 100_000 {
+                let cutoff = t - self.config.gc_grace.as_secs() as i64;
+                r.retain(|_, seen| *seen >= cutoff);
+            }
+            r.insert(digest.clone(), t);
         }
     }
 

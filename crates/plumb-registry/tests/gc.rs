@@ -240,7 +240,10 @@ fn an_index_keeps_its_children() {
 
 #[test]
 fn pushing_while_gc_runs_loses_no_tagged_image() {
-    let reg = Arc::new(TestRegistry::start_with("gc:\n  grace: 2s\n"));
+    // The server collects online every second too, next to the explicit loop.
+    let reg = Arc::new(TestRegistry::start_with(
+        "gc:\n  grace: 2s\n  interval: 1s\n",
+    ));
     let stop = Arc::new(AtomicBool::new(false));
     let gc_runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let collector = {
