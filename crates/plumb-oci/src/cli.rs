@@ -114,22 +114,22 @@ pub enum ArtifactCommandError {
     )]
     Reference(#[from] ReferenceError),
     /// Key trouble.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     #[diagnostic(code(plumb::artifact::key), help("{hint}"))]
     Key {
         /// The key file.
         path: PathBuf,
         /// Why.
-        source: KeyError,
+        cause: KeyError,
         /// What to do.
         hint: String,
     },
     /// Registry trouble.
-    #[error("{source}")]
+    #[error("{cause}")]
     #[diagnostic(code(plumb::artifact::registry), help("{hint}"))]
     Client {
         /// Why.
-        source: ClientError,
+        cause: ClientError,
         /// What to do.
         hint: String,
     },
@@ -191,9 +191,9 @@ fn client_hint(e: &ClientError) -> String {
 }
 
 impl From<ClientError> for ArtifactCommandError {
-    fn from(source: ClientError) -> Self {
-        let hint = client_hint(&source);
-        ArtifactCommandError::Client { source, hint }
+    fn from(cause: ClientError) -> Self {
+        let hint = client_hint(&cause);
+        ArtifactCommandError::Client { cause, hint }
     }
 }
 
@@ -347,7 +347,7 @@ async fn run_async(command: ArtifactCommand) -> Result<(), ArtifactCommandError>
                 };
                 ArtifactCommandError::Key {
                     path: key.clone(),
-                    source,
+                    cause: source,
                     hint,
                 }
             })?;
@@ -375,7 +375,7 @@ async fn run_async(command: ArtifactCommand) -> Result<(), ArtifactCommandError>
             let public =
                 CosignPublicKey::from_pem(&text).map_err(|source| ArtifactCommandError::Key {
                     path: key.clone(),
-                    source,
+                    cause: source,
                     hint: "pass the PUBLIC KEY file (cosign.pub), not the private key".into(),
                 })?;
             let client = client_for(&parsed.registry, &registry)?;
@@ -404,7 +404,7 @@ async fn run_async(command: ArtifactCommand) -> Result<(), ArtifactCommandError>
         ArtifactCommand::Keygen { output_prefix } => {
             let key = CosignSigningKey::generate().map_err(|source| ArtifactCommandError::Key {
                 path: output_prefix.clone(),
-                source,
+                cause: source,
                 hint: "retry".into(),
             })?;
             let key_path = output_prefix.with_extension("key");
@@ -417,7 +417,7 @@ async fn run_async(command: ArtifactCommand) -> Result<(), ArtifactCommandError>
                 let path = path.clone();
                 move |source| ArtifactCommandError::Key {
                     path,
-                    source,
+                    cause: source,
                     hint: "retry".into(),
                 }
             };

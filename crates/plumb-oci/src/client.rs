@@ -286,6 +286,24 @@ impl RegistryClient {
         let status = resp.status().as_u16();
         let url = resp.url().to_string();
         let mut body = resp.text().await.unwrap_or_default();
+        // An OCI error body reads better as "CODE: message".
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&body)
+            && let Some(errors) = v["errors"].as_array()
+        {
+            let parts: Vec<String> = errors
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{}: {}",
+                        e["code"].as_str().unwrap_or("UNKNOWN"),
+                        e["message"].as_str().unwrap_or("")
+                    )
+                })
+                .collect();
+            if !parts.is_empty() {
+                body = parts.join("; ");
+            }
+        }
         body.truncate(2000);
         ClientError::Status {
             method: method.to_owned(),

@@ -17,6 +17,11 @@ pub enum RegistryCommand {
     /// Apply retention and collect unreferenced content (registry stopped; a
     /// running registry collects online every gc.interval).
     Gc(GcArgs),
+    /// Print an htpasswd line (bcrypt) for USER, reading the password from stdin.
+    Htpasswd {
+        /// The user name.
+        user: String,
+    },
 }
 
 /// `plumb registry serve`.
@@ -153,6 +158,24 @@ pub fn run(command: RegistryCommand) -> Result<(), RegistryCommandError> {
                 serve(listener, registry, tls, shutdown).await?;
                 Ok(())
             })
+        }
+        RegistryCommand::Htpasswd { user } => {
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .map_err(|e| RegistryCommandError::Serve(ServeError::Io(e)))?;
+            let password = password.trim_end_matches(['\n', '\r']);
+            if user.contains(':') || password.is_empty() {
+                return Err(RegistryCommandError::NoCredentials(
+                    "give a user name without ':' and a non-empty password on stdin".into(),
+                ));
+            }
+            let hash = bcrypt::hash(password, bcrypt::DEFAULT_COST).map_err(|e| {
+                RegistryCommandError::Serve(ServeError::Io(std::io::Error::other(e)))
+            })?;
+            // htpasswd -B writes the $2y$ prefix; the hash is the same algorithm.
+            println!("{user}:{}", hash.replacen("$2b$", "$2y$", 1));
+            Ok(())
         }
         RegistryCommand::Gc(args) => {
             let config = load_config(args.config.as_ref())?;

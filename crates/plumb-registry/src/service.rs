@@ -102,13 +102,13 @@ pub struct Registry {
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum OpenError {
     /// Storage trouble.
-    #[error("cannot open the registry at {root}: {source}")]
+    #[error("cannot open the registry at {root}: {cause}")]
     #[diagnostic(code(plumb::registry::open), help("{hint}"))]
     Storage {
         /// The root.
         root: PathBuf,
         /// Why.
-        source: RegistryError,
+        cause: RegistryError,
         /// What to do.
         hint: String,
     },
@@ -137,18 +137,18 @@ fn random_id() -> String {
 impl Registry {
     /// Open the registry stored under `root`.
     pub fn open(root: &Path, config: RegistryConfig) -> std::result::Result<Self, OpenError> {
-        let storage = |source: RegistryError| {
-            let hint = if source.to_string().contains("already open")
-                || source.to_string().contains("lock")
-            {
-                "another plumb registry process uses this root: stop it, or run GC through it"
+        let storage = |cause: RegistryError| {
+            let text = cause.to_string();
+            let hint = if text.contains("already open") || text.contains("lock") {
+                "a running plumb registry holds this root: stop it first (a running registry \
+                 collects garbage online every gc.interval of its --config)"
                     .to_owned()
             } else {
                 "check that the directory is writable".to_owned()
             };
             OpenError::Storage {
                 root: root.to_owned(),
-                source,
+                cause,
                 hint,
             }
         };
