@@ -231,13 +231,13 @@ impl Registry {
     }
 
     /// Open a blob of `repo` for reading.
-    pub async fn blob_open(
+    pub fn blob_open(
         &self,
         repo: &RepositoryName,
         digest: &Digest,
-    ) -> Result<(tokio::fs::File, u64)> {
+    ) -> Result<(std::fs::File, u64)> {
         let size = self.blob_size(repo, digest)?;
-        match tokio::fs::File::open(self.blobs.blob_path(digest)).await {
+        match std::fs::File::open(self.blobs.blob_path(digest)) {
             Ok(f) => Ok((f, size)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 Err(RegistryError::BlobUnknown(digest.clone()))
@@ -707,6 +707,7 @@ fn hash_file(path: &Path, algorithm: Algorithm) -> Result<Digest> {
 }
 
 const WRITE_BATCH: usize = 1 << 20;
+const FLUSH_EVERY: u64 = 32 << 20;
 
 /// Stream `body` onto the end of the file at `path`, hashing as it goes, on a
 /// blocking worker so hashing and disk writes overlap with network reads.
@@ -721,10 +722,36 @@ async fn write_body(
         let mut hasher = hasher;
         let mut file = std::fs::OpenOptions::new().append(true).open(&path)?;
         let mut written = 0u64;
+        let mut unflushed = 0u64;
+        let mut flusher: Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)> = None;
         while let Some(chunk) = rx.blocking_recv() {
             hasher.update(&chunk);
             file.write_all(&chunk)?;
             written += chunk.len() as u64;
+            unflushed += chunk.len() as u64;
+            if unflushed >= FLUSH_EVERY {
+                unflushed = 0;
+                // Large uploads start their writeback while bytes still
+                // arrive, so the fsync before publishing finds little left.
+                if flusher.is_none() {
+                    let f = file.try_clone()?;
+                    let (tx, rx) = std::sync::mpsc::channel::<()>();
+                    let handle = std::thread::spawn(move || {
+                        while rx.recv().is_ok() {
+                            while rx.try_recv().is_ok() {}
+                            let _ = f.sync_data();
+                        }
+                    });
+                    flusher = Some((tx, handle));
+                }
+                if let Some((tx, _)) = &flusher {
+                    let _ = tx.send(());
+                }
+            }
+        }
+        if let Some((tx, handle)) = flusher {
+            drop(tx);
+            let _ = handle.join();
         }
         Ok((hasher, written))
     });
