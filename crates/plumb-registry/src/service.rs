@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::StreamExt as _;
 use plumb_oci::manifest::{ManifestSummary, OCI_INDEX};
 use plumb_oci::{Algorithm, ContentHasher, Digest, RepositoryName, Tag};
@@ -708,6 +708,7 @@ fn hash_file(path: &Path, algorithm: Algorithm) -> Result<Digest> {
 
 const WRITE_BATCH: usize = 1 << 20;
 const FLUSH_EVERY: u64 = 32 << 20;
+const PARALLEL_HASH: u64 = 256 << 10;
 
 /// Stream `body` onto the end of the file at `path`, hashing as it goes, on a
 /// blocking worker so hashing and disk writes overlap with network reads.
@@ -716,7 +717,7 @@ async fn write_body(
     hasher: ContentHasher,
     body: axum::body::Body,
 ) -> Result<(ContentHasher, u64)> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(8);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(8);
     let worker = tokio::task::spawn_blocking(move || -> std::io::Result<(ContentHasher, u64)> {
         use std::io::Write as _;
         let mut hasher = hasher;
@@ -724,11 +725,31 @@ async fn write_body(
         let mut written = 0u64;
         let mut unflushed = 0u64;
         let mut flusher: Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)> = None;
-        while let Some(chunk) = rx.blocking_recv() {
-            hasher.update(&chunk);
-            file.write_all(&chunk)?;
-            written += chunk.len() as u64;
-            unflushed += chunk.len() as u64;
+        while let Some(batch) = rx.blocking_recv() {
+            let len: u64 = batch.iter().map(|c| c.len() as u64).sum();
+            if len >= PARALLEL_HASH {
+                // Hash on a second core while this one writes.
+                std::thread::scope(|scope| -> std::io::Result<()> {
+                    let h = &mut hasher;
+                    let b = &batch;
+                    scope.spawn(move || {
+                        for c in b {
+                            h.update(c);
+                        }
+                    });
+                    for c in &batch {
+                        file.write_all(c)?;
+                    }
+                    Ok(())
+                })?;
+            } else {
+                for c in &batch {
+                    hasher.update(c);
+                    file.write_all(c)?;
+                }
+            }
+            written += len;
+            unflushed += len;
             if unflushed >= FLUSH_EVERY {
                 unflushed = 0;
                 // Large uploads start their writeback while bytes still
@@ -756,20 +777,20 @@ async fn write_body(
         Ok((hasher, written))
     });
     let mut stream = body.into_data_stream();
-    let mut batch = BytesMut::new();
+    let mut batch: Vec<Bytes> = vec![];
+    let mut batch_len = 0usize;
     let mut failure = None;
     while let Some(chunk) = stream.next().await {
         match chunk {
             Ok(c) => {
-                if batch.is_empty() && c.len() >= WRITE_BATCH {
-                    if tx.send(c).await.is_err() {
+                // Chunks are handed over as they came (no copy), in batches.
+                batch_len += c.len();
+                batch.push(c);
+                if batch_len >= WRITE_BATCH {
+                    batch_len = 0;
+                    if tx.send(std::mem::take(&mut batch)).await.is_err() {
                         break;
                     }
-                    continue;
-                }
-                batch.extend_from_slice(&c);
-                if batch.len() >= WRITE_BATCH && tx.send(batch.split().freeze()).await.is_err() {
-                    break;
                 }
             }
             Err(e) => {
@@ -779,7 +800,7 @@ async fn write_body(
         }
     }
     if !batch.is_empty() {
-        let _ = tx.send(batch.freeze()).await;
+        let _ = tx.send(batch).await;
     }
     drop(tx);
     let result = worker
