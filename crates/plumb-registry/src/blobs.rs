@@ -84,23 +84,6 @@ impl BlobStore {
         Ok(())
     }
 
-    /// Write `bytes` as blob `digest` (small content such as manifests). The
-    /// caller holds the digest's lock.
-    pub fn write_small(
-        &self,
-        digest: &Digest,
-        bytes: &[u8],
-        staging_id: &str,
-    ) -> std::io::Result<()> {
-        let dest = self.blob_path(digest);
-        if dest.exists() {
-            return Ok(());
-        }
-        let staged = self.upload_path(staging_id);
-        std::fs::write(&staged, bytes)?;
-        self.publish(&staged, digest)
-    }
-
     /// Remove a blob file (the caller holds the lock and has removed the index entry).
     pub fn remove(&self, digest: &Digest) -> std::io::Result<()> {
         match std::fs::remove_file(self.blob_path(digest)) {

@@ -9,6 +9,7 @@
 //! | `blobs` | digest | size, last touched |
 //! | `repo_blobs` | digest `\0` repo | linked at |
 //! | `manifests` | repo `\0` digest | [`ManifestRecord`] |
+//! | `manifest_bytes` | repo `\0` digest | the manifest itself |
 //! | `tags` | repo `\0` tag | [`TagRecord`] |
 //! | `blob_users` | blob `\0` repo `\0` manifest | - (a manifest's reference to a blob or child manifest) |
 //! | `referrers` | repo `\0` subject `\0` referrer | - |
@@ -37,6 +38,7 @@ const TAGS: TableDefinition<&str, &[u8]> = TableDefinition::new("tags");
 const BLOB_USERS: TableDefinition<&str, u8> = TableDefinition::new("blob_users");
 const REFERRERS: TableDefinition<&str, u8> = TableDefinition::new("referrers");
 const REPOS: TableDefinition<&str, u64> = TableDefinition::new("repos");
+const MANIFEST_BYTES: TableDefinition<&str, &[u8]> = TableDefinition::new("manifest_bytes");
 
 /// A stored blob.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -108,6 +110,8 @@ pub struct ManifestWrite<'a> {
     pub digest: &'a Digest,
     /// What to store.
     pub record: ManifestRecord,
+    /// The manifest's bytes (kept in the same transaction: one fsync per push).
+    pub bytes: &'a [u8],
     /// Blobs that must be in the repository.
     pub required_blobs: &'a [Digest],
     /// Child manifests that must be in the repository.
@@ -128,6 +132,7 @@ impl Metadata {
         txn.open_table(BLOB_USERS)?;
         txn.open_table(REFERRERS)?;
         txn.open_table(REPOS)?;
+        txn.open_table(MANIFEST_BYTES)?;
         txn.commit()?;
         Ok(Metadata { db })
     }
@@ -227,6 +232,7 @@ impl Metadata {
             required_blobs,
             required_manifests,
             tags: tag_names,
+            bytes,
         } = write;
         let now = record.pushed_at;
         let txn = self.db.begin_write()?;
@@ -263,17 +269,6 @@ impl Metadata {
                     tags.insert(k2(repo, tag).as_str(), rec.as_slice())?;
                 }
             }
-            // The manifest's own bytes are a blob of the repository too.
-            {
-                let mut blobs = txn.open_table(BLOBS)?;
-                let rec = serde_json::to_vec(&BlobRecord {
-                    size: record.size,
-                    touched: now,
-                })?;
-                blobs.insert(digest.to_string().as_str(), rec.as_slice())?;
-                let mut links = txn.open_table(REPO_BLOBS)?;
-                links.insert(k2(&digest.to_string(), repo).as_str(), now as u64)?;
-            }
             let key = k2(repo, &digest.to_string());
             let existed = manifests.get(key.as_str())?.is_some();
             if !existed {
@@ -290,6 +285,8 @@ impl Metadata {
                 }
                 let rec = serde_json::to_vec(&record)?;
                 manifests.insert(key.as_str(), rec.as_slice())?;
+                let mut content = txn.open_table(MANIFEST_BYTES)?;
+                content.insert(key.as_str(), bytes)?;
             }
             let mut repos = txn.open_table(REPOS)?;
             if repos.get(repo)?.is_none() {
@@ -308,6 +305,26 @@ impl Metadata {
             Some(v) => Some(serde_json::from_slice(v.value())?),
             None => None,
         })
+    }
+
+    /// A manifest's record and bytes.
+    pub fn manifest_with_bytes(
+        &self,
+        repo: &str,
+        digest: &Digest,
+    ) -> Result<Option<(ManifestRecord, Vec<u8>)>> {
+        let txn = self.db.begin_read()?;
+        let key = k2(repo, &digest.to_string());
+        let records = txn.open_table(MANIFESTS)?;
+        let Some(rec) = records.get(key.as_str())? else {
+            return Ok(None);
+        };
+        let rec: ManifestRecord = serde_json::from_slice(rec.value())?;
+        let content = txn.open_table(MANIFEST_BYTES)?;
+        let Some(bytes) = content.get(key.as_str())? else {
+            return Ok(None);
+        };
+        Ok(Some((rec, bytes.value().to_vec())))
     }
 
     /// A tag's record.
@@ -443,8 +460,8 @@ impl Metadata {
         for t in tags_naming {
             tags.remove(k2(repo, t).as_str())?;
         }
-        let mut links = txn.open_table(REPO_BLOBS)?;
-        links.remove(k2(&digest.to_string(), repo).as_str())?;
+        let mut content = txn.open_table(MANIFEST_BYTES)?;
+        content.remove(k2(repo, &digest.to_string()).as_str())?;
         Ok(true)
     }
 

@@ -470,18 +470,23 @@ impl Registry {
         repo: &RepositoryName,
         reference: &ManifestRef,
     ) -> Result<ServedManifest> {
-        let (digest, record) = self.resolve(repo, reference)?;
-        let bytes = match tokio::fs::read(self.blobs.blob_path(&digest)).await {
-            Ok(b) => Bytes::from(b),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(RegistryError::ManifestUnknown(digest.to_string()));
+        let digest = match reference {
+            ManifestRef::Digest(d) => d.clone(),
+            ManifestRef::Tag(t) => {
+                self.meta
+                    .tag(repo.as_str(), t.as_str())?
+                    .ok_or_else(|| RegistryError::ManifestUnknown(t.to_string()))?
+                    .digest
             }
-            Err(e) => return Err(e.into()),
         };
+        let (record, bytes) = self
+            .meta
+            .manifest_with_bytes(repo.as_str(), &digest)?
+            .ok_or_else(|| RegistryError::ManifestUnknown(digest.to_string()))?;
         Ok(ServedManifest {
             digest,
             record,
-            bytes,
+            bytes: Bytes::from(bytes),
         })
     }
 
@@ -537,11 +542,8 @@ impl Registry {
             pushed_at: now(),
         };
         let policy = &self.config.tag_policy;
-        let staging = random_id();
         let tag_names: Vec<&str> = tags.iter().map(|t| t.as_str()).collect();
         tokio::task::block_in_place(|| -> Result<()> {
-            let _guard = self.blobs.lock(&digest);
-            self.blobs.write_small(&digest, &bytes, &staging)?;
             self.meta.put_manifest(
                 ManifestWrite {
                     repo: repo.as_str(),
@@ -550,6 +552,7 @@ impl Registry {
                     required_blobs: &summary.blobs,
                     required_manifests: &summary.children,
                     tags: &tag_names,
+                    bytes: &bytes,
                 },
                 |t, current| {
                     let Some(current) = current else {
