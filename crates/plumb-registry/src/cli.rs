@@ -215,3 +215,47 @@ pub fn run(command: RegistryCommand) -> Result<(), RegistryCommandError> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve(listen: &str, htpasswd: Option<PathBuf>, no_auth: bool) -> RegistryCommand {
+        RegistryCommand::Serve(ServeArgs {
+            listen: listen.into(),
+            root: std::env::temp_dir().join("plumb-registry-cli-test-never-created"),
+            htpasswd,
+            config: None,
+            tls_cert: None,
+            tls_key: None,
+            no_auth,
+        })
+    }
+
+    #[test]
+    fn refuses_to_serve_writes_without_credentials() {
+        let e = run(serve("127.0.0.1:0", None, false)).unwrap_err();
+        assert!(matches!(e, RegistryCommandError::NoCredentials(_)), "{e:?}");
+        let e = run(serve("0.0.0.0:0", None, true)).unwrap_err();
+        assert!(
+            matches!(&e, RegistryCommandError::NoCredentials(m) if m.contains("loopback")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_bad_config_file_is_reported_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("registry.yaml");
+        std::fs::write(&cfg, "gc:\n  grace: soon\n").unwrap();
+        let e = run(RegistryCommand::Gc(GcArgs {
+            root: dir.path().join("root"),
+            config: Some(cfg),
+            dry_run: true,
+            output: Default::default(),
+        }))
+        .unwrap_err();
+        assert!(e.to_string().contains("registry.yaml"), "{e}");
+        assert!(!dir.path().join("root").exists(), "nothing was created");
+    }
+}

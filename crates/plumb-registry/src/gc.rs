@@ -30,7 +30,7 @@ use crate::meta::{ManifestRecord, TagRecord};
 use crate::service::{Registry, now};
 
 /// Idle upload sessions older than this are abandoned.
-const UPLOAD_EXPIRY_SECS: i64 = 24 * 3600;
+pub const UPLOAD_EXPIRY_SECS: i64 = 24 * 3600;
 
 /// What a GC run removed (or, in a dry run, would remove).
 #[derive(Debug, Default, Clone, Serialize)]
@@ -240,26 +240,7 @@ pub fn collect_now(
     // Phase 4: leftovers.
     if !dry_run {
         sweep_unindexed_files(registry, cutoff)?;
-        let expired: Vec<String> = registry
-            .uploads
-            .lock()
-            .map(|u| {
-                u.iter()
-                    .filter(|(_, s)| {
-                        s.try_lock()
-                            .is_ok_and(|s| s.touched < now - UPLOAD_EXPIRY_SECS)
-                    })
-                    .map(|(id, _)| id.clone())
-                    .collect()
-            })
-            .unwrap_or_default();
-        for id in expired {
-            if let Ok(mut u) = registry.uploads.lock() {
-                u.remove(&id);
-            }
-            let _ = std::fs::remove_file(registry.blobs.upload_path(&id));
-            report.uploads += 1;
-        }
+        report.uploads = registry.expire_uploads(now - UPLOAD_EXPIRY_SECS);
     }
     Ok(report)
 }

@@ -64,6 +64,20 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let app = crate::http::router(registry.clone());
+    // Abandoned upload sessions expire even when GC is off.
+    {
+        let r = registry.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(600));
+            loop {
+                tick.tick().await;
+                let n = r.expire_uploads(crate::service::now() - crate::gc::UPLOAD_EXPIRY_SECS);
+                if n > 0 {
+                    tracing::info!(sessions = n, "expired idle uploads");
+                }
+            }
+        });
+    }
     if let Some(interval) = registry.config().gc_interval {
         let r = registry.clone();
         tokio::spawn(async move {

@@ -427,6 +427,28 @@ impl Registry {
         Ok(())
     }
 
+    /// Drop upload sessions idle since before `idle_before` (unix seconds);
+    /// returns how many went. Sessions busy with a chunk are left alone.
+    pub fn expire_uploads(&self, idle_before: i64) -> usize {
+        let expired: Vec<String> = self
+            .uploads
+            .lock()
+            .map(|u| {
+                u.iter()
+                    .filter(|(_, s)| s.try_lock().is_ok_and(|s| s.touched < idle_before))
+                    .map(|(id, _)| id.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for id in &expired {
+            if let Ok(mut u) = self.uploads.lock() {
+                u.remove(id);
+            }
+            let _ = std::fs::remove_file(self.blobs.upload_path(id));
+        }
+        expired.len()
+    }
+
     /// Cancel an upload.
     pub async fn cancel_upload(&self, repo: &RepositoryName, id: &str) -> Result<()> {
         let s = self.session(id)?;
