@@ -447,14 +447,15 @@ fn file_stream(
         }
         let mut left = len;
         while left > 0 {
-            let mut buf = vec![0u8; left.min(1 << 20) as usize];
-            match file.read(&mut buf) {
+            let want = left.min(1 << 20);
+            // read_to_end fills spare capacity without zeroing it first.
+            let mut buf = Vec::with_capacity(want as usize);
+            match (&mut file).take(want).read_to_end(&mut buf) {
                 Ok(0) => {
                     let _ = tx.blocking_send(Err(std::io::ErrorKind::UnexpectedEof.into()));
                     return;
                 }
                 Ok(n) => {
-                    buf.truncate(n);
                     left -= n as u64;
                     if tx.blocking_send(Ok(bytes::Bytes::from(buf))).is_err() {
                         return;
