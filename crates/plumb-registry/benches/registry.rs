@@ -75,11 +75,15 @@ async fn wait_ready(base: &str) {
     panic!("{base} did not come up");
 }
 
-async fn start_plumb(bin: &Path, dir: &Path) -> Server {
+async fn start_plumb(bin: &Path, dir: &Path, fsync: bool) -> Server {
     let port = free_port();
+    let cfg = dir.join("plumb.yaml");
+    std::fs::write(&cfg, format!("storage:\n  fsync: {fsync}\n")).unwrap();
     let child = Command::new(bin)
         .args(["registry", "serve", "--no-auth", "--listen"])
         .arg(format!("127.0.0.1:{port}"))
+        .arg("--config")
+        .arg(&cfg)
         .arg("--root")
         .arg(dir.join("plumb"))
         .stdout(Stdio::null())
@@ -89,7 +93,7 @@ async fn start_plumb(bin: &Path, dir: &Path) -> Server {
     let base = format!("http://127.0.0.1:{port}");
     wait_ready(&base).await;
     Server {
-        name: "plumb",
+        name: if fsync { "plumb" } else { "plumb (fsync off)" },
         child,
         base,
     }
@@ -362,32 +366,42 @@ fn main() {
     let disk = raw_disk_write(dir.path(), &seed);
     let raw = sha.min(disk);
 
-    let mut rows: Vec<(String, Stat, Stat)> = vec![];
+    let mut rows: Vec<(String, Stat, Option<Stat>, Stat)> = vec![];
     rt.block_on(async {
         for (size, reps, label) in &sizes {
             let mut results = vec![];
-            for which in ["plumb", "distribution"] {
+            for which in ["plumb", "plumb-nofsync", "distribution"] {
                 let sdir = dir.path().join(format!("{which}-{size}"));
                 std::fs::create_dir_all(&sdir).unwrap();
-                let server = if which == "plumb" {
-                    start_plumb(&args.plumb, &sdir).await
-                } else {
-                    start_distribution(&args.distribution, &sdir).await
+                let server = match which {
+                    "plumb" => start_plumb(&args.plumb, &sdir, true).await,
+                    "plumb-nofsync" => start_plumb(&args.plumb, &sdir, false).await,
+                    _ => start_distribution(&args.distribution, &sdir).await,
                 };
                 eprintln!("bench: {label} x{reps} against {}", server.name);
                 results.push(blob_workload(&server, *size, *reps, &seed).await);
                 drop(server);
                 let _ = std::fs::remove_dir_all(&sdir);
             }
-            rows.push((format!("push {label}"), results[0].0, results[1].0));
-            rows.push((format!("pull {label}"), results[0].1, results[1].1));
+            rows.push((
+                format!("push {label}"),
+                results[0].0,
+                Some(results[1].0),
+                results[2].0,
+            ));
+            rows.push((
+                format!("pull {label}"),
+                results[0].1,
+                Some(results[1].1),
+                results[2].1,
+            ));
         }
         let mut results = vec![];
         for which in ["plumb", "distribution"] {
             let sdir = dir.path().join(format!("{which}-manifests"));
             std::fs::create_dir_all(&sdir).unwrap();
             let server = if which == "plumb" {
-                start_plumb(&args.plumb, &sdir).await
+                start_plumb(&args.plumb, &sdir, true).await
             } else {
                 start_distribution(&args.distribution, &sdir).await
             };
@@ -397,11 +411,13 @@ fn main() {
         rows.push((
             "push 1000 manifests (8 clients)".into(),
             results[0].0,
+            None,
             results[1].0,
         ));
         rows.push((
             "pull 1000 manifests (8 clients)".into(),
             results[0].1,
+            None,
             results[1].1,
         ));
     });
@@ -411,10 +427,10 @@ fn main() {
     );
     println!();
     println!(
-        "| workload | plumb MB/s | plumb p99 ms | distribution MB/s | distribution p99 ms | plumb / distribution | plumb / raw limit |"
+        "| workload | plumb MB/s | plumb p99 ms | distribution MB/s | distribution p99 ms | plumb / distribution | plumb / raw limit | plumb, fsync off, MB/s | fsync off / distribution |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
-    for (name, p, d) in &rows {
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (name, p, nofsync, d) in &rows {
         let manifests = name.contains("manifests");
         let (pv, dv) = if manifests {
             (p.ops_s, d.ops_s)
@@ -427,8 +443,12 @@ fn main() {
         } else {
             format!("{:.2}", p.mb_s / raw)
         };
+        let (nf, nf_ratio) = match nofsync {
+            Some(n) => (format!("{:.1}", n.mb_s), format!("{:.2}x", n.mb_s / d.mb_s)),
+            None => ("-".into(), "-".into()),
+        };
         println!(
-            "| {name}{unit} | {pv:.1} | {:.1} | {dv:.1} | {:.1} | {:.2}x | {vs_raw} |",
+            "| {name}{unit} | {pv:.1} | {:.1} | {dv:.1} | {:.1} | {:.2}x | {vs_raw} | {nf} | {nf_ratio} |",
             p.p99_ms,
             d.p99_ms,
             pv / dv

@@ -25,18 +25,25 @@ const STRIPES: usize = 64;
 #[derive(Debug)]
 pub struct BlobStore {
     root: PathBuf,
+    fsync: bool,
     stripes: Vec<Mutex<()>>,
 }
 
 impl BlobStore {
     /// Open (creating directories as needed) the store under `root`.
-    pub fn open(root: &Path) -> std::io::Result<Self> {
+    pub fn open(root: &Path, fsync: bool) -> std::io::Result<Self> {
         std::fs::create_dir_all(root.join("blobs"))?;
         std::fs::create_dir_all(root.join("uploads"))?;
         Ok(BlobStore {
             root: root.to_owned(),
+            fsync,
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
         })
+    }
+
+    /// Whether blobs are fsynced before they are published.
+    pub fn fsync(&self) -> bool {
+        self.fsync
     }
 
     /// Where a published blob lives.
@@ -75,9 +82,13 @@ impl BlobStore {
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        std::fs::File::open(staged)?.sync_all()?;
+        if self.fsync {
+            std::fs::File::open(staged)?.sync_all()?;
+        }
         std::fs::rename(staged, &dest)?;
-        if let Some(parent) = dest.parent() {
+        if self.fsync
+            && let Some(parent) = dest.parent()
+        {
             // Make the rename itself durable.
             std::fs::File::open(parent)?.sync_all()?;
         }

@@ -17,6 +17,8 @@
 //!   interval: 1h              # 0 turns online GC off
 //!   grace: 1h
 //! tls: { cert: server.pem, key: server-key.pem }
+//! storage:
+//!   fsync: true               # false: acknowledge blobs from the page cache
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -98,6 +100,14 @@ struct RawConfig {
     #[serde(default)]
     gc: RawGc,
     tls: Option<RawTls>,
+    #[serde(default)]
+    storage: RawStorage,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    fsync: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -270,6 +280,10 @@ pub struct RegistryConfig {
     pub gc_grace: Duration,
     /// TLS certificate chain and key (PEM).
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// fsync blobs before acknowledging them (default). Off, a blob survives
+    /// a process crash but not necessarily a power loss, like CNCF
+    /// distribution; metadata transactions stay durable either way.
+    pub fsync: bool,
 }
 
 impl Default for RegistryConfig {
@@ -285,6 +299,7 @@ impl Default for RegistryConfig {
             gc_interval: None,
             gc_grace: Duration::from_secs(3600),
             tls: None,
+            fsync: true,
         }
     }
 }
@@ -376,6 +391,7 @@ impl RegistryConfig {
             cfg.gc_grace = duration("gc.grace", &g)?;
         }
         cfg.tls = raw.tls.map(|t| (base.join(t.cert), base.join(t.key)));
+        cfg.fsync = raw.storage.fsync.unwrap_or(true);
         Ok(cfg)
     }
 
@@ -424,6 +440,7 @@ repositories:
     forbid_latest: true
     retention: { keep_last: 3, keep_tags: '^v', keep_within: 7d }
 gc: { interval: 10m, grace: 30s }
+storage: { fsync: false }
 "#;
         let c = RegistryConfig::parse(text, Path::new("/etc/plumb/registry.yaml")).unwrap();
         assert_eq!(
@@ -436,6 +453,8 @@ gc: { interval: 10m, grace: 30s }
         assert!(rule.forbid_latest);
         assert_eq!(rule.retention.as_ref().unwrap().keep_last, Some(3));
         assert_eq!(c.gc_interval, Some(Duration::from_secs(600)));
+        assert!(!c.fsync);
+        assert!(RegistryConfig::default().fsync);
         assert!(c.tag_policy.immutable_by("v1.2.3").is_some());
         assert!(c.tag_policy.immutable_by(&"a".repeat(40)).is_some());
         assert!(c.tag_policy.immutable_by("latest").is_none());

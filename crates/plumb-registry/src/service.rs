@@ -152,7 +152,7 @@ impl Registry {
                 hint,
             }
         };
-        let blobs = BlobStore::open(root).map_err(|e| storage(e.into()))?;
+        let blobs = BlobStore::open(root, config.fsync).map_err(|e| storage(e.into()))?;
         let meta = Metadata::open(&root.join("metadata.redb")).map_err(storage)?;
         // Upload sessions do not survive a restart: their files are partial
         // content nobody can finish, so they go.
@@ -337,20 +337,26 @@ impl Registry {
                 expected: s.size,
             });
         }
-        let (hasher, written) =
-            match write_body(self.blobs.upload_path(id), s.hasher.clone(), body).await {
-                Ok(r) => r,
-                Err(e) => {
-                    // A broken body leaves the upload as it was before the chunk.
-                    if let Ok(f) = std::fs::OpenOptions::new()
-                        .write(true)
-                        .open(self.blobs.upload_path(id))
-                    {
-                        let _ = f.set_len(s.size);
-                    }
-                    return Err(e);
+        let (hasher, written) = match write_body(
+            self.blobs.upload_path(id),
+            s.hasher.clone(),
+            body,
+            self.blobs.fsync(),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                // A broken body leaves the upload as it was before the chunk.
+                if let Ok(f) = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(self.blobs.upload_path(id))
+                {
+                    let _ = f.set_len(s.size);
                 }
-            };
+                return Err(e);
+            }
+        };
         if let Some((start, end)) = range
             && written != end - start + 1
         {
@@ -741,6 +747,7 @@ async fn write_body(
     path: PathBuf,
     hasher: ContentHasher,
     body: axum::body::Body,
+    early_writeback: bool,
 ) -> Result<(ContentHasher, u64)> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(8);
     let worker = tokio::task::spawn_blocking(move || -> std::io::Result<(ContentHasher, u64)> {
@@ -775,7 +782,7 @@ async fn write_body(
             }
             written += len;
             unflushed += len;
-            if unflushed >= FLUSH_EVERY {
+            if early_writeback && unflushed >= FLUSH_EVERY {
                 unflushed = 0;
                 // Large uploads start their writeback while bytes still
                 // arrive, so the fsync before publishing finds little left.
