@@ -11,7 +11,6 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use http_body_util::BodyExt as _;
 use plumb_oci::{Digest, RepositoryName, Tag};
 
 use crate::error::RegistryError;
@@ -183,17 +182,36 @@ fn blob_created(repo: &RepositoryName, d: &Digest) -> Response {
 
 /// Read a whole body, refusing more than `limit` bytes (413).
 async fn read_limited(body: Body, limit: u64, what: &'static str) -> Result<bytes::Bytes> {
-    let limited = http_body_util::Limited::new(body, limit as usize);
-    match limited.collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(RegistryError::TooLarge {
-            what,
-            size: limit + 1,
-            limit,
-        }),
-        Err(e) => Err(RegistryError::Io(std::io::Error::other(e.to_string()))),
+    use futures_util::StreamExt as _;
+    let mut stream = body.into_data_stream();
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| RegistryError::Io(std::io::Error::other(e.to_string())))?;
+        seen += chunk.len() as u64;
+        if seen > limit {
+            // Read (and drop) a bounded amount more, so a client still
+            // sending gets the 413 rather than a reset connection.
+            let cap = limit.saturating_mul(DRAIN_FACTOR);
+            while seen <= cap {
+                match stream.next().await {
+                    Some(Ok(c)) => seen += c.len() as u64,
+                    _ => break,
+                }
+            }
+            return Err(RegistryError::TooLarge {
+                what,
+                size: seen,
+                limit,
+            });
+        }
+        buf.extend_from_slice(&chunk);
     }
+    Ok(buf.freeze())
 }
+
+/// How far past a size limit a refused body is still read before answering.
+const DRAIN_FACTOR: u64 = 16;
 
 /// The single entry point: authorise, route, handle.
 pub async fn dispatch(State(registry): State<Arc<Registry>>, request: Request) -> Response {
@@ -279,8 +297,9 @@ async fn handle(registry: &Arc<Registry>, request: Request) -> Result<Response> 
                 .get(header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok())
-                && len > limit
+                && len > limit.saturating_mul(DRAIN_FACTOR)
             {
+                // Far too large to read at all.
                 return Err(RegistryError::TooLarge {
                     what: "manifest",
                     size: len,
