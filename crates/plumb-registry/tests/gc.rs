@@ -238,7 +238,7 @@ fn an_index_keeps_its_children() {
 fn pushing_while_gc_runs_loses_no_tagged_image() {
     // The server collects online every second too, next to the explicit loop.
     let reg = Arc::new(TestRegistry::start_with(
-        "gc:\n  grace: 2s\n  interval: 1s\n",
+        "gc:\n  grace: 4s\n  interval: 1s\n",
     ));
     let stop = Arc::new(AtomicBool::new(false));
     let gc_runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -291,7 +291,7 @@ fn pushing_while_gc_runs_loses_no_tagged_image() {
         .flat_map(|p| p.join().unwrap())
         .collect();
     // Let the junk age past the grace window while GC keeps running.
-    std::thread::sleep(std::time::Duration::from_millis(3200));
+    std::thread::sleep(std::time::Duration::from_millis(5200));
     stop.store(true, Ordering::Relaxed);
     let removed = collector.join().unwrap();
     assert!(gc_runs.load(Ordering::Relaxed) > 10);
