@@ -423,6 +423,27 @@ impl RegistryClient {
         Ok(Digest::sha256_of(&bytes))
     }
 
+    /// POST to a registry's own extension endpoint (outside `/v2/`, e.g.
+    /// plumb's `/plumb/v1/gc`) and return its JSON answer.
+    pub async fn post_extension(
+        &self,
+        registry: &str,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<serde_json::Value, ClientError> {
+        let url = format!("{}{path}", self.base_url(registry));
+        // Credentials are cached per repository; extensions share one slot.
+        let slot = RepositoryName::parse("plumb-extension")
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let resp = self
+            .send(registry, &slot, |c| c.post(&url).query(query))
+            .await?;
+        if !resp.status().is_success() {
+            return Err(Self::fail("POST", resp).await);
+        }
+        Ok(resp.json().await?)
+    }
+
     /// Whether the repository has the blob.
     pub async fn blob_exists(
         &self,

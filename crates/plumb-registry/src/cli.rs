@@ -13,9 +13,10 @@ use crate::service::{OpenError, Registry};
 #[derive(Debug, clap::Subcommand)]
 pub enum RegistryCommand {
     /// Serve the OCI distribution API, storing everything under --root.
+    #[command(after_long_help = CONFIG_HELP)]
     Serve(ServeArgs),
-    /// Apply retention and collect unreferenced content (registry stopped; a
-    /// running registry collects online every gc.interval).
+    /// Apply retention and collect unreferenced content now: in a running
+    /// registry (--url) or in a stopped one's --root.
     Gc(GcArgs),
     /// Print an htpasswd line (bcrypt) for USER, reading the password from stdin.
     Htpasswd {
@@ -23,6 +24,31 @@ pub enum RegistryCommand {
         user: String,
     },
 }
+
+/// The configuration file's format, shown by `plumb registry serve --help`.
+const CONFIG_HELP: &str = "\
+Configuration file (--config, YAML; every key optional):
+
+  auth:
+    htpasswd: users.htpasswd        # bcrypt entries (plumb registry htpasswd USER)
+    anonymous_pull: false
+    roles: { deploy: read }         # read or push; users not listed get default_role
+    default_role: push
+  limits:
+    max_manifest_bytes: 4194304
+  immutable_tags: ['^[0-9a-f]{40}$', '^v[0-9]+\\.[0-9]+\\.[0-9]+$']
+  repositories:                     # first match wins; * within a path component, ** across
+    - match: \"team/**\"
+      forbid_latest: true
+      retention: { keep_last: 10, keep_tags: '^v', keep_within: 30d }
+  gc:
+    interval: 1h                    # online GC; 0 or absent: off
+    grace: 1h                       # new, unreferenced content is safe this long
+  tls: { cert: server.pem, key: server-key.pem }
+  storage:
+    fsync: true                     # false: acknowledge blobs from the page cache
+
+Relative paths are relative to the configuration file.";
 
 /// `plumb registry serve`.
 #[derive(Debug, clap::Args)]
@@ -53,9 +79,13 @@ pub struct ServeArgs {
 /// `plumb registry gc`.
 #[derive(Debug, clap::Args)]
 pub struct GcArgs {
-    /// Directory holding blobs and metadata.
+    /// Directory holding blobs and metadata (the registry must be stopped).
+    #[arg(long, required_unless_present = "url", conflicts_with = "url")]
+    pub root: Option<PathBuf>,
+    /// A running plumb registry (e.g. http://127.0.0.1:5000); credentials of a
+    /// push user from PLUMB_REGISTRY_USERNAME/PLUMB_REGISTRY_PASSWORD.
     #[arg(long)]
-    pub root: PathBuf,
+    pub url: Option<String>,
     /// Configuration file (retention policies, grace window).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -65,6 +95,31 @@ pub struct GcArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub output: plumb_oci::cli::OutputFormat,
+}
+
+/// Ask a running registry to collect now.
+async fn remote_gc(url: &str, dry_run: bool) -> Result<crate::gc::GcReport, RegistryCommandError> {
+    let fail = |m: String| RegistryCommandError::Remote(m);
+    let registry = url
+        .trim_end_matches('/')
+        .split_once("://")
+        .map(|(_, h)| h)
+        .unwrap_or(url);
+    let client = plumb_oci::client::RegistryClient::new(plumb_oci::client::ClientOptions {
+        plain_http: Some(url.starts_with("http://")),
+        credentials: plumb_oci::client::Credentials::from_environment(registry),
+        ca_file: None,
+    })
+    .map_err(|e| fail(e.to_string()))?;
+    let v = client
+        .post_extension(
+            registry,
+            crate::http::GC_PATH,
+            &[("dry_run", if dry_run { "true" } else { "false" })],
+        )
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    serde_json::from_value(v).map_err(|e| fail(format!("unexpected GC report: {e}")))
 }
 
 /// A failed `plumb registry` command.
@@ -86,6 +141,15 @@ pub enum RegistryCommandError {
     #[error("refusing to serve without credentials")]
     #[diagnostic(code(plumb::registry::auth), help("{0}"))]
     NoCredentials(String),
+    /// A running registry refused or failed.
+    #[error("{0}")]
+    #[diagnostic(
+        code(plumb::registry::remote),
+        help(
+            "check --url, and that PLUMB_REGISTRY_USERNAME/PLUMB_REGISTRY_PASSWORD name a user with the push role"
+        )
+    )]
+    Remote(String),
     /// GC failure.
     #[error("garbage collection failed: {0}")]
     #[diagnostic(code(plumb::registry::gc))]
@@ -178,9 +242,19 @@ pub fn run(command: RegistryCommand) -> Result<(), RegistryCommandError> {
             Ok(())
         }
         RegistryCommand::Gc(args) => {
-            let config = load_config(args.config.as_ref())?;
-            let registry = Registry::open(&args.root, config)?;
-            let report = runtime()?.block_on(crate::gc::collect(&registry, args.dry_run))?;
+            let report = match (&args.url, &args.root) {
+                (Some(url), _) => runtime()?.block_on(remote_gc(url, args.dry_run))?,
+                (None, Some(root)) => {
+                    let config = load_config(args.config.as_ref())?;
+                    let registry = Registry::open(root, config)?;
+                    runtime()?.block_on(crate::gc::collect(&registry, args.dry_run))?
+                }
+                (None, None) => {
+                    return Err(RegistryCommandError::NoCredentials(
+                        "give --root DIR or --url URL".into(),
+                    ));
+                }
+            };
             if args.output == plumb_oci::cli::OutputFormat::Json {
                 println!(
                     "{}",
@@ -233,6 +307,21 @@ mod tests {
     }
 
     #[test]
+    fn the_configuration_shown_in_help_parses() {
+        let yaml: String = CONFIG_HELP
+            .lines()
+            .skip_while(|l| !l.starts_with("  auth:"))
+            .take_while(|l| !l.starts_with("Relative"))
+            .map(|l| format!("{}\n", l.strip_prefix("  ").unwrap_or(l)))
+            .collect();
+        let c =
+            RegistryConfig::parse(&yaml, std::path::Path::new("/etc/plumb/registry.yaml")).unwrap();
+        assert_eq!(c.gc_interval, Some(std::time::Duration::from_secs(3600)));
+        assert!(c.rule_for("team/a/b").is_some_and(|r| r.forbid_latest));
+        assert!(c.tag_policy.immutable_by("v1.2.3").is_some());
+    }
+
+    #[test]
     fn refuses_to_serve_writes_without_credentials() {
         let e = run(serve("127.0.0.1:0", None, false)).unwrap_err();
         assert!(matches!(e, RegistryCommandError::NoCredentials(_)), "{e:?}");
@@ -249,7 +338,8 @@ mod tests {
         let cfg = dir.path().join("registry.yaml");
         std::fs::write(&cfg, "gc:\n  grace: soon\n").unwrap();
         let e = run(RegistryCommand::Gc(GcArgs {
-            root: dir.path().join("root"),
+            root: Some(dir.path().join("root")),
+            url: None,
             config: Some(cfg),
             dry_run: true,
             output: Default::default(),

@@ -33,7 +33,7 @@ use crate::service::{Registry, now};
 pub const UPLOAD_EXPIRY_SECS: i64 = 24 * 3600;
 
 /// What a GC run removed (or, in a dry run, would remove).
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, serde::Deserialize)]
 pub struct GcReport {
     /// True when nothing was deleted.
     pub dry_run: bool,

@@ -18,6 +18,9 @@ use crate::service::{ManifestRef, Registry};
 
 type Result<T> = std::result::Result<T, RegistryError>;
 
+/// Path of plumb's GC endpoint (an extension outside `/v2/`).
+pub const GC_PATH: &str = "/plumb/v1/gc";
+
 /// The axum application serving `registry`.
 pub fn router(registry: Arc<Registry>) -> axum::Router {
     axum::Router::new().fallback(dispatch).with_state(registry)
@@ -25,6 +28,8 @@ pub fn router(registry: Arc<Registry>) -> axum::Router {
 
 enum Endpoint<'a> {
     Base,
+    /// plumb's own extension: run GC now (`POST /plumb/v1/gc[?dry_run=true]`).
+    Gc,
     Catalog,
     Tags(RepositoryName),
     Manifest(RepositoryName, &'a str),
@@ -39,6 +44,9 @@ fn name(s: &str) -> Result<RepositoryName> {
 }
 
 fn route(path: &str) -> Result<Endpoint<'_>> {
+    if path == GC_PATH {
+        return Ok(Endpoint::Gc);
+    }
     let Some(rest) = path.strip_prefix("/v2") else {
         return Err(RegistryError::NotFound);
     };
@@ -250,6 +258,11 @@ async fn handle(registry: &Arc<Registry>, request: Request) -> Result<Response> 
             "{}",
         )
             .into_response()),
+        (Endpoint::Gc, Method::POST) => {
+            let dry_run = param(&params, "dry_run").is_some_and(|v| v == "true" || v == "1");
+            let report = crate::gc::collect(registry, dry_run).await?;
+            Ok(json_response(serde_json::to_value(&report)?))
+        }
         (Endpoint::Catalog, Method::GET) => {
             let n = param(&params, "n").and_then(|n| n.parse().ok());
             let (repos, more) = registry.catalog(n, param(&params, "last"))?;

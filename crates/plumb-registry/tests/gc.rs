@@ -313,3 +313,69 @@ fn pushing_while_gc_runs_loses_no_tagged_image() {
         gc_runs.load(Ordering::Relaxed)
     );
 }
+
+#[test]
+fn gc_runs_on_request_in_a_live_registry_for_push_users_only() {
+    let reg = TestRegistry::start_with("gc:\n  grace: 0s\n");
+    let h = reg.http();
+    h.push_image("live", "keep", &[b"k"]);
+    let (gone, _) = h.push_image("live", "tmp", &[b"g"]);
+    assert_eq!(
+        h.req(Method::DELETE, "/v2/live/manifests/tmp")
+            .send()
+            .unwrap()
+            .status(),
+        202
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // The read role may not collect.
+    let reader = reg
+        .http()
+        .with_user(common::READER, common::READER_PASSWORD);
+    assert_eq!(
+        reader
+            .req(Method::POST, "/plumb/v1/gc")
+            .send()
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        reg.http()
+            .anonymous()
+            .req(Method::POST, "/plumb/v1/gc")
+            .send()
+            .unwrap()
+            .status(),
+        401
+    );
+    // A dry run lists, and leaves the manifest in place.
+    let r = h
+        .req(Method::POST, "/plumb/v1/gc?dry_run=true")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let dry: serde_json::Value = r.json().unwrap();
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(
+        dry["manifests"],
+        serde_json::json!([format!("live@{gone}")])
+    );
+    assert_eq!(h.get(&format!("/v2/live/manifests/{gone}")).status(), 200);
+    // Through the client the CLI uses, for real.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let v = rt
+        .block_on(
+            reg.client()
+                .post_extension(&reg.host(), "/plumb/v1/gc", &[("dry_run", "false")]),
+        )
+        .unwrap();
+    let report: GcReport = serde_json::from_value(v).unwrap();
+    assert!(!report.dry_run);
+    assert_eq!(report.manifests, vec![format!("live@{gone}")]);
+    assert_eq!(h.get(&format!("/v2/live/manifests/{gone}")).status(), 404);
+    pulls_intact(&reg, "live", "keep");
+}
