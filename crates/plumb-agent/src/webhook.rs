@@ -6,7 +6,7 @@
 //! `X-Hub-Signature-256` and Gitea's `X-Gitea-Signature` are HMAC-SHA256 of
 //! the body with the shared secret, GitLab's `X-Gitlab-Token` is the secret.
 
-use hmac::{Hmac, KeyInit, Mac};
+use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 

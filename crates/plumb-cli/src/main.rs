@@ -50,6 +50,12 @@ enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Run plumb's OCI registry.
+    #[command(subcommand)]
+    Registry(plumb_registry::cli::RegistryCommand),
+    /// Push, sign and verify artifacts in any OCI registry.
+    #[command(subcommand)]
+    Artifact(plumb_oci::cli::ArtifactCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -82,7 +88,17 @@ fn main() -> ExitCode {
         .data_dir
         .clone()
         .unwrap_or_else(gitops::default_data_dir);
-    let error_code = match cli.command {
+    // These run their own runtimes.
+    let command = match cli.command {
+        Command::Registry(c) => {
+            return finish(plumb_registry::cli::run(c).map_err(miette::Report::from), 1);
+        }
+        Command::Artifact(c) => {
+            return finish(plumb_oci::cli::run(c).map_err(miette::Report::from), 1);
+        }
+        other => other,
+    };
+    let error_code = match command {
         Command::Diff(_) => 2,
         _ => 1,
     };
@@ -97,7 +113,7 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        match cli.command {
+        match command {
             Command::Sync(args) => gitops::sync(&data_dir, args).await,
             Command::Diff(args) => gitops::diff(&data_dir, args).await,
             Command::Status(args) => gitops::status(&data_dir, args).await,
@@ -106,10 +122,21 @@ fn main() -> ExitCode {
             Command::Rollback(args) => remote::rollback(args).await,
             Command::Resume(args) => remote::resume(args).await,
             Command::Token(TokenCommand::Create(args)) => agent_cmd::token_create(&data_dir, args),
+            Command::Registry(_) | Command::Artifact(_) => Ok(ExitCode::SUCCESS),
         }
     });
     match result {
         Ok(code) => code,
+        Err(report) => {
+            eprintln!("{report:?}");
+            ExitCode::from(error_code)
+        }
+    }
+}
+
+fn finish(result: miette::Result<()>, error_code: u8) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
         Err(report) => {
             eprintln!("{report:?}");
             ExitCode::from(error_code)

@@ -1,0 +1,684 @@
+//! A client for any OCI distribution registry.
+//!
+//! [`RegistryClient`] speaks the distribution spec over reqwest: it answers
+//! Basic and Bearer-token challenges, pushes blobs monolithically (streaming
+//! files from disk), pushes and fetches manifests, and lists referrers. It
+//! verifies every digest it is handed back. Loopback registries are reached
+//! over plain HTTP unless told otherwise; everything else over HTTPS.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use bytes::Bytes;
+use reqwest::StatusCode;
+use reqwest::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, LOCATION, WWW_AUTHENTICATE,
+};
+
+use crate::digest::Digest;
+use crate::manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
+use crate::reference::RepositoryName;
+
+/// A user name and password for a registry.
+#[derive(Clone)]
+pub struct Credentials {
+    /// User name.
+    pub username: String,
+    /// Password (never printed).
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credentials({}, <redacted>)", self.username)
+    }
+}
+
+impl Credentials {
+    /// Credentials from `PLUMB_REGISTRY_USERNAME`/`PLUMB_REGISTRY_PASSWORD`,
+    /// else from `~/.docker/config.json` (`auths.<host>.auth`) for `registry`.
+    pub fn from_environment(registry: &str) -> Option<Credentials> {
+        if let (Ok(username), Ok(password)) = (
+            std::env::var("PLUMB_REGISTRY_USERNAME"),
+            std::env::var("PLUMB_REGISTRY_PASSWORD"),
+        ) {
+            return Some(Credentials { username, password });
+        }
+        let config = std::env::var_os("DOCKER_CONFIG")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".docker")))?
+            .join("config.json");
+        let text = std::fs::read_to_string(config).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        let auth = v["auths"][registry]["auth"].as_str()?;
+        let decoded = String::from_utf8(B64.decode(auth).ok()?).ok()?;
+        let (username, password) = decoded.split_once(':')?;
+        Some(Credentials {
+            username: username.to_owned(),
+            password: password.to_owned(),
+        })
+    }
+}
+
+/// How to reach registries.
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    /// Force plain HTTP (true) or HTTPS (false); `None` picks HTTP for loopback hosts only.
+    pub plain_http: Option<bool>,
+    /// Credentials, tried when a registry asks for them.
+    pub credentials: Option<Credentials>,
+    /// Extra CA certificate (PEM) to trust.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Why a registry operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Transport-level failure.
+    #[error("cannot reach the registry: {0}")]
+    Http(#[from] reqwest::Error),
+    /// The registry refused.
+    #[error("{method} {url} returned {status}: {body}")]
+    Status {
+        /// HTTP method.
+        method: String,
+        /// Request URL (credentials are never part of it).
+        url: String,
+        /// Status code.
+        status: u16,
+        /// Response body (the OCI error JSON, trimmed).
+        body: String,
+    },
+    /// The registry asked for credentials and none were accepted.
+    #[error(
+        "the registry {registry} requires credentials (set PLUMB_REGISTRY_USERNAME and PLUMB_REGISTRY_PASSWORD, or log in with docker/crane/oras)"
+    )]
+    Unauthorized {
+        /// Registry host.
+        registry: String,
+    },
+    /// Content came back with a different digest than asked for.
+    #[error("content from the registry has digest {actual}, expected {expected}")]
+    DigestMismatch {
+        /// Asked for.
+        expected: Digest,
+        /// Received.
+        actual: Digest,
+    },
+    /// A response the spec does not allow.
+    #[error("unexpected response from the registry: {0}")]
+    Protocol(String),
+    /// A local file could not be read.
+    #[error("cannot read {path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A manifest as fetched.
+#[derive(Debug, Clone)]
+pub struct FetchedManifest {
+    /// Raw bytes.
+    pub bytes: Bytes,
+    /// Its media type.
+    pub media_type: String,
+    /// Its digest (verified when requested by digest).
+    pub digest: Digest,
+}
+
+/// A registry client. Cheap to clone.
+#[derive(Clone)]
+pub struct RegistryClient {
+    http: reqwest::Client,
+    options: ClientOptions,
+    auth: Arc<Mutex<HashMap<String, HeaderValue>>>,
+}
+
+const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+
+fn is_loopback(registry: &str) -> bool {
+    let host = registry
+        .rsplit_once(':')
+        .map(|(h, _)| h)
+        .unwrap_or(registry);
+    host == "localhost" || host.starts_with("127.") || host == "[::1]"
+}
+
+/// Install ring as rustls's process-wide crypto provider (idempotent).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn challenge_param(header: &str, name: &str) -> Option<String> {
+    let needle = format!("{name}=\"");
+    let start = header.find(&needle)? + needle.len();
+    let end = header[start..].find('"')?;
+    Some(header[start..start + end].to_owned())
+}
+
+impl RegistryClient {
+    /// A client with `options`.
+    pub fn new(options: ClientOptions) -> Result<Self, ClientError> {
+        install_crypto_provider();
+        let mut builder =
+            reqwest::Client::builder().user_agent(concat!("plumb/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca) = &options.ca_file {
+            let pem = std::fs::read(ca).map_err(|source| ClientError::File {
+                path: ca.clone(),
+                source,
+            })?;
+            builder = builder.add_root_certificate(reqwest::Certificate::from_pem(&pem)?);
+        }
+        Ok(RegistryClient {
+            http: builder.build()?,
+            options,
+            auth: Arc::default(),
+        })
+    }
+
+    /// `scheme://registry`.
+    pub fn base_url(&self, registry: &str) -> String {
+        let plain = self
+            .options
+            .plain_http
+            .unwrap_or_else(|| is_loopback(registry));
+        format!("{}://{registry}", if plain { "http" } else { "https" })
+    }
+
+    fn auth_key(registry: &str, repo: &RepositoryName) -> String {
+        format!("{registry}/{repo}")
+    }
+
+    fn cached_auth(&self, key: &str) -> Option<HeaderValue> {
+        self.auth.lock().ok().and_then(|m| m.get(key).cloned())
+    }
+
+    async fn answer_challenge(
+        &self,
+        registry: &str,
+        repo: &RepositoryName,
+        challenge: &str,
+    ) -> Result<HeaderValue, ClientError> {
+        let unauthorized = || ClientError::Unauthorized {
+            registry: registry.to_owned(),
+        };
+        let basic = self.options.credentials.as_ref().map(|c| {
+            let token = B64.encode(format!("{}:{}", c.username, c.password));
+            format!("Basic {token}")
+        });
+        let value = if challenge.to_ascii_lowercase().starts_with("bearer") {
+            let realm = challenge_param(challenge, "realm")
+                .ok_or_else(|| ClientError::Protocol("Bearer challenge without realm".into()))?;
+            let mut req = self
+                .http
+                .get(&realm)
+                .query(&[("scope", format!("repository:{repo}:pull,push"))]);
+            if let Some(service) = challenge_param(challenge, "service") {
+                req = req.query(&[("service", service)]);
+            }
+            if let Some(b) = &basic {
+                req = req.header(AUTHORIZATION, b);
+            }
+            let resp = req.send().await?;
+            if !resp.status().is_success() {
+                return Err(unauthorized());
+            }
+            let v: serde_json::Value = resp.json().await?;
+            let token = v["token"]
+                .as_str()
+                .or_else(|| v["access_token"].as_str())
+                .ok_or_else(|| ClientError::Protocol("token response without token".into()))?;
+            format!("Bearer {token}")
+        } else {
+            basic.ok_or_else(unauthorized)?
+        };
+        let mut hv =
+            HeaderValue::from_str(&value).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        hv.set_sensitive(true);
+        if let Ok(mut m) = self.auth.lock() {
+            m.insert(Self::auth_key(registry, repo), hv.clone());
+        }
+        Ok(hv)
+    }
+
+    /// Send a request built by `build`, answering one auth challenge.
+    async fn send<F>(
+        &self,
+        registry: &str,
+        repo: &RepositoryName,
+        build: F,
+    ) -> Result<reqwest::Response, ClientError>
+    where
+        F: Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    {
+        let key = Self::auth_key(registry, repo);
+        let mut req = build(&self.http);
+        if let Some(h) = self.cached_auth(&key) {
+            req = req.header(AUTHORIZATION, h);
+        }
+        let resp = req.send().await?;
+        if resp.status() != StatusCode::UNAUTHORIZED {
+            return Ok(resp);
+        }
+        let challenge = resp
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("Basic")
+            .to_owned();
+        let h = self.answer_challenge(registry, repo, &challenge).await?;
+        let resp = build(&self.http).header(AUTHORIZATION, h).send().await?;
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            return Err(ClientError::Unauthorized {
+                registry: registry.to_owned(),
+            });
+        }
+        Ok(resp)
+    }
+
+    async fn fail(method: &str, resp: reqwest::Response) -> ClientError {
+        let status = resp.status().as_u16();
+        let url = resp.url().to_string();
+        let mut body = resp.text().await.unwrap_or_default();
+        // An OCI error body reads better as "CODE: message".
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&body)
+            && let Some(errors) = v["errors"].as_array()
+        {
+            let parts: Vec<String> = errors
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{}: {}",
+                        e["code"].as_str().unwrap_or("UNKNOWN"),
+                        e["message"].as_str().unwrap_or("")
+                    )
+                })
+                .collect();
+            if !parts.is_empty() {
+                body = parts.join("; ");
+            }
+        }
+        body.truncate(2000);
+        ClientError::Status {
+            method: method.to_owned(),
+            url,
+            status,
+            body,
+        }
+    }
+
+    /// Resolve `key` (tag or digest) to the manifest's digest, media type and
+    /// size, or `None` when the registry has no such manifest.
+    pub async fn manifest_head(
+        &self,
+        registry: &str,
+        repo: &RepositoryName,
+        key: &str,
+    ) -> Result<Option<(Digest, String, u64)>, ClientError> {
+        let url = format!("{}/v2/{repo}/manifests/{key}", self.base_url(registry));
+        let resp = self
+            .send(registry, repo, |c| {
+                c.head(&url).header(ACCEPT, MANIFEST_ACCEPT)
+            })
+            .await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !resp.status().is_success() {
+            return Err(Self::fail("HEAD", resp).await);
+        }
+        let media = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(OCI_MANIFEST)
+            .to_owned();
+        let size = resp
+            .headers()
+            .get(reqwest::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        match resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<Digest>().ok())
+        {
+            Some(d) => Ok(Some((d, media, size))),
+            // Registries may omit the header; fetch and hash instead.
+            None => Ok(self
+                .manifest_get(registry, repo, key)
+                .await
+                .map(|m| Some((m.digest, m.media_type, m.bytes.len() as u64)))?),
+        }
+    }
+
+    /// Fetch a manifest by tag or digest.
+    pub async fn manifest_get(
+        &self,
+        registry: &str,
+        repo: &RepositoryName,
+        key: &str,
+    ) -> Result<FetchedManifest, ClientError> {
+        let url = format!("{}/v2/{repo}/manifests/{key}", self.base_url(registry));
+        let resp = self
+            .send(registry, repo, |c| {
+                c.get(&url).header(ACCEPT, MANIFEST_ACCEPT)
+            })
+            .await?;
+        if !resp.status().is_success() {
+            return Err(Self::fail("GET", resp).await);
+        }
+        let media_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(OCI_MANIFEST)
+            .to_owned();
+        let bytes = resp.bytes().await?;
+        let digest = match key.parse::<Digest>() {
+            Ok(expected) => {
+                let actual = Digest::of(expected.algorithm(), &bytes);
+                if actual != expected {
+                    return Err(ClientError::DigestMismatch { expected, actual });
+                }
+                actual
+            }
+            Err(_) => Digest::sha256_of(&bytes),
+        };
+        Ok(FetchedManifest {
+            bytes,
+            media_type,
+            digest,
+        })
+    }
+
+    /// Push a manifest under `key` (a tag or its digest); returns its digest.
+    pub async fn manifest_put(
+        &self,
+        registry: &str,
+        repo: &RepositoryName,
+        key: &str,
+        media_type: &str,
+        bytes: Bytes,
+    ) -> Result<Digest, ClientError> {
+        let url = format!("{}/v2/{repo}/manifests/{key}", self.base_url(registry));
+        let resp = self
+            .send(registry, repo, |c| {
+                c.put(&url)
+                    .header(CONTENT_TYPE, media_type)
+                    .body(bytes.clone())
+            })
+            .await?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(Self::fail("PUT", resp).await);
+        }
+        Ok(Digest::sha256_of(&bytes))
+    }
+
+    /// POST to a registry's own extension endpoint (outside `/v2/`, e.g.
+    /// plumb's `/plumb/v1/gc`) and return its JSON answer.
+    pub async fn post_extension(
+        &self,
+        registry: &str,
+        path: &str,
+        query: &[(&str, &str)],
+    ) -> Result<serde_json::Value, ClientError> {
+        let url = format!("{}{path}", self.base_url(registry));
+        // Credentials are cached per repository; extensions share one slot.
+        let slot = RepositoryName::parse("plumb-extension")
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let resp = self
+            .send(registry, &slot, |c| c.post(&url).query(query))
+            .await?;
+        if !resp.status().is_success() {
+            return Err(Self::fail("POST", resp).await);
+        }
+        Ok(resp.json().await?)
+    }
+
+    /// Whether the repository has the blob.
+    pub async fn blob_exists(
+        &self,
+        registry: &str,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<bool, ClientError> {
+        let url = format!("{}/v2/{repo}/blobs/{digest}", self.base_url(registry));
+        let resp = self.send(registry, repo, |c| c.head(&url)).await?;
+        match resp.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(Self::fail("HEAD", resp).await),
+        }
+    }
+
+    async fn start_upload(
+        &self,
+        registry: &str,
+        repo: &RepositoryName,
+    ) -> Result<String, ClientError> {
+        let base = self.base_url(registry);
+        let url = format!("{base}/v2/{repo}/blobs/uploads/");
+        let resp = self.send(registry, repo, |c| c.post(&url)).await?;
+        if resp.status() != StatusCode::ACCEPTED {
+            return Err(Self::fail("POST", resp).await);
+        }
+        let loc = resp
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| ClientError::Protocol("upload started without Location".into()))?;
+        Ok(if loc.starts_with('/') {
+            format!("{base}{loc}")
+        } else {
+            loc.to_owned()
+        })
+    }
+
+    fn with_digest(location: &str, digest: &Digest) -> String {
+        let sep = if location.contains('?') { '&' } else { '?' };
+        format!("{location}{sep}digest={digest}")
+    }
+
+    /// Upload `bytes` as blob `digest` unless the repository has it.
+    pub async fn blob_put(
+        &self,
+        registry: &str,
+        repo: &RepositoryName,
+        digest: &Digest,
+        bytes: Bytes,
+    ) -> Result<(), ClientError> {
+        if self.blob_exists(registry, repo, digest).await? {
+            return Ok(());
+        }
+        let loc = Self::with_digest(&self.start_upload(registry, repo).await?, digest);
+        let resp = self
+            .send(registry, repo, |c| {
+                c.put(&loc)
+                    .header(CONTENT_TYPE, "application/octet-stream")
+                    .body(bytes.clone())
+            })
+            .await?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(Self::fail("PUT", resp).await);
+        }
+        Ok(())
+    }
+
+    /// Upload the file at `path` as blob `digest`, streaming it; `on_bytes`
+    /// hears how many bytes each sent chunk carried (for progress bars).
+    pub async fn blob_put_file(
+        &self,
+        registry: &str,
+        repo: &RepositoryName,
+        digest: &Digest,
+        path: &Path,
+        on_bytes: Option<ByteCounter>,
+    ) -> Result<(), ClientError> {
+        if self.blob_exists(registry, repo, digest).await? {
+            return Ok(());
+        }
+        let loc = Self::with_digest(&self.start_upload(registry, repo).await?, digest);
+        let file_err = |source| ClientError::File {
+            path: path.to_owned(),
+            source,
+        };
+        let size = tokio::fs::metadata(path).await.map_err(file_err)?.len();
+        let file = tokio::fs::File::open(path).await.map_err(file_err)?;
+        let mut req = self
+            .http
+            .put(&loc)
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, size)
+            .body(reqwest::Body::wrap_stream(tokio_util_stream(
+                file, on_bytes,
+            )));
+        // The POST above resolved any challenge; reuse its answer.
+        if let Some(h) = self.cached_auth(&Self::auth_key(registry, repo)) {
+            req = req.header(AUTHORIZATION, h);
+        }
+        let resp = req.send().await?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(Self::fail("PUT", resp).await);
+        }
+        Ok(())
+    }
+
+    /// Fetch a blob and check its digest.
+    pub async fn blob_get(
+        &self,
+        registry: &str,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Bytes, ClientError> {
+        let url = format!("{}/v2/{repo}/blobs/{digest}", self.base_url(registry));
+        let resp = self.send(registry, repo, |c| c.get(&url)).await?;
+        if !resp.status().is_success() {
+            return Err(Self::fail("GET", resp).await);
+        }
+        let bytes = resp.bytes().await?;
+        let actual = Digest::of(digest.algorithm(), &bytes);
+        if &actual != digest {
+            return Err(ClientError::DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// The referrers of `digest`, optionally filtered by artifact type, as the
+    /// registry's image index `manifests` array.
+    pub async fn referrers(
+        &self,
+        registry: &str,
+        repo: &RepositoryName,
+        digest: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<serde_json::Value>, ClientError> {
+        let url = format!("{}/v2/{repo}/referrers/{digest}", self.base_url(registry));
+        let resp = self
+            .send(registry, repo, |c| {
+                let r = c.get(&url).header(ACCEPT, OCI_INDEX);
+                match artifact_type {
+                    Some(t) => r.query(&[("artifactType", t)]),
+                    None => r,
+                }
+            })
+            .await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(vec![]);
+        }
+        if !resp.status().is_success() {
+            return Err(Self::fail("GET", resp).await);
+        }
+        let v: serde_json::Value = resp.json().await?;
+        let mut list = v["manifests"].as_array().cloned().unwrap_or_default();
+        // A registry that ignores the filter still gets filtered here.
+        if let Some(t) = artifact_type {
+            list.retain(|d| d["artifactType"].as_str() == Some(t));
+        }
+        Ok(list)
+    }
+}
+
+/// Whether `media_type` is one a manifest endpoint serves.
+pub fn is_manifest_media_type(media_type: &str) -> bool {
+    [
+        OCI_MANIFEST,
+        OCI_INDEX,
+        DOCKER_MANIFEST,
+        DOCKER_MANIFEST_LIST,
+    ]
+    .contains(&media_type)
+}
+
+/// A callback told how many bytes went out.
+pub type ByteCounter = Arc<dyn Fn(u64) + Send + Sync>;
+
+fn tokio_util_stream(
+    file: tokio::fs::File,
+    on_bytes: Option<ByteCounter>,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    use tokio::io::AsyncReadExt as _;
+    futures_util::stream::unfold(Some(file), move |state| {
+        let on_bytes = on_bytes.clone();
+        async move {
+            let mut file = state?;
+            let mut buf = vec![0u8; 1 << 20];
+            match file.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    if let Some(f) = &on_bytes {
+                        f(n as u64);
+                    }
+                    Some((Ok(Bytes::from(buf)), Some(file)))
+                }
+                Err(e) => Some((Err(e), None)),
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_bearer_challenge() {
+        let h = r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a:pull""#;
+        assert_eq!(
+            challenge_param(h, "realm").as_deref(),
+            Some("https://auth.example/token")
+        );
+        assert_eq!(
+            challenge_param(h, "service").as_deref(),
+            Some("registry.example")
+        );
+    }
+
+    #[test]
+    fn loopback_detection() {
+        assert!(is_loopback("127.0.0.1:5000"));
+        assert!(is_loopback("localhost:1"));
+        assert!(!is_loopback("registry.example:443"));
+    }
+
+    #[test]
+    fn credentials_debug_is_redacted() {
+        let c = Credentials {
+            username: "u".into(),
+            password: "hunter2".into(),
+        };
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}

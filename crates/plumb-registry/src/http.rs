@@ -1,0 +1,596 @@
+//! The distribution API over HTTP (axum).
+//!
+//! Repository names contain slashes, so routes are not expressed as axum
+//! path patterns: [`dispatch`] splits `/v2/<name>/<endpoint>` itself, from the
+//! right, validates the name and hands off to one handler per endpoint. Every
+//! request is authorised before anything is read from its body.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use plumb_oci::{Digest, RepositoryName, Tag};
+
+use crate::error::RegistryError;
+use crate::service::{ManifestRef, Registry};
+
+type Result<T> = std::result::Result<T, RegistryError>;
+
+/// Path of plumb's GC endpoint (an extension outside `/v2/`).
+pub const GC_PATH: &str = "/plumb/v1/gc";
+
+/// The axum application serving `registry`.
+pub fn router(registry: Arc<Registry>) -> axum::Router {
+    axum::Router::new().fallback(dispatch).with_state(registry)
+}
+
+enum Endpoint<'a> {
+    Base,
+    /// plumb's own extension: run GC now (`POST /plumb/v1/gc[?dry_run=true]`).
+    Gc,
+    Catalog,
+    Tags(RepositoryName),
+    Manifest(RepositoryName, &'a str),
+    Blob(RepositoryName, &'a str),
+    Uploads(RepositoryName),
+    Upload(RepositoryName, &'a str),
+    Referrers(RepositoryName, &'a str),
+}
+
+fn name(s: &str) -> Result<RepositoryName> {
+    RepositoryName::parse(s).map_err(|e| RegistryError::NameInvalid(e.to_string()))
+}
+
+fn route(path: &str) -> Result<Endpoint<'_>> {
+    if path == GC_PATH {
+        return Ok(Endpoint::Gc);
+    }
+    let Some(rest) = path.strip_prefix("/v2") else {
+        return Err(RegistryError::NotFound);
+    };
+    if rest.is_empty() || rest == "/" {
+        return Ok(Endpoint::Base);
+    }
+    let rest = rest.strip_prefix('/').ok_or(RegistryError::NotFound)?;
+    if rest == "_catalog" {
+        return Ok(Endpoint::Catalog);
+    }
+    if let Some(n) = rest.strip_suffix("/tags/list") {
+        return Ok(Endpoint::Tags(name(n)?));
+    }
+    if let Some(n) = rest
+        .strip_suffix("/blobs/uploads/")
+        .or_else(|| rest.strip_suffix("/blobs/uploads"))
+    {
+        return Ok(Endpoint::Uploads(name(n)?));
+    }
+    if let Some((n, id)) = rest.rsplit_once("/blobs/uploads/") {
+        return Ok(Endpoint::Upload(name(n)?, id));
+    }
+    if let Some((n, r)) = rest.rsplit_once("/manifests/") {
+        return Ok(Endpoint::Manifest(name(n)?, r));
+    }
+    if let Some((n, d)) = rest.rsplit_once("/blobs/") {
+        return Ok(Endpoint::Blob(name(n)?, d));
+    }
+    if let Some((n, d)) = rest.rsplit_once("/referrers/") {
+        return Ok(Endpoint::Referrers(name(n)?, d));
+    }
+    Err(RegistryError::NotFound)
+}
+
+fn query_params(uri: &axum::http::Uri) -> Vec<(String, String)> {
+    uri.query()
+        .map(|q| {
+            q.split('&')
+                .filter_map(|kv| {
+                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                    Some((percent_decode(k)?, percent_decode(v)?))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let h = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(h, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn param<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+fn digest(s: &str) -> Result<Digest> {
+    s.parse()
+        .map_err(|e: plumb_oci::DigestError| RegistryError::DigestInvalid(e.to_string()))
+}
+
+/// Parse `Content-Range: <start>-<end>` (optionally prefixed `bytes `/`bytes=`).
+fn content_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>> {
+    let Some(v) = headers.get(header::CONTENT_RANGE) else {
+        return Ok(None);
+    };
+    let s = v.to_str().unwrap_or("");
+    let s = s
+        .trim()
+        .trim_start_matches("bytes")
+        .trim_start_matches(['=', ' ']);
+    let s = s.split('/').next().unwrap_or(s);
+    let parsed = s
+        .split_once('-')
+        .and_then(|(a, b)| Some((a.trim().parse().ok()?, b.trim().parse().ok()?)));
+    match parsed {
+        Some(r) => Ok(Some(r)),
+        None => Err(RegistryError::RangeInvalid {
+            got: 0,
+            expected: 0,
+        }),
+    }
+}
+
+fn json_response(v: serde_json::Value) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        v.to_string(),
+    )
+        .into_response()
+}
+
+fn hv(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn upload_response(status: StatusCode, repo: &RepositoryName, id: &str, size: u64) -> Response {
+    let mut r = status.into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::LOCATION,
+        hv(&format!("/v2/{repo}/blobs/uploads/{id}")),
+    );
+    h.insert(header::RANGE, hv(&format!("0-{}", size.saturating_sub(1))));
+    h.insert("docker-upload-uuid", hv(id));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    r
+}
+
+fn blob_created(repo: &RepositoryName, d: &Digest) -> Response {
+    let mut r = StatusCode::CREATED.into_response();
+    let h = r.headers_mut();
+    h.insert(header::LOCATION, hv(&format!("/v2/{repo}/blobs/{d}")));
+    h.insert("docker-content-digest", hv(&d.to_string()));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    r
+}
+
+/// Read a whole body, refusing more than `limit` bytes (413).
+async fn read_limited(body: Body, limit: u64, what: &'static str) -> Result<bytes::Bytes> {
+    use futures_util::StreamExt as _;
+    let mut stream = body.into_data_stream();
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| RegistryError::Io(std::io::Error::other(e.to_string())))?;
+        seen += chunk.len() as u64;
+        if seen > limit {
+            // Read (and drop) a bounded amount more, so a client still
+            // sending gets the 413 rather than a reset connection.
+            let cap = limit.saturating_mul(DRAIN_FACTOR);
+            while seen <= cap {
+                match stream.next().await {
+                    Some(Ok(c)) => seen += c.len() as u64,
+                    _ => break,
+                }
+            }
+            return Err(RegistryError::TooLarge {
+                what,
+                size: seen,
+                limit,
+            });
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// How far past a size limit a refused body is still read before answering.
+const DRAIN_FACTOR: u64 = 16;
+
+/// The single entry point: authorise, route, handle.
+pub async fn dispatch(State(registry): State<Arc<Registry>>, request: Request) -> Response {
+    match handle(&registry, request).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn handle(registry: &Arc<Registry>, request: Request) -> Result<Response> {
+    let (parts, body) = request.into_parts();
+    let method = parts.method.clone();
+    let endpoint = route(parts.uri.path());
+    let push = !matches!(method, Method::GET | Method::HEAD);
+    let access = registry.access(
+        parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok()),
+    );
+    // Unknown paths still ask for credentials first, so they reveal nothing.
+    registry.authorize(&access, push && endpoint.is_ok())?;
+    let endpoint = endpoint?;
+    let params = query_params(&parts.uri);
+    let headers = &parts.headers;
+    match (endpoint, method) {
+        (Endpoint::Base, Method::GET | Method::HEAD) => Ok((
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (
+                    header::HeaderName::from_static("docker-distribution-api-version"),
+                    "registry/2.0",
+                ),
+            ],
+            "{}",
+        )
+            .into_response()),
+        (Endpoint::Gc, Method::POST) => {
+            let dry_run = param(&params, "dry_run").is_some_and(|v| v == "true" || v == "1");
+            let report = crate::gc::collect(registry, dry_run).await?;
+            Ok(json_response(serde_json::to_value(&report)?))
+        }
+        (Endpoint::Catalog, Method::GET) => {
+            let n = param(&params, "n").and_then(|n| n.parse().ok());
+            let (repos, more) = registry.catalog(n, param(&params, "last"))?;
+            let mut r = json_response(serde_json::json!({ "repositories": repos }));
+            if more && let (Some(n), Some(last)) = (n, repos.last()) {
+                r.headers_mut().insert(
+                    header::LINK,
+                    hv(&format!("</v2/_catalog?n={n}&last={last}>; rel=\"next\"")),
+                );
+            }
+            Ok(r)
+        }
+        (Endpoint::Tags(repo), Method::GET) => {
+            let n: Option<usize> = param(&params, "n").and_then(|n| n.parse().ok());
+            let (tags, more) = registry.list_tags(&repo, n, param(&params, "last"))?;
+            let mut r = json_response(serde_json::json!({ "name": repo.as_str(), "tags": tags }));
+            if more && let (Some(n), Some(last)) = (n, tags.last()) {
+                r.headers_mut().insert(
+                    header::LINK,
+                    hv(&format!(
+                        "</v2/{repo}/tags/list?n={n}&last={last}>; rel=\"next\""
+                    )),
+                );
+            }
+            Ok(r)
+        }
+        (Endpoint::Manifest(repo, reference), m @ (Method::GET | Method::HEAD)) => {
+            let reference = ManifestRef::parse(reference)?;
+            let served = registry.get_manifest(&repo, &reference).await?;
+            let mut r = if m == Method::HEAD {
+                StatusCode::OK.into_response()
+            } else {
+                Body::from(served.bytes.clone()).into_response()
+            };
+            let h = r.headers_mut();
+            h.insert(header::CONTENT_TYPE, hv(&served.record.media_type));
+            h.insert(header::CONTENT_LENGTH, hv(&served.bytes.len().to_string()));
+            h.insert("docker-content-digest", hv(&served.digest.to_string()));
+            Ok(r)
+        }
+        (Endpoint::Manifest(repo, reference), Method::PUT) => {
+            let reference = ManifestRef::parse(reference)?;
+            let limit = registry.config().max_manifest_bytes;
+            if let Some(len) = headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                && len > limit.saturating_mul(DRAIN_FACTOR)
+            {
+                // Far too large to read at all.
+                return Err(RegistryError::TooLarge {
+                    what: "manifest",
+                    size: len,
+                    limit,
+                });
+            }
+            let bytes = read_limited(body, limit, "manifest").await?;
+            let content_type = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok());
+            let extra_tags = params
+                .iter()
+                .filter(|(k, _)| k == "tag")
+                .map(|(_, v)| Tag::parse(v).map_err(|e| RegistryError::TagInvalid(e.to_string())))
+                .collect::<Result<Vec<_>>>()?;
+            let pushed = registry
+                .put_manifest(&repo, &reference, content_type, bytes, &extra_tags)
+                .await?;
+            let mut r = StatusCode::CREATED.into_response();
+            let h = r.headers_mut();
+            h.insert(
+                header::LOCATION,
+                hv(&format!("/v2/{repo}/manifests/{}", pushed.digest)),
+            );
+            h.insert("docker-content-digest", hv(&pushed.digest.to_string()));
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+            if let Some(s) = pushed.subject {
+                h.insert("oci-subject", hv(&s.to_string()));
+            }
+            for t in &pushed.tags {
+                h.append("oci-tag", hv(t));
+            }
+            Ok(r)
+        }
+        (Endpoint::Manifest(repo, reference), Method::DELETE) => {
+            let reference = ManifestRef::parse(reference)?;
+            registry.delete_manifest(&repo, &reference)?;
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        (Endpoint::Blob(repo, d), m @ (Method::GET | Method::HEAD)) => {
+            let d = digest(d)?;
+            if m == Method::HEAD {
+                let size = registry.blob_size(&repo, &d)?;
+                let mut r = StatusCode::OK.into_response();
+                let h = r.headers_mut();
+                h.insert(header::CONTENT_LENGTH, hv(&size.to_string()));
+                h.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                );
+                h.insert("docker-content-digest", hv(&d.to_string()));
+                return Ok(r);
+            }
+            let (file, size) = registry.blob_open(&repo, &d)?;
+            let (status, start, len, range) = match byte_range(headers, size)
+                .map_err(|()| RegistryError::RangeUnsatisfiable(size))?
+            {
+                Some((start, end)) => (
+                    StatusCode::PARTIAL_CONTENT,
+                    start,
+                    end - start + 1,
+                    Some((start, end)),
+                ),
+                None => (StatusCode::OK, 0, size, None),
+            };
+            let stream = file_stream(file, start, len);
+            let mut r = (status, Body::from_stream(stream)).into_response();
+            let h = r.headers_mut();
+            h.insert(header::CONTENT_LENGTH, hv(&len.to_string()));
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            h.insert("docker-content-digest", hv(&d.to_string()));
+            h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+            if let Some((s, e)) = range {
+                h.insert(header::CONTENT_RANGE, hv(&format!("bytes {s}-{e}/{size}")));
+            }
+            Ok(r)
+        }
+        (Endpoint::Blob(repo, d), Method::DELETE) => {
+            let d = digest(d)?;
+            registry.delete_blob(&repo, &d)?;
+            Ok(StatusCode::ACCEPTED.into_response())
+        }
+        (Endpoint::Uploads(repo), Method::POST) => {
+            if let Some(mount) = param(&params, "mount") {
+                let d = digest(mount)?;
+                let from = param(&params, "from").map(name).transpose()?;
+                if registry.mount(&repo, &d, from.as_ref())? {
+                    return Ok(blob_created(&repo, &d));
+                }
+            }
+            let monolithic = param(&params, "digest").map(digest).transpose()?;
+            let id = registry.start_upload(&repo)?;
+            if let Some(d) = monolithic {
+                // Single-POST monolithic upload.
+                registry.finish_upload(&repo, &id, &d, None, body).await?;
+                return Ok(blob_created(&repo, &d));
+            }
+            Ok(upload_response(StatusCode::ACCEPTED, &repo, &id, 0))
+        }
+        (Endpoint::Upload(repo, id), Method::PATCH) => {
+            let range = content_range(headers)?;
+            let size = registry.append_upload(&repo, id, range, body).await?;
+            Ok(upload_response(StatusCode::ACCEPTED, &repo, id, size))
+        }
+        (Endpoint::Upload(repo, id), Method::PUT) => {
+            let d = param(&params, "digest")
+                .ok_or_else(|| {
+                    RegistryError::DigestInvalid("the final PUT of an upload needs ?digest=".into())
+                })
+                .and_then(digest)?;
+            let range = content_range(headers)?;
+            registry.finish_upload(&repo, id, &d, range, body).await?;
+            Ok(blob_created(&repo, &d))
+        }
+        (Endpoint::Upload(repo, id), Method::GET) => {
+            let size = registry.upload_size(&repo, id).await?;
+            Ok(upload_response(StatusCode::NO_CONTENT, &repo, id, size))
+        }
+        (Endpoint::Upload(repo, id), Method::DELETE) => {
+            registry.cancel_upload(&repo, id).await?;
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        (Endpoint::Referrers(repo, d), Method::GET) => {
+            let d = digest(d)?;
+            let artifact_type = param(&params, "artifactType");
+            let index = registry.referrers(&repo, &d, artifact_type)?;
+            let mut r = (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, plumb_oci::manifest::OCI_INDEX)],
+                index.to_string(),
+            )
+                .into_response();
+            if artifact_type.is_some() {
+                r.headers_mut().insert(
+                    "oci-filters-applied",
+                    HeaderValue::from_static("artifactType"),
+                );
+            }
+            Ok(r)
+        }
+        _ => Err(RegistryError::Unsupported(
+            "method not allowed on this endpoint".into(),
+        )),
+    }
+}
+
+/// Stream `len` bytes of `file` from `start`, read in 1 MiB chunks on a
+/// blocking thread (fewer hand-offs than async file reads).
+fn file_stream(
+    file: std::fs::File,
+    start: u64,
+    len: u64,
+) -> impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static {
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read as _, Seek as _};
+        let mut file = file;
+        if let Err(e) = file.seek(std::io::SeekFrom::Start(start)) {
+            let _ = tx.blocking_send(Err(e));
+            return;
+        }
+        let mut left = len;
+        while left > 0 {
+            let want = left.min(1 << 20);
+            // read_to_end fills spare capacity without zeroing it first.
+            let mut buf = Vec::with_capacity(want as usize);
+            match (&mut file).take(want).read_to_end(&mut buf) {
+                Ok(0) => {
+                    let _ = tx.blocking_send(Err(std::io::ErrorKind::UnexpectedEof.into()));
+                    return;
+                }
+                Ok(n) => {
+                    left -= n as u64;
+                    if tx.blocking_send(Ok(bytes::Bytes::from(buf))).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+    });
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    })
+}
+
+/// A single `Range: bytes=a-b` within `size`: `Ok(None)` when absent or not
+/// a single byte range (served whole), `Err(())` when unsatisfiable (416).
+fn byte_range(headers: &HeaderMap, size: u64) -> std::result::Result<Option<(u64, u64)>, ()> {
+    let Some(spec) = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("bytes="))
+    else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((a, b)) = spec.split_once('-') else {
+        return Ok(None);
+    };
+    let parsed = match (a.trim(), b.trim()) {
+        ("", suffix) => suffix
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n > 0 && size > 0)
+            .map(|n| (size.saturating_sub(n), size - 1)),
+        (a, "") => a.parse().ok().map(|a| (a, size.saturating_sub(1))),
+        (a, b) => match (a.parse::<u64>(), b.parse::<u64>()) {
+            (Ok(a), Ok(b)) if b >= a => Some((a, b.min(size.saturating_sub(1)))),
+            _ => None,
+        },
+    };
+    match parsed {
+        Some((start, end)) if start < size && start <= end => Ok(Some((start, end))),
+        _ => Err(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_names_with_slashes() {
+        assert!(matches!(route("/v2/").ok(), Some(Endpoint::Base)));
+        assert!(
+            matches!(route("/v2/a/b/manifests/v1").ok(), Some(Endpoint::Manifest(n, "v1")) if n.as_str() == "a/b")
+        );
+        assert!(matches!(
+            route("/v2/a/blobs/uploads/").ok(),
+            Some(Endpoint::Uploads(_))
+        ));
+        assert!(matches!(
+            route("/v2/a/blobs/uploads/xyz").ok(),
+            Some(Endpoint::Upload(_, "xyz"))
+        ));
+        assert!(matches!(
+            route("/v2/a/b/tags/list").ok(),
+            Some(Endpoint::Tags(_))
+        ));
+        assert!(matches!(
+            route("/v2/a/../b/manifests/v1"),
+            Err(RegistryError::NameInvalid(_))
+        ));
+        assert!(matches!(
+            route("/v2/A/manifests/v1"),
+            Err(RegistryError::NameInvalid(_))
+        ));
+        assert!(matches!(route("/v3/x"), Err(RegistryError::NotFound)));
+    }
+
+    #[test]
+    fn decodes_query() {
+        let uri: axum::http::Uri = "/x?mount=sha256%3Aab&from=a%2Fb&n=3".parse().unwrap();
+        let p = query_params(&uri);
+        assert_eq!(param(&p, "mount"), Some("sha256:ab"));
+        assert_eq!(param(&p, "from"), Some("a/b"));
+    }
+
+    #[test]
+    fn byte_ranges() {
+        let mut h = HeaderMap::new();
+        assert_eq!(byte_range(&h, 10), Ok(None));
+        h.insert(header::RANGE, HeaderValue::from_static("bytes=2-5"));
+        assert_eq!(byte_range(&h, 10), Ok(Some((2, 5))));
+        h.insert(header::RANGE, HeaderValue::from_static("bytes=-3"));
+        assert_eq!(byte_range(&h, 10), Ok(Some((7, 9))));
+        h.insert(header::RANGE, HeaderValue::from_static("bytes=20-"));
+        assert_eq!(byte_range(&h, 10), Err(()));
+        h.insert(header::RANGE, HeaderValue::from_static("bytes=5-0"));
+        assert_eq!(byte_range(&h, 10), Err(()));
+    }
+}

@@ -1,0 +1,25 @@
+//! plumb's OCI registry: the distribution API (v1.1) over a content-addressed
+//! blob store, with immutable tags, retention and online garbage collection.
+//!
+//! This crate owns the server side of artifacts: the bytes on disk under the
+//! registry root ([`blobs`]), the metadata about them in an embedded
+//! transactional store ([`meta`]), the rules that govern them ([`config`]),
+//! who may touch them ([`auth`]), the HTTP surface ([`http`], [`server`]) and
+//! their collection ([`gc`]). It speaks OCI through `plumb-oci`'s vocabulary
+//! and must not reach into clusters, Git or infrastructure state; nor does it
+//! sign anything: signatures are ordinary referrers to it.
+
+pub mod auth;
+pub mod blobs;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod gc;
+pub mod http;
+pub mod meta;
+pub mod server;
+pub mod service;
+
+pub use config::RegistryConfig;
+pub use error::RegistryError;
+pub use service::Registry;
