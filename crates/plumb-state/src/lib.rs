@@ -206,8 +206,7 @@ impl StateSnapshot {
                 ))
         });
         for r in &mut self.resources {
-            r.instances
-                .sort_by(|a, b| key_order(&a.index_key).cmp(&key_order(&b.index_key)));
+            r.instances.sort_by_key(|i| key_order(&i.index_key));
         }
     }
 }
