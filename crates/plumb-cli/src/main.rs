@@ -16,6 +16,20 @@ struct Cli {
     /// Only errors.
     #[arg(short, long, global = true)]
     quiet: bool,
+    #[command(subcommand)]
+    command: Option<Commands>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Commands {
+    /// Plan and apply Terraform-language stacks through real providers
+    /// (`plumb infra --help`).
+    #[command(disable_help_flag = true)]
+    Infra {
+        /// Arguments for plumb infra (Terraform-style flags accepted).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> miette::Result<()> {
@@ -34,5 +48,8 @@ fn main() -> miette::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    Ok(())
+    match cli.command {
+        Some(Commands::Infra { args }) => std::process::exit(plumb_infra::run(args)?),
+        None => Ok(()),
+    }
 }

@@ -19,7 +19,7 @@ mod journal;
 mod local;
 mod pg;
 
-pub use journal::JournalRecord;
+pub use journal::{JournalRecord, apply as journal_apply};
 pub use local::LocalBackend;
 pub use pg::PgBackend;
 

@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
-use bigdecimal::{BigDecimal, ToPrimitive, Zero};
+use bigdecimal::{ToPrimitive, Zero};
+
+pub use bigdecimal::BigDecimal;
 
 /// A type in the protocol's type system (cty's, as JSON on the wire).
 #[derive(Clone, Debug, PartialEq, Eq)]
