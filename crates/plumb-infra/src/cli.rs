@@ -524,16 +524,8 @@ async fn run_parsed(args: InfraArgs) -> Result<i32, InfraError> {
             let catalog = Arc::new(ProviderCatalog::load(&dir, &stack.config)?);
             let backend = stack.backend()?;
             let lease = lock(&backend, "OperationTypePlan", &flags.lock_timeout).await?;
-            let result = plan_inner(
-                &stack,
-                &catalog,
-                &backend,
-                &flags,
-                &raw,
-                destroy,
-                out.as_deref(),
-            )
-            .await;
+            let result =
+                plan_inner(&stack, &catalog, &backend, &flags, destroy, out.as_deref()).await;
             backend.unlock(lease).await?;
             let (result, changed) = result?;
             if !result.errors.is_empty() {
@@ -557,7 +549,6 @@ async fn run_parsed(args: InfraArgs) -> Result<i32, InfraError> {
                 &catalog,
                 &backend,
                 &flags,
-                &raw,
                 auto_approve || plan_file.is_some(),
                 destroy,
                 plan_file.as_deref(),
@@ -574,17 +565,7 @@ async fn run_parsed(args: InfraArgs) -> Result<i32, InfraError> {
             let catalog = Arc::new(ProviderCatalog::load(&dir, &stack.config)?);
             let backend = stack.backend()?;
             let lease = lock(&backend, "OperationTypeApply", &flags.lock_timeout).await?;
-            let r = apply_inner(
-                &stack,
-                &catalog,
-                &backend,
-                &flags,
-                &raw,
-                auto_approve,
-                true,
-                None,
-            )
-            .await;
+            let r = apply_inner(&stack, &catalog, &backend, &flags, auto_approve, true, None).await;
             backend.unlock(lease).await?;
             r
         }
