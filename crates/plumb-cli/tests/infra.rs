@@ -838,3 +838,94 @@ output "pets" {{
     assert_eq!(j["pets"]["value"].as_array().unwrap().len(), 3);
     assert_eq!(s.run(&["plan", "-detailed-exitcode"]).code, 0);
 }
+
+#[test]
+fn lifecycle_target_refresh_and_destroy_plans() {
+    let s = Stack::new(&format!(
+        r#"{PROVIDERS}
+variable "zone" {{
+  default = "z1"
+}}
+variable "tag" {{
+  default = "t1"
+}}
+resource "plumbtest_object" "cbd" {{
+  name = "cbd"
+  zone = var.zone
+  lifecycle {{
+    create_before_destroy = true
+  }}
+}}
+resource "plumbtest_object" "keep" {{
+  name = "keep"
+  zone = var.zone
+  lifecycle {{
+    prevent_destroy = true
+  }}
+}}
+resource "plumbtest_object" "ignored" {{
+  name = var.tag
+  tags = {{ t = var.tag }}
+  lifecycle {{
+    ignore_changes = [name]
+  }}
+}}
+resource "random_id" "other" {{
+  byte_length = 2
+}}
+"#
+    ));
+    s.init();
+    s.run(&["apply", "-auto-approve"]).ok();
+    // ignore_changes: only tags change.
+    let p = s
+        .run(&["plan", "-var", "tag=t2", "-target=plumbtest_object.ignored"])
+        .ok();
+    assert!(p.stdout.contains("~ tags"), "{}", p.stdout);
+    assert!(!p.stdout.contains("~ name"), "{}", p.stdout);
+    assert!(
+        !p.stdout.contains("random_id"),
+        "-target limits the plan:\n{}",
+        p.stdout
+    );
+    // create_before_destroy shows +/-; prevent_destroy refuses the replacement.
+    let p = s.run(&["plan", "-var", "zone=z2"]);
+    assert_eq!(p.code, 1, "{}", p.all());
+    assert!(p.all().contains("prevent_destroy"), "{}", p.all());
+    let p = s
+        .run(&["plan", "-var", "zone=z2", "-target=plumbtest_object.cbd"])
+        .ok();
+    assert!(
+        p.stdout
+            .contains("+/- resource \"plumbtest_object\" \"cbd\""),
+        "{}",
+        p.stdout
+    );
+    s.run(&[
+        "apply",
+        "-auto-approve",
+        "-var",
+        "zone=z2",
+        "-target=plumbtest_object.cbd",
+    ])
+    .ok();
+    // A destroy plan lists everything and changes nothing.
+    let before = s.state()["serial"].clone();
+    let d = s.run(&["plan", "-destroy", "-target=random_id.other"]).ok();
+    assert!(
+        d.stdout.contains("random_id.other will be destroyed"),
+        "{}",
+        d.stdout
+    );
+    assert!(
+        d.stdout
+            .contains("Plan: 0 to add, 0 to change, 1 to destroy."),
+        "{}",
+        d.stdout
+    );
+    assert_eq!(s.state()["serial"], before);
+    // -refresh=false skips reading the providers.
+    s.run(&["plan", "-refresh=false"]).ok();
+    // validate
+    assert!(s.run(&["validate"]).ok().stdout.contains("Success!"));
+}

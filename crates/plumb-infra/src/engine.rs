@@ -1039,8 +1039,9 @@ struct WalkCtx {
     provider_configs: Mutex<HashMap<(String, Option<String>), Value>>,
     values: RwLock<Values>,
     prior: Mutex<StateSnapshot>,
+    prior_index: HashMap<InstanceAddr, (InstanceState, String)>,
     changes: Mutex<Vec<Change>>,
-    limit: Semaphore,
+    limit: Arc<Semaphore>,
     opts: WalkOptions,
     writer: Option<crate::statewriter::StateWriter>,
     root_vars: BTreeMap<String, Value>,
@@ -1197,9 +1198,10 @@ impl Walk {
             providers: Mutex::new(HashMap::new()),
             provider_configs: Mutex::new(HashMap::new()),
             values: RwLock::new(Values::default()),
+            prior_index: index_prior(&prior),
             prior: Mutex::new(prior),
             changes: Mutex::new(Vec::new()),
-            limit: Semaphore::new(parallelism),
+            limit: Arc::new(Semaphore::new(parallelism)),
             opts: opts.clone(),
             writer: input.writer,
             root_vars: input.vars,
@@ -1720,19 +1722,38 @@ async fn run_resource(ctx: &Arc<WalkCtx>, addr: &ResourceAddr) -> Result<(), Vec
     let mut set = tokio::task::JoinSet::new();
     let total = instances.len();
     ctx.progress.add_total(total as u64);
-    for (key, each) in instances {
+    for (n, (key, each)) in instances.into_iter().enumerate() {
+        // The provider validates the block once, with its first instance.
+        let first = n == 0;
         let ctx = ctx.clone();
         let r = r.clone();
         let schema = schema.clone();
         let provider = provider.clone();
         let addr = addr.clone();
         let provider_str = provider_str.clone();
+        // Take the permit before spawning: at most -parallelism instance
+        // tasks exist at once, so memory stays flat however many instances.
+        let permit = match ctx.limit.clone().acquire_owned().await {
+            Ok(p) => p,
+            Err(_) => return Err(vec![Diag::new("walk cancelled")]),
+        };
         set.spawn(async move {
+            let _permit = permit;
             let inst = InstanceAddr {
                 resource: addr,
                 key: key.clone(),
             };
-            let out = run_instance(&ctx, &r, &schema, &provider, &inst, each, &provider_str).await;
+            let out = run_instance(
+                &ctx,
+                &r,
+                &schema,
+                &provider,
+                &inst,
+                each,
+                &provider_str,
+                first,
+            )
+            .await;
             ctx.progress.inc(&inst);
             out.map(|(value, change)| InstanceOutcome { key, value, change })
         });
@@ -1878,18 +1899,25 @@ async fn prior_values(ctx: &WalkCtx, addr: &ResourceAddr, r: &ResourceBlock) -> 
 }
 
 fn prior_instance(ctx: &WalkCtx, inst: &InstanceAddr) -> Option<(InstanceState, String)> {
-    let prior = ctx.prior.lock().unwrap_or_else(|e| e.into_inner());
-    let rs = prior.resource(
-        inst.resource.module_string().as_deref(),
-        inst.resource.mode.as_str(),
-        &inst.resource.ty,
-        &inst.resource.name,
-    )?;
-    let key = inst.key.as_ref().map(InstanceKey::to_json);
-    rs.instances
-        .iter()
-        .find(|i| i.index_key == key)
-        .map(|i| (i.clone(), rs.provider.clone()))
+    ctx.prior_index.get(inst).cloned()
+}
+
+fn index_prior(snapshot: &StateSnapshot) -> HashMap<InstanceAddr, (InstanceState, String)> {
+    let mut out = HashMap::new();
+    for r in &snapshot.resources {
+        let addr = ResourceAddr::from_state(r.module.as_deref(), &r.mode, &r.ty, &r.name);
+        for i in &r.instances {
+            let key = i.index_key.as_ref().and_then(InstanceKey::from_json);
+            out.insert(
+                InstanceAddr {
+                    resource: addr.clone(),
+                    key,
+                },
+                (i.clone(), r.provider.clone()),
+            );
+        }
+    }
+    out
 }
 
 async fn decode_prior(
@@ -2017,6 +2045,7 @@ async fn run_instance(
     inst: &InstanceAddr,
     each: Option<(Value, Value)>,
     provider_str: &str,
+    validate: bool,
 ) -> Result<(Value, Option<Change>), Vec<Diag>> {
     let cfg = module_of(&ctx.root, &inst.resource.module)
         .ok_or_else(|| vec![Diag::new("module vanished")])?;
@@ -2032,11 +2061,6 @@ async fn run_instance(
         let mut ev = Evaluator::new(&scope, &r.origin.file.text);
         eval_body(&mut ev, &r.body, block, &r.origin, &r.address())?
     };
-    let _permit = ctx
-        .limit
-        .acquire()
-        .await
-        .map_err(|_| vec![Diag::new("walk cancelled")])?;
     let at = |e: plumb_tfplugin::Error| vec![r.origin.diag(format!("{inst}: {e}"))];
     if r.mode == Mode::Data {
         let plain = config.deep_unmark();
@@ -2075,10 +2099,12 @@ async fn run_instance(
         return Ok((v, None));
     }
     let plain_config = config.deep_unmark();
-    provider
-        .validate_resource_config(&r.ty, &plain_config)
-        .await
-        .map_err(at)?;
+    if validate {
+        provider
+            .validate_resource_config(&r.ty, &plain_config)
+            .await
+            .map_err(at)?;
+    }
     // Prior state (moved, imported or stored), refreshed.
     let mut imported = false;
     let mut refreshed_changed = false;
@@ -2666,4 +2692,113 @@ pub fn truthy(v: &Value) -> Result<bool, String> {
 /// Types of root variables for messages.
 pub fn type_name(t: &Type) -> String {
     t.friendly()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plumb_tfplugin::schema::{Attribute, NestedBlock};
+
+    struct NoVars;
+    impl Scope for NoVars {
+        fn resolve(&self, _: &str, _: &[Step]) -> Result<Option<(Value, usize)>, String> {
+            Ok(None)
+        }
+        fn module_dir(&self) -> &Path {
+            Path::new(".")
+        }
+    }
+
+    fn attr(ty: Type, required: bool) -> Attribute {
+        Attribute {
+            ty,
+            nested: None,
+            required,
+            optional: !required,
+            computed: false,
+            sensitive: false,
+        }
+    }
+
+    #[test]
+    fn dynamic_blocks_expand_against_the_schema() {
+        let inner = Block {
+            attributes: BTreeMap::from([("port".to_string(), attr(Type::Number, true))]),
+            block_types: BTreeMap::new(),
+        };
+        let block = Block {
+            attributes: BTreeMap::from([("name".to_string(), attr(Type::String, true))]),
+            block_types: BTreeMap::from([(
+                "rule".to_string(),
+                NestedBlock {
+                    block: inner,
+                    nesting: Nesting::List,
+                    min_items: 0,
+                    max_items: 0,
+                },
+            )]),
+        };
+        let src = "name = \"x\"\nrule {\n  port = 1\n}\ndynamic \"rule\" {\n  for_each = [80, 443]\n  content {\n    port = rule.value\n  }\n}\n";
+        let body = hcl_edit::parser::parse_body(src).unwrap();
+        let file = Arc::new(SourceFile {
+            path: "main.tf".into(),
+            text: src.to_string(),
+        });
+        let origin = Origin { file, span: None };
+        let mut ev = Evaluator::new(&NoVars, src);
+        let v = eval_body(&mut ev, &body, &block, &origin, "test").unwrap();
+        let ports: Vec<String> = match v.get_attr("rule").unwrap() {
+            Value::List(items) => items
+                .iter()
+                .map(|i| i.get_attr("port").unwrap().to_string())
+                .collect(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(ports, vec!["1", "80", "443"]);
+        // An argument the schema lacks is refused with its location.
+        let bad = "name = \"x\"\ncolour = 1\n";
+        let body = hcl_edit::parser::parse_body(bad).unwrap();
+        let mut ev = Evaluator::new(&NoVars, bad);
+        let errs = eval_body(&mut ev, &body, &block, &origin, "test").unwrap_err();
+        assert!(
+            errs[0].message.contains("\"colour\" is not expected"),
+            "{}",
+            errs[0].message
+        );
+        assert_eq!(errs[0].span.as_ref().map(|s| s.start), Some(11));
+    }
+
+    #[test]
+    fn proposed_new_state_keeps_computed_values() {
+        let block = Block {
+            attributes: BTreeMap::from([
+                (
+                    "id".to_string(),
+                    Attribute {
+                        ty: Type::String,
+                        nested: None,
+                        required: false,
+                        optional: false,
+                        computed: true,
+                        sensitive: false,
+                    },
+                ),
+                ("name".to_string(), attr(Type::String, true)),
+            ]),
+            block_types: BTreeMap::new(),
+        };
+        let prior = Value::Map(BTreeMap::from([
+            ("id".into(), Value::string("abc")),
+            ("name".into(), Value::string("old")),
+        ]));
+        let config = Value::Map(BTreeMap::from([
+            ("id".into(), Value::Null),
+            ("name".into(), Value::string("new")),
+        ]));
+        let p = proposed_new(&prior, &config, &block);
+        assert_eq!(p.get_attr("id"), Some(&Value::string("abc")));
+        assert_eq!(p.get_attr("name"), Some(&Value::string("new")));
+        let created = proposed_new(&Value::Null, &config, &block);
+        assert_eq!(created.get_attr("id"), Some(&Value::Unknown));
+    }
 }

@@ -768,3 +768,116 @@ pub(crate) mod bigdecimal_ops {
         (a / b).with_prec(40).normalized()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Vars(BTreeMap<String, Value>);
+    impl Scope for Vars {
+        fn resolve(&self, root: &str, steps: &[Step]) -> Result<Option<(Value, usize)>, String> {
+            match (root, steps.first()) {
+                ("var", Some(Step::Attr(a))) => Ok(self.0.get(a).map(|v| (v.clone(), 1))),
+                _ => Ok(None),
+            }
+        }
+        fn module_dir(&self) -> &std::path::Path {
+            std::path::Path::new(".")
+        }
+    }
+
+    fn eval(src: &str, vars: &[(&str, Value)]) -> Value {
+        let scope = Vars(
+            vars.iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        );
+        let expr = hcl_edit::parser::parse_expr(src).unwrap();
+        Evaluator::new(&scope, src).eval(&expr).unwrap()
+    }
+
+    fn list(items: &[&str]) -> Value {
+        Value::List(items.iter().map(|s| Value::string(*s)).collect())
+    }
+
+    #[test]
+    fn arithmetic_keeps_precision() {
+        assert_eq!(
+            eval("0.1 + 0.2", &[]),
+            Value::Number("0.3".parse().unwrap())
+        );
+        assert_eq!(
+            eval("12345678901234567890123 * 10", &[]),
+            Value::Number("123456789012345678901230".parse().unwrap())
+        );
+        assert_eq!(eval("7 % 3 == 1 && !false", &[]), Value::Bool(true));
+    }
+
+    #[test]
+    fn for_expressions_splats_and_templates() {
+        let names = list(&["a", "b"]);
+        assert_eq!(
+            eval(
+                "[for n in var.names : upper(n)]",
+                &[("names", names.clone())]
+            ),
+            list(&["A", "B"])
+        );
+        assert_eq!(
+            eval(
+                "{for i, n in var.names : n => i if n != \"b\"}",
+                &[("names", names.clone())]
+            ),
+            Value::Map(BTreeMap::from([("a".to_string(), Value::int(0))]))
+        );
+        let objs = Value::List(vec![
+            Value::Map(BTreeMap::from([("id".to_string(), Value::string("x"))])),
+            Value::Map(BTreeMap::from([("id".to_string(), Value::string("y"))])),
+        ]);
+        assert_eq!(eval("var.objs[*].id", &[("objs", objs)]), list(&["x", "y"]));
+        assert_eq!(
+            eval(
+                "\"%{ for n in var.names }${n};%{ endfor }%{ if true }!%{ endif }\"",
+                &[("names", names)]
+            ),
+            Value::string("a;b;!")
+        );
+        assert_eq!(eval("true ? \"y\" : \"n\"", &[]), Value::string("y"));
+    }
+
+    #[test]
+    fn unknowns_and_marks_propagate() {
+        assert_eq!(
+            eval("\"x-${var.u}\"", &[("u", Value::Unknown)]),
+            Value::Unknown
+        );
+        assert_eq!(eval("var.u + 1", &[("u", Value::Unknown)]), Value::Unknown);
+        let s = eval(
+            "\"p=${var.s}\"",
+            &[("s", Value::string("secret").mark_sensitive())],
+        );
+        assert!(s.is_sensitive());
+        assert_eq!(s.to_string(), "(sensitive value)");
+        assert!(
+            eval(
+                "length(var.s)",
+                &[("s", Value::string("abc").mark_sensitive())]
+            )
+            .is_sensitive()
+        );
+    }
+
+    #[test]
+    fn errors_carry_spans() {
+        let scope = Vars(BTreeMap::new());
+        let src = "1 + \"x\"";
+        let expr = hcl_edit::parser::parse_expr(src).unwrap();
+        let err = Evaluator::new(&scope, src).eval(&expr).unwrap_err();
+        assert!(
+            err.message.contains("a number is required"),
+            "{}",
+            err.message
+        );
+        assert!(err.span.is_some());
+    }
+}

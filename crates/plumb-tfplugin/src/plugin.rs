@@ -28,6 +28,14 @@ pub const MAGIC_COOKIE_KEY: &str = "TF_PLUGIN_MAGIC_COOKIE";
 pub const MAGIC_COOKIE_VALUE: &str =
     "d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2";
 
+const PROVIDER_LOG_VARS: &[&str] = &[
+    "TF_LOG_PROVIDER",
+    "TF_LOG_SDK",
+    "TF_LOG_SDK_PROTO",
+    "TF_LOG_SDK_FRAMEWORK",
+    "TF_LOG_SDK_HELPER_SCHEMA",
+];
+
 /// How to reach a started provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Handshake {
@@ -136,6 +144,19 @@ pub(crate) async fn launch(
 ) -> Result<PluginProcess, Error> {
     let versions: Vec<String> = versions.iter().map(u32::to_string).collect();
     let mut cmd = Command::new(binary);
+    // Providers built on HashiCorp's SDKs log every request at trace level
+    // unless told otherwise, and the host is expected to filter. plumb keeps
+    // only warnings and errors unless it is itself logging at debug, so it
+    // asks for just those: formatting ~80 JSON lines per resource otherwise
+    // costs the provider more CPU than the work itself. An explicit TF_LOG*
+    // setting from the user wins.
+    if std::env::var_os("TF_LOG").is_none() && !tracing::enabled!(tracing::Level::DEBUG) {
+        for var in PROVIDER_LOG_VARS {
+            if std::env::var_os(var).is_none() {
+                cmd.env(var, "WARN");
+            }
+        }
+    }
     cmd.env(MAGIC_COOKIE_KEY, MAGIC_COOKIE_VALUE)
         .env("PLUGIN_PROTOCOL_VERSIONS", versions.join(","))
         .env("PLUGIN_CLIENT_CERT", &identity.cert_pem)
