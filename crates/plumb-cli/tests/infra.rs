@@ -802,7 +802,7 @@ resource "random_pet" "p" {{
   count = 3
 }}
 resource "time_sleep" "wait" {{
-  create_duration = "2s"
+  create_duration = "4s"
 }}
 output "pets" {{
   value = random_pet.p[*].id
@@ -817,7 +817,16 @@ output "pets" {{
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1200));
+    // Wait until the first apply holds the lock (force-unlock with a wrong ID
+    // names the current holder without touching it).
+    let start = Instant::now();
+    loop {
+        let probe = s.run(&["force-unlock", "not-the-id"]);
+        if probe.all().contains("held by") || start.elapsed() > Duration::from_secs(30) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let refused = s.run(&["apply", "-auto-approve"]);
     let mut first = first;
     assert!(first.wait().unwrap().success());
