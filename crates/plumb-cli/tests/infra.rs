@@ -176,6 +176,18 @@ output "password" {{
         !plan.all().contains("hunter2"),
         "a secret reached the plan output"
     );
+    let json_plan = s.run(&["plan", "-json"]).ok();
+    let j: serde_json::Value = serde_json::from_str(&json_plan.stdout).unwrap();
+    assert_eq!(j["format_version"], "1.2");
+    assert_eq!(
+        j["resource_changes"].as_array().unwrap().len(),
+        3,
+        "two creates and a deferred data read"
+    );
+    assert!(
+        !json_plan.all().contains("hunter2"),
+        "a secret reached the JSON plan"
+    );
     let apply = s.run(&["apply", "-auto-approve"]).ok();
     assert!(
         apply
@@ -217,6 +229,11 @@ output "password" {{
     assert_eq!(out["name"]["value"], name.as_str());
     assert_eq!(out["echo"]["value"], name.as_str());
     assert_eq!(out["password"]["sensitive"], true);
+    let shown = s.run(&["show", "-json"]).ok();
+    assert!(
+        !shown.stdout.contains("hunter2"),
+        "a secret reached show -json"
+    );
     let plain = s.run(&["output"]).ok();
     assert!(
         plain.stdout.contains("password = <sensitive>"),
