@@ -737,7 +737,7 @@ async fn plan_inner(
     let json = render::json_plan(&result);
     if flags.json {
         println!("{json}");
-    } else {
+    } else if result.errors.is_empty() {
         print!("{rendered}");
     }
     let changed = result
@@ -890,12 +890,12 @@ async fn apply_inner(
             )
             .await?
         };
-        if !flags.json {
-            print!("{}", render::human_plan(&planned, destroy));
-        }
         if !planned.errors.is_empty() {
             print_errors(&planned);
             return Ok(1);
+        }
+        if !flags.json {
+            print!("{}", render::human_plan(&planned, destroy));
         }
         let changed = planned
             .changes

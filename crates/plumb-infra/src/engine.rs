@@ -733,7 +733,12 @@ fn eval_body(
                     let hint = if block.block_types.contains_key(&name) {
                         format!("{name} is a block: write {name} {{ ... }}")
                     } else {
-                        let known: Vec<&String> = block.attributes.keys().collect();
+                        let known: Vec<&String> = block
+                            .attributes
+                            .iter()
+                            .filter(|(_, a)| a.optional || a.required)
+                            .map(|(k, _)| k)
+                            .collect();
                         format!(
                             "{what} accepts: {}",
                             known
