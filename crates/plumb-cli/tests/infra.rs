@@ -105,6 +105,26 @@ impl Stack {
     }
 }
 
+/// Provider processes re-parented to init: left behind by a dead plumb.
+fn orphaned_providers() -> usize {
+    let mut n = 0;
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let p = e.path();
+        let cmd = std::fs::read(p.join("cmdline")).unwrap_or_default();
+        if !String::from_utf8_lossy(&cmd).contains("terraform-provider-local") {
+            continue;
+        }
+        let status = std::fs::read_to_string(p.join("status")).unwrap_or_default();
+        if status
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["PPid:", "1"])
+        {
+            n += 1;
+        }
+    }
+    n
+}
+
 const PROVIDERS: &str = r#"
 terraform {
   required_providers {
@@ -768,6 +788,16 @@ resource "local_file" "f" {
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
+    // The provider it had started dies with it (parent-death signal).
+    let start = Instant::now();
+    while orphaned_providers() > 0 && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        orphaned_providers(),
+        0,
+        "a provider outlived the killed plumb"
+    );
     let on_disk = std::fs::read_dir(&files).map(|d| d.count()).unwrap_or(0);
     assert!(
         on_disk < 200,

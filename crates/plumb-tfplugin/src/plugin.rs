@@ -143,7 +143,19 @@ pub(crate) async fn launch(
     versions: &[u32],
 ) -> Result<PluginProcess, Error> {
     let versions: Vec<String> = versions.iter().map(u32::to_string).collect();
-    let mut cmd = Command::new(binary);
+    // A provider must not outlive plumb: if plumb is killed (even with
+    // SIGKILL) the kernel kills the provider too. setpriv (util-linux) sets
+    // the parent-death signal and then execs the provider in place, so the
+    // handshake and pid are the provider's own. Without setpriv the provider
+    // is still killed whenever plumb exits normally (kill_on_drop).
+    let mut cmd = match which("setpriv") {
+        Some(setpriv) => {
+            let mut c = Command::new(setpriv);
+            c.args(["--pdeathsig", "KILL", "--"]).arg(binary);
+            c
+        }
+        None => Command::new(binary),
+    };
     // Providers built on HashiCorp's SDKs log every request at trace level
     // unless told otherwise, and the host is expected to filter. plumb keeps
     // only warnings and errors unless it is itself logging at debug, so it
@@ -210,6 +222,13 @@ pub(crate) async fn launch(
         )));
     }
     Ok(PluginProcess { child, handshake })
+}
+
+fn which(name: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 /// Opens a gRPC channel to the provider over the announced socket.
