@@ -56,6 +56,14 @@ enum Command {
     /// Push, sign and verify artifacts in any OCI registry.
     #[command(subcommand)]
     Artifact(plumb_oci::cli::ArtifactCommand),
+    /// Plan and apply Terraform-language stacks through real providers
+    /// (`plumb infra --help`).
+    #[command(disable_help_flag = true)]
+    Infra {
+        /// Arguments for plumb infra (Terraform-style flags accepted).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -96,6 +104,12 @@ fn main() -> ExitCode {
         Command::Artifact(c) => {
             return finish(plumb_oci::cli::run(c).map_err(miette::Report::from), 1);
         }
+        Command::Infra { args } => {
+            return match plumb_infra::run(args) {
+                Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+                Err(report) => finish(Err(report), 1),
+            };
+        }
         other => other,
     };
     let error_code = match command {
@@ -122,7 +136,9 @@ fn main() -> ExitCode {
             Command::Rollback(args) => remote::rollback(args).await,
             Command::Resume(args) => remote::resume(args).await,
             Command::Token(TokenCommand::Create(args)) => agent_cmd::token_create(&data_dir, args),
-            Command::Registry(_) | Command::Artifact(_) => Ok(ExitCode::SUCCESS),
+            Command::Registry(_) | Command::Artifact(_) | Command::Infra { .. } => {
+                Ok(ExitCode::SUCCESS)
+            }
         }
     });
     match result {

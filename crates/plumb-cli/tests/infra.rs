@@ -1,0 +1,987 @@
+//! `plumb infra` end to end: the real `plumb` binary driving real provider
+//! binaries (random, local, time over protocol 5; plumbtest over protocol 6)
+//! from the plugin mirror that `testenv/setup.d/20-infra` builds, with state
+//! in a local file or a real PostgreSQL.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../../plumb-state/tests/support/postgres.rs"]
+mod postgres;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn tools(args: &[&str]) -> String {
+    let out = Command::new("bash")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../testenv/setup.d/infra-tools"
+        ))
+        .args(args)
+        .output()
+        .expect("run testenv/setup.d/infra-tools");
+    assert!(
+        out.status.success(),
+        "{}: {} (run testenv/setup)",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+struct Stack {
+    dir: tempfile::TempDir,
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+    fn ok(self) -> Run {
+        assert_eq!(
+            self.code, 0,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+    fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+impl Stack {
+    fn new(main_tf: &str) -> Stack {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("main.tf"), main_tf).unwrap();
+        Stack { dir }
+    }
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    fn write(&self, name: &str, text: &str) {
+        let p = self.path().join(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(p, text).unwrap();
+    }
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_plumb"));
+        c.arg("infra")
+            .arg(format!("-chdir={}", self.path().display()))
+            .args(args);
+        c.stdin(Stdio::null());
+        c
+    }
+    fn run(&self, args: &[&str]) -> Run {
+        Run::from(self.cmd(args).output().unwrap())
+    }
+    fn init(&self) -> Run {
+        let mirror = tools(&["mirror"]);
+        self.run(&["init", &format!("-plugin-dir={mirror}")]).ok()
+    }
+    fn state(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.path().join("terraform.tfstate")).unwrap())
+            .unwrap()
+    }
+    fn instance_count(&self) -> usize {
+        self.state()["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["instances"].as_array().unwrap().len())
+            .sum()
+    }
+}
+
+/// Provider processes re-parented to init: left behind by a dead plumb.
+fn orphaned_providers() -> usize {
+    let mut n = 0;
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let p = e.path();
+        let cmd = std::fs::read(p.join("cmdline")).unwrap_or_default();
+        if !String::from_utf8_lossy(&cmd).contains("terraform-provider-local") {
+            continue;
+        }
+        let status = std::fs::read_to_string(p.join("status")).unwrap_or_default();
+        if status
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["PPid:", "1"])
+        {
+            n += 1;
+        }
+    }
+    n
+}
+
+const PROVIDERS: &str = r#"
+terraform {
+  required_providers {
+    random    = { source = "hashicorp/random" }
+    local     = { source = "hashicorp/local" }
+    time      = { source = "hashicorp/time" }
+    plumbtest = { source = "plumb/plumbtest" }
+  }
+}
+"#;
+
+#[test]
+fn create_update_replace_destroy_and_outputs() {
+    let tf = format!(
+        r#"{PROVIDERS}
+variable "name" {{
+  type    = string
+  default = "first"
+}}
+variable "zone" {{
+  default = "z1"
+}}
+variable "password" {{
+  type      = string
+  sensitive = true
+  default   = "hunter2-secret"
+}}
+resource "random_id" "id" {{
+  byte_length = 4
+}}
+resource "plumbtest_object" "o" {{
+  name   = "${{var.name}}-${{random_id.id.hex}}"
+  zone   = var.zone
+  size   = 3
+  secret = var.password
+  tags   = {{ owner = "team" }}
+  settings = {{
+    mode    = "fast"
+    enabled = true
+  }}
+}}
+data "plumbtest_echo" "e" {{
+  input = plumbtest_object.o.name
+}}
+output "name" {{
+  value = plumbtest_object.o.name
+}}
+output "echo" {{
+  value = data.plumbtest_echo.e.output
+}}
+output "password" {{
+  value     = var.password
+  sensitive = true
+}}
+"#
+    );
+    let s = Stack::new(&tf);
+    s.init();
+    let plan = s.run(&["plan", "-detailed-exitcode"]);
+    assert_eq!(plan.code, 2, "{}", plan.all());
+    assert!(
+        plan.stdout
+            .contains("Plan: 2 to add, 0 to change, 0 to destroy."),
+        "{}",
+        plan.stdout
+    );
+    assert!(plan.stdout.contains("(sensitive value)"));
+    assert!(
+        !plan.all().contains("hunter2"),
+        "a secret reached the plan output"
+    );
+    let json_plan = s.run(&["plan", "-json"]).ok();
+    let j: serde_json::Value = serde_json::from_str(&json_plan.stdout).unwrap();
+    assert_eq!(j["format_version"], "1.2");
+    assert_eq!(
+        j["resource_changes"].as_array().unwrap().len(),
+        3,
+        "two creates and a deferred data read"
+    );
+    assert!(
+        !json_plan.all().contains("hunter2"),
+        "a secret reached the JSON plan"
+    );
+    let apply = s.run(&["apply", "-auto-approve"]).ok();
+    assert!(
+        apply
+            .stdout
+            .contains("Apply complete! Resources: 2 added, 0 changed, 0 destroyed."),
+        "{}",
+        apply.stdout
+    );
+    assert!(!apply.all().contains("hunter2"));
+    let st = s.state();
+    assert_eq!(st["version"], 4);
+    let serial1 = st["serial"].as_u64().unwrap();
+    let obj = st["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "plumbtest_object")
+        .unwrap();
+    assert_eq!(
+        obj["instances"][0]["attributes"]["settings"]["mode"],
+        "fast"
+    );
+    assert!(
+        obj["instances"][0]["sensitive_attributes"]
+            .to_string()
+            .contains("secret")
+    );
+    let name = obj["instances"][0]["attributes"]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let id = obj["instances"][0]["attributes"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Outputs, including the data source read during apply.
+    let out = s.run(&["output", "-json"]).ok();
+    let out: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(out["name"]["value"], name.as_str());
+    assert_eq!(out["echo"]["value"], name.as_str());
+    assert_eq!(out["password"]["sensitive"], true);
+    let shown = s.run(&["show", "-json"]).ok();
+    assert!(
+        !shown.stdout.contains("hunter2"),
+        "a secret reached show -json"
+    );
+    let plain = s.run(&["output"]).ok();
+    assert!(
+        plain.stdout.contains("password = <sensitive>"),
+        "{}",
+        plain.stdout
+    );
+    assert_eq!(s.run(&["output", "-raw", "name"]).ok().stdout, name);
+    // No changes now.
+    assert_eq!(s.run(&["plan", "-detailed-exitcode"]).code, 0);
+    // In-place update.
+    let upd = s.run(&["plan", "-detailed-exitcode", "-var", "name=second"]);
+    assert_eq!(upd.code, 2);
+    assert!(
+        upd.stdout.contains("will be updated in-place"),
+        "{}",
+        upd.stdout
+    );
+    assert!(
+        upd.stdout
+            .contains("Plan: 0 to add, 1 to change, 0 to destroy."),
+        "{}",
+        upd.stdout
+    );
+    s.run(&["apply", "-auto-approve", "-var", "name=second"])
+        .ok();
+    let st = s.state();
+    assert!(st["serial"].as_u64().unwrap() > serial1);
+    let obj = st["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "plumbtest_object")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        obj["instances"][0]["attributes"]["id"],
+        id.as_str(),
+        "update keeps the object"
+    );
+    // Replacement (zone forces it).
+    let rep = s
+        .run(&["plan", "-var", "name=second", "-var", "zone=z2"])
+        .ok();
+    assert!(rep.stdout.contains("must be replaced"), "{}", rep.stdout);
+    assert!(
+        rep.stdout.contains("# forces replacement"),
+        "{}",
+        rep.stdout
+    );
+    assert!(
+        rep.stdout
+            .contains("Plan: 1 to add, 0 to change, 1 to destroy."),
+        "{}",
+        rep.stdout
+    );
+    s.run(&[
+        "apply",
+        "-auto-approve",
+        "-var",
+        "name=second",
+        "-var",
+        "zone=z2",
+    ])
+    .ok();
+    let obj = s.state()["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == "plumbtest_object")
+        .unwrap()
+        .clone();
+    assert_ne!(
+        obj["instances"][0]["attributes"]["id"],
+        id.as_str(),
+        "replacement makes a new object"
+    );
+    // -replace forces it too.
+    let forced = s
+        .run(&[
+            "plan",
+            "-var",
+            "name=second",
+            "-var",
+            "zone=z2",
+            "-replace=random_id.id",
+        ])
+        .ok();
+    assert!(
+        forced.stdout.contains("random_id.id must be replaced"),
+        "{}",
+        forced.stdout
+    );
+    // Destroy.
+    let d = s
+        .run(&[
+            "destroy",
+            "-auto-approve",
+            "-var",
+            "name=second",
+            "-var",
+            "zone=z2",
+        ])
+        .ok();
+    assert!(
+        d.stdout
+            .contains("Destroy complete! Resources: 2 destroyed."),
+        "{}",
+        d.stdout
+    );
+    assert_eq!(s.instance_count(), 0, "destroy leaves nothing in state");
+}
+
+#[test]
+fn local_file_drift_and_count_for_each_modules_moved() {
+    let s = Stack::new(&format!(
+        r#"{PROVIDERS}
+locals {{
+  names = toset(["a", "b", "c"])
+}}
+resource "random_pet" "p" {{
+  for_each = local.names
+  prefix   = upper(each.key)
+  length   = 1
+}}
+resource "local_file" "f" {{
+  count    = 2
+  filename = "${{path.module}}/out-${{count.index}}.txt"
+  content  = join(",", sort([for k, p in random_pet.p : p.id]))
+}}
+module "child" {{
+  source = "./child"
+  word   = random_pet.p["a"].id
+}}
+output "shout" {{
+  value = module.child.shout
+}}
+"#
+    ));
+    s.write(
+        "child/main.tf",
+        r#"
+variable "word" {
+  type = string
+  validation {
+    condition     = length(var.word) > 2
+    error_message = "word is too short"
+  }
+}
+resource "random_id" "r" {
+  byte_length = 2
+  keepers     = { word = var.word }
+}
+output "shout" {
+  value = "${upper(var.word)}!"
+}
+"#,
+    );
+    s.init();
+    s.run(&["apply", "-auto-approve"]).ok();
+    assert_eq!(s.instance_count(), 3 + 2 + 1);
+    let content = std::fs::read_to_string(s.path().join("out-1.txt")).unwrap();
+    assert_eq!(content.split(',').count(), 3);
+    let list = s.run(&["state", "list"]).ok().stdout;
+    assert!(list.contains("module.child.random_id.r"), "{list}");
+    assert!(list.contains("random_pet.p[\"b\"]"), "{list}");
+    assert!(s.run(&["output", "shout"]).ok().stdout.contains("A-"));
+    // Drift: edit a managed file by hand; plan sees it, apply restores it.
+    std::fs::write(s.path().join("out-0.txt"), "edited by hand").unwrap();
+    let p = s.run(&["plan", "-detailed-exitcode"]);
+    assert_eq!(p.code, 2, "{}", p.all());
+    assert!(p.stdout.contains("local_file.f[0]"), "{}", p.stdout);
+    s.run(&["apply", "-auto-approve"]).ok();
+    assert_eq!(
+        std::fs::read_to_string(s.path().join("out-0.txt")).unwrap(),
+        content
+    );
+    assert_eq!(s.run(&["plan", "-detailed-exitcode"]).code, 0);
+    // Removing a for_each key destroys just that instance.
+    let tf = std::fs::read_to_string(s.path().join("main.tf")).unwrap();
+    s.write(
+        "main.tf",
+        &tf.replace(r#"["a", "b", "c"]"#, r#"["a", "b"]"#),
+    );
+    let p = s.run(&["plan"]).ok();
+    assert!(
+        p.stdout.contains("random_pet.p[\"c\"] will be destroyed"),
+        "{}",
+        p.stdout
+    );
+    s.run(&["apply", "-auto-approve"]).ok();
+    // moved: renaming keeps the objects.
+    let tf = std::fs::read_to_string(s.path().join("main.tf")).unwrap();
+    let renamed = tf
+        .replace("\"random_pet\" \"p\"", "\"random_pet\" \"q\"")
+        .replace("random_pet.p", "random_pet.q")
+        + "\nmoved {\n  from = random_pet.p\n  to   = random_pet.q\n}\n";
+    s.write("main.tf", &renamed);
+    let p = s.run(&["plan", "-detailed-exitcode"]);
+    assert!(
+        p.stdout
+            .contains("random_pet.p[\"a\"] has moved to random_pet.q[\"a\"]"),
+        "{}",
+        p.all()
+    );
+    assert!(!p.stdout.contains("will be created"), "{}", p.stdout);
+    s.run(&["apply", "-auto-approve"]).ok();
+    assert!(
+        s.run(&["state", "list"])
+            .ok()
+            .stdout
+            .contains("random_pet.q[\"a\"]")
+    );
+    // Module variable validation runs.
+    s.write("child2/main.tf", "variable \"word\" {\n  validation {\n    condition     = length(var.word) > 20\n    error_message = \"word is too short\"\n  }\n}\n");
+    s.write(
+        "extra.tf",
+        "module \"bad\" {\n  source = \"./child2\"\n  word   = \"tiny\"\n}\n",
+    );
+    let bad = s.run(&["plan"]);
+    assert_eq!(bad.code, 1);
+    assert!(bad.all().contains("word is too short"), "{}", bad.all());
+}
+
+#[test]
+fn import_saved_plans_and_state_commands() {
+    let s = Stack::new(&format!(
+        r#"{PROVIDERS}
+resource "plumbtest_object" "imported" {{
+}}
+resource "plumbtest_object" "by_block" {{
+}}
+import {{
+  to = plumbtest_object.by_block
+  id = "obj-from-block"
+}}
+resource "random_integer" "n" {{
+  min = 1
+  max = 100
+}}
+"#
+    ));
+    s.init();
+    let imp = s
+        .run(&["import", "plumbtest_object.imported", "obj-existing"])
+        .ok();
+    assert!(imp.stdout.contains("Import successful"), "{}", imp.stdout);
+    let shown = s.run(&["state", "show", "plumbtest_object.imported"]).ok();
+    assert!(shown.stdout.contains("obj-existing"), "{}", shown.stdout);
+    let plan = s.run(&["plan", "-out=first.plan"]).ok();
+    assert!(
+        plan.stdout
+            .contains("plumbtest_object.by_block will be imported"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("Plan: 1 to import, 1 to add, 0 to change, 0 to destroy."),
+        "{}",
+        plan.stdout
+    );
+    let show = s.run(&["show", "-json", "first.plan"]).ok();
+    let j: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
+    assert!(
+        j["resource_changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["address"] == "random_integer.n")
+    );
+    s.run(&["plan", "-out=second.plan"]).ok();
+    s.run(&["apply", "first.plan"]).ok();
+    assert!(
+        s.run(&["state", "list"])
+            .ok()
+            .stdout
+            .contains("plumbtest_object.by_block")
+    );
+    // The second plan was made against the state before the first apply.
+    let stale = s.run(&["apply", "second.plan"]);
+    assert_eq!(stale.code, 1);
+    assert!(
+        stale.all().contains("saved plan is stale"),
+        "{}",
+        stale.all()
+    );
+    // state mv / rm
+    s.run(&["state", "mv", "random_integer.n", "random_integer.m"])
+        .ok();
+    assert!(
+        s.run(&["state", "list"])
+            .ok()
+            .stdout
+            .contains("random_integer.m")
+    );
+    s.run(&["state", "rm", "random_integer.m"]).ok();
+    assert!(
+        !s.run(&["state", "list"])
+            .ok()
+            .stdout
+            .contains("random_integer")
+    );
+    let json = s.run(&["show", "-json"]).ok();
+    let j: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(
+        j["values"]["root_module"]["resources"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // fmt
+    s.write(
+        "ugly.tf",
+        "resource \"random_id\" \"u\" {\nbyte_length = 2\n    keepers = {}\n}\n",
+    );
+    assert_eq!(s.run(&["fmt", "-check"]).code, 3);
+    s.run(&["fmt"]).ok();
+    assert_eq!(s.run(&["fmt", "-check"]).code, 0);
+}
+
+#[test]
+fn bad_input_is_refused_with_locations_and_changes_nothing() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "resource \"random_id\" \"a\" {\n  byte_length = 4\n  oops = = 1\n}\n",
+            "main.tf:3:",
+        ),
+        (
+            "resource \"random_id\" \"a\" {\n  byte_length = 4\n  colour      = \"red\"\n}\n",
+            "an argument named \"colour\" is not expected here",
+        ),
+        (
+            "resource \"random_id\" \"a\" {\n  byte_length = \"four\"\n}\n",
+            "a number is required",
+        ),
+        (
+            "resource \"random_id\" \"a\" {\n  byte_length = 4\n  keepers = { x = random_id.b.hex }\n}\nresource \"random_id\" \"b\" {\n  byte_length = 4\n  keepers = { x = random_id.a.hex }\n}\n",
+            "dependency cycle: random_id.a -> random_id.b -> random_id.a",
+        ),
+        (
+            "resource \"random_id\" \"a\" {\n}\n",
+            "the argument \"byte_length\" is required",
+        ),
+        (
+            "resource \"random_id\" \"a\" {\n  byte_length = var.missing\n}\n",
+            "undeclared input variable var.missing",
+        ),
+    ];
+    for (tf, want) in cases {
+        let s = Stack::new(&format!("{PROVIDERS}\n{tf}"));
+        s.write("main.tf", tf);
+        let mirror = tools(&["mirror"]);
+        let init = s.run(&["init", &format!("-plugin-dir={mirror}")]);
+        let r = if init.code == 0 {
+            s.run(&["apply", "-auto-approve"])
+        } else {
+            init
+        };
+        assert_eq!(r.code, 1, "{tf}\n{}", r.all());
+        assert!(
+            r.all().contains(want),
+            "expected {want:?} for\n{tf}\ngot:\n{}",
+            r.all()
+        );
+        assert!(
+            r.all().contains("main.tf"),
+            "the error names the file:\n{}",
+            r.all()
+        );
+        let state = s.path().join("terraform.tfstate");
+        assert!(
+            !state.exists()
+                || !std::fs::read_to_string(&state)
+                    .unwrap()
+                    .contains("random_id"),
+            "nothing applied"
+        );
+    }
+    // A provider missing from the mirror.
+    let s = Stack::new("resource \"nosuch_thing\" \"a\" {\n}\n");
+    let r = s.run(&["init", &format!("-plugin-dir={}", tools(&["mirror"]))]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.all().contains("hashicorp/nosuch is not in the plugin"),
+        "{}",
+        r.all()
+    );
+    // A tampered provider package is refused.
+    let s = Stack::new("resource \"random_id\" \"a\" {\n  byte_length = 2\n}\n");
+    s.init();
+    let lock = std::fs::read_to_string(s.path().join(".terraform.lock.hcl")).unwrap();
+    let tampered = lock.replace("h1:", "h1:AAAA");
+    std::fs::write(s.path().join(".terraform.lock.hcl"), tampered).unwrap();
+    let r = s.run(&["plan"]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.all().contains("does not match the checksums"),
+        "{}",
+        r.all()
+    );
+}
+
+#[test]
+fn a_failed_resource_stops_its_dependents_not_independent_branches() {
+    let s = Stack::new(
+        r#"
+resource "random_integer" "bad" {
+  min = 10
+  max = 1
+}
+resource "random_id" "after_bad" {
+  byte_length = 2
+  keepers     = { n = random_integer.bad.result }
+}
+resource "random_id" "independent" {
+  count       = 5
+  byte_length = 2
+}
+"#,
+    );
+    s.init();
+    let r = s.run(&["apply", "-auto-approve", "-parallelism=2"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.all().contains("random_integer.bad"), "{}", r.all());
+    let list = s.run(&["state", "list"]).ok().stdout;
+    assert_eq!(list.matches("random_id.independent").count(), 5, "{list}");
+    assert!(!list.contains("after_bad"), "{list}");
+}
+
+fn lock_stack() -> Stack {
+    let s = Stack::new(
+        r#"
+variable "tag" {
+  default = "one"
+}
+resource "time_sleep" "wait" {
+  create_duration = "3s"
+  triggers        = { tag = var.tag }
+}
+resource "random_id" "r" {
+  byte_length = 3
+  keepers     = { tag = var.tag }
+}
+"#,
+    );
+    s.init();
+    s
+}
+
+#[test]
+fn two_applies_at_once_one_fails_naming_the_holder_one_waits() {
+    let s = lock_stack();
+    let first = s
+        .cmd(&["apply", "-auto-approve"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = s.path().join(".terraform.tfstate.lock.info");
+    let start = Instant::now();
+    while !lock.exists() && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let refused = s.run(&["apply", "-auto-approve", "-var", "tag=two"]);
+    assert_eq!(refused.code, 1, "{}", refused.all());
+    assert!(
+        refused.all().contains("state is locked"),
+        "{}",
+        refused.all()
+    );
+    assert!(
+        refused.all().contains(&format!("pid {}", first.id())),
+        "the holder is named:\n{}",
+        refused.all()
+    );
+    assert!(
+        refused.all().contains("OperationTypeApply"),
+        "{}",
+        refused.all()
+    );
+    let waiting = s
+        .cmd(&[
+            "apply",
+            "-auto-approve",
+            "-var",
+            "tag=two",
+            "-lock-timeout=60s",
+        ])
+        .output()
+        .unwrap();
+    let mut first = first;
+    assert!(first.wait().unwrap().success());
+    let waiting = Run::from(waiting).ok();
+    assert!(
+        waiting.stdout.contains("Apply complete!"),
+        "{}",
+        waiting.stdout
+    );
+    let st = s.state();
+    assert!(st["serial"].as_u64().unwrap() >= 3);
+    assert_eq!(s.instance_count(), 2);
+    assert!(!lock.exists(), "the lock is released");
+}
+
+#[test]
+fn kill_dash_nine_mid_apply_then_the_next_apply_converges() {
+    let s = Stack::new(
+        r#"
+resource "local_file" "f" {
+  count    = 200
+  filename = "${path.module}/files/f-${count.index}.txt"
+  content  = "file ${count.index}"
+}
+"#,
+    );
+    s.init();
+    let mut child = s
+        .cmd(&["apply", "-auto-approve", "-parallelism=4"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let files = s.path().join("files");
+    let start = Instant::now();
+    loop {
+        let n = std::fs::read_dir(&files).map(|d| d.count()).unwrap_or(0);
+        if n >= 40 || start.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // The provider it had started dies with it (parent-death signal).
+    let start = Instant::now();
+    while orphaned_providers() > 0 && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        orphaned_providers(),
+        0,
+        "a provider outlived the killed plumb"
+    );
+    let on_disk = std::fs::read_dir(&files).map(|d| d.count()).unwrap_or(0);
+    assert!(
+        on_disk < 200,
+        "the apply was interrupted part-way ({on_disk} files)"
+    );
+    // What completed before the kill is in state (journal included).
+    let recorded = s.run(&["state", "list"]).ok().stdout.lines().count();
+    assert!(
+        recorded > 0 && recorded <= on_disk,
+        "{recorded} recorded, {on_disk} files"
+    );
+    // The interrupted holder's lock is stale: the next apply takes over and finishes.
+    let r = s.run(&["apply", "-auto-approve"]).ok();
+    assert!(
+        r.all().contains("Taking over a stale state lock"),
+        "{}",
+        r.all()
+    );
+    assert!(r.all().contains("Apply complete!"), "{}", r.all());
+    assert_eq!(
+        s.instance_count(),
+        200,
+        "every instance in state exactly once"
+    );
+    let mut keys: Vec<i64> = s.state()["resources"][0]["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["index_key"].as_i64().unwrap())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 200);
+    assert_eq!(std::fs::read_dir(&files).unwrap().count(), 200);
+    assert_eq!(s.run(&["plan", "-detailed-exitcode"]).code, 0, "converged");
+}
+
+#[test]
+fn postgres_backend_holds_state_and_lock() {
+    let pg = postgres::TestPostgres::start();
+    let s = Stack::new(&format!(
+        r#"
+terraform {{
+  backend "pg" {{
+    conn_str = "{}"
+  }}
+}}
+resource "random_pet" "p" {{
+  count = 3
+}}
+resource "time_sleep" "wait" {{
+  create_duration = "4s"
+}}
+output "pets" {{
+  value = random_pet.p[*].id
+}}
+"#,
+        pg.conn_str()
+    ));
+    s.init();
+    let first = s
+        .cmd(&["apply", "-auto-approve"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the first apply holds the lock (force-unlock with a wrong ID
+    // names the current holder without touching it).
+    let start = Instant::now();
+    loop {
+        let probe = s.run(&["force-unlock", "not-the-id"]);
+        if probe.all().contains("held by") || start.elapsed() > Duration::from_secs(30) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let refused = s.run(&["apply", "-auto-approve"]);
+    let mut first = first;
+    assert!(first.wait().unwrap().success());
+    assert_eq!(refused.code, 1, "{}", refused.all());
+    assert!(
+        refused.all().contains("state is locked"),
+        "{}",
+        refused.all()
+    );
+    assert!(
+        !s.path().join("terraform.tfstate").exists(),
+        "no local state with the pg backend"
+    );
+    let list = s.run(&["state", "list"]).ok().stdout;
+    assert_eq!(list.lines().count(), 4, "{list}");
+    let out = s.run(&["output", "-json"]).ok();
+    let j: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(j["pets"]["value"].as_array().unwrap().len(), 3);
+    assert_eq!(s.run(&["plan", "-detailed-exitcode"]).code, 0);
+}
+
+#[test]
+fn lifecycle_target_refresh_and_destroy_plans() {
+    let s = Stack::new(&format!(
+        r#"{PROVIDERS}
+variable "zone" {{
+  default = "z1"
+}}
+variable "tag" {{
+  default = "t1"
+}}
+resource "plumbtest_object" "cbd" {{
+  name = "cbd"
+  zone = var.zone
+  lifecycle {{
+    create_before_destroy = true
+  }}
+}}
+resource "plumbtest_object" "keep" {{
+  name = "keep"
+  zone = var.zone
+  lifecycle {{
+    prevent_destroy = true
+  }}
+}}
+resource "plumbtest_object" "ignored" {{
+  name = var.tag
+  tags = {{ t = var.tag }}
+  lifecycle {{
+    ignore_changes = [name]
+  }}
+}}
+resource "random_id" "other" {{
+  byte_length = 2
+}}
+"#
+    ));
+    s.init();
+    s.run(&["apply", "-auto-approve"]).ok();
+    // ignore_changes: only tags change.
+    let p = s
+        .run(&["plan", "-var", "tag=t2", "-target=plumbtest_object.ignored"])
+        .ok();
+    assert!(p.stdout.contains("~ tags"), "{}", p.stdout);
+    assert!(!p.stdout.contains("~ name"), "{}", p.stdout);
+    assert!(
+        !p.stdout.contains("random_id"),
+        "-target limits the plan:\n{}",
+        p.stdout
+    );
+    // create_before_destroy shows +/-; prevent_destroy refuses the replacement.
+    let p = s.run(&["plan", "-var", "zone=z2"]);
+    assert_eq!(p.code, 1, "{}", p.all());
+    assert!(p.all().contains("prevent_destroy"), "{}", p.all());
+    let p = s
+        .run(&["plan", "-var", "zone=z2", "-target=plumbtest_object.cbd"])
+        .ok();
+    assert!(
+        p.stdout
+            .contains("+/- resource \"plumbtest_object\" \"cbd\""),
+        "{}",
+        p.stdout
+    );
+    s.run(&[
+        "apply",
+        "-auto-approve",
+        "-var",
+        "zone=z2",
+        "-target=plumbtest_object.cbd",
+    ])
+    .ok();
+    // A destroy plan lists everything and changes nothing.
+    let before = s.state()["serial"].clone();
+    let d = s.run(&["plan", "-destroy", "-target=random_id.other"]).ok();
+    assert!(
+        d.stdout.contains("random_id.other will be destroyed"),
+        "{}",
+        d.stdout
+    );
+    assert!(
+        d.stdout
+            .contains("Plan: 0 to add, 0 to change, 1 to destroy."),
+        "{}",
+        d.stdout
+    );
+    assert_eq!(s.state()["serial"], before);
+    // -refresh=false skips reading the providers.
+    s.run(&["plan", "-refresh=false"]).ok();
+    // validate
+    assert!(s.run(&["validate"]).ok().stdout.contains("Success!"));
+}

@@ -1,0 +1,132 @@
+//! Errors about configuration, pointing at file, line and column.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use miette::{LabeledSpan, NamedSource, SourceCode};
+
+use crate::config::SourceFile;
+
+/// One problem in the configuration.
+#[derive(Debug, Clone)]
+pub struct Diag {
+    /// What is wrong.
+    pub message: String,
+    /// The file, if known.
+    pub file: Option<Arc<SourceFile>>,
+    /// The byte range in that file.
+    pub span: Option<Range<usize>>,
+    /// What to do about it.
+    pub hint: Option<String>,
+}
+
+impl Diag {
+    /// A diagnostic without a place.
+    pub fn new(message: impl Into<String>) -> Diag {
+        Diag {
+            message: message.into(),
+            file: None,
+            span: None,
+            hint: None,
+        }
+    }
+    /// Places it.
+    pub fn at(mut self, file: Arc<SourceFile>, span: Option<Range<usize>>) -> Diag {
+        self.file = Some(file);
+        self.span = span;
+        self
+    }
+    /// Adds a hint.
+    pub fn hint(mut self, hint: impl Into<String>) -> Diag {
+        self.hint = Some(hint.into());
+        self
+    }
+    /// `path:line:col`, when placed.
+    pub fn location(&self) -> Option<String> {
+        let f = self.file.as_ref()?;
+        let (l, c) = f.line_col(self.span.as_ref().map(|s| s.start).unwrap_or(0));
+        Some(format!("{}:{l}:{c}", f.path.display()))
+    }
+}
+
+impl std::fmt::Display for Diag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.location() {
+            Some(loc) => write!(f, "{loc}: {}", self.message),
+            None => write!(f, "{}", self.message),
+        }
+    }
+}
+
+/// One or more configuration problems; nothing was changed.
+#[derive(Debug, Clone)]
+pub struct ConfigError {
+    /// The problems, first one first.
+    pub diags: Vec<Diag>,
+    source: Option<NamedSource<String>>,
+}
+
+impl ConfigError {
+    /// Wraps diagnostics.
+    pub fn new(diags: Vec<Diag>) -> ConfigError {
+        let source = diags.first().and_then(|d| {
+            d.file
+                .as_ref()
+                .map(|f| NamedSource::new(f.path.display().to_string(), f.text.clone()))
+        });
+        ConfigError { diags, source }
+    }
+}
+
+impl From<Diag> for ConfigError {
+    fn from(d: Diag) -> Self {
+        ConfigError::new(vec![d])
+    }
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, d) in self.diags.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl miette::Diagnostic for ConfigError {
+    fn code<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        Some(Box::new("plumb::infra::config"))
+    }
+    fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        let hint = self
+            .diags
+            .iter()
+            .find_map(|d| d.hint.clone())
+            .unwrap_or_else(|| {
+                "fix the configuration and run the command again; nothing was changed".into()
+            });
+        Some(Box::new(hint))
+    }
+    fn source_code(&self) -> Option<&dyn SourceCode> {
+        self.source.as_ref().map(|s| s as &dyn SourceCode)
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        let first = self.diags.first()?;
+        let span = first.span.clone()?;
+        let len = if span.end > span.start {
+            (span.end - span.start).min(200)
+        } else {
+            1
+        };
+        Some(Box::new(std::iter::once(LabeledSpan::new(
+            Some(first.message.clone()),
+            span.start,
+            len,
+        ))))
+    }
+}

@@ -1,0 +1,436 @@
+//! Input variables: type constraints, defaults, validation, sensitivity, and
+//! the places values come from (`-var`, `-var-file`, `*.auto.tfvars`,
+//! `terraform.tfvars`, `TF_VAR_*`).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use hcl_edit::Span;
+use hcl_edit::expr::{Expression, ObjectKey};
+use plumb_tfplugin::Value;
+use plumb_tfplugin::value::{Type, convert};
+
+use crate::config::{ModuleConfig, Origin, SourceFile, VariableBlock};
+use crate::diag::{ConfigError, Diag};
+use crate::eval::{Evaluator, Scope, Step};
+
+/// A type constraint with optional attributes and their defaults.
+#[derive(Clone, Debug)]
+pub enum TypeSpec {
+    /// A plain type (no optional attributes inside).
+    Plain(Type),
+    /// `object({...})` with per-attribute optional flags and defaults.
+    Object(BTreeMap<String, (TypeSpec, bool, Option<Value>)>),
+    /// `list(...)`, `set(...)`, `map(...)` of a spec with optional attributes.
+    Collection(&'static str, Box<TypeSpec>),
+}
+
+struct Empty(std::path::PathBuf);
+impl Scope for Empty {
+    fn resolve(&self, _root: &str, _steps: &[Step]) -> Result<Option<(Value, usize)>, String> {
+        Ok(None)
+    }
+    fn module_dir(&self) -> &Path {
+        &self.0
+    }
+}
+
+/// Evaluates a literal expression (defaults, tfvars files).
+pub fn literal(expr: &Expression, file: &Arc<SourceFile>, dir: &Path) -> Result<Value, Diag> {
+    let scope = Empty(dir.to_path_buf());
+    let mut ev = Evaluator::new(&scope, &file.text);
+    ev.eval(expr).map_err(|e| {
+        Diag::new(format!(
+            "{} (only literal values are allowed here)",
+            e.message
+        ))
+        .at(file.clone(), e.span)
+    })
+}
+
+/// Parses a type constraint expression.
+pub fn parse_type(expr: &Expression, origin: &Origin) -> Result<TypeSpec, Diag> {
+    let bad = |what: &str| origin.diag_at(expr.span(), format!("invalid type constraint: {what}"));
+    match expr {
+        Expression::Variable(v) => Ok(TypeSpec::Plain(match v.value().as_str() {
+            "string" => Type::String,
+            "number" => Type::Number,
+            "bool" => Type::Bool,
+            "any" => Type::Dynamic,
+            other => return Err(bad(&format!("unknown type {other}"))),
+        })),
+        Expression::FuncCall(f) => {
+            let name = f.name.name.value().to_string();
+            let arg = f
+                .args
+                .iter()
+                .next()
+                .ok_or_else(|| bad(&format!("{name}() needs an argument")))?;
+            match name.as_str() {
+                "list" | "set" | "map" => {
+                    let inner = parse_type(arg, origin)?;
+                    Ok(match inner {
+                        TypeSpec::Plain(t) => TypeSpec::Plain(match name.as_str() {
+                            "list" => Type::List(Box::new(t)),
+                            "set" => Type::Set(Box::new(t)),
+                            _ => Type::Map(Box::new(t)),
+                        }),
+                        other => TypeSpec::Collection(
+                            match name.as_str() {
+                                "list" => "list",
+                                "set" => "set",
+                                _ => "map",
+                            },
+                            Box::new(other),
+                        ),
+                    })
+                }
+                "object" => {
+                    let Expression::Object(o) = arg else {
+                        return Err(bad("object() takes { name = type, ... }"));
+                    };
+                    let mut attrs = BTreeMap::new();
+                    for (k, v) in o.iter() {
+                        let key = match k {
+                            ObjectKey::Ident(i) => i.value().to_string(),
+                            ObjectKey::Expression(Expression::Variable(i)) => i.value().to_string(),
+                            ObjectKey::Expression(e) => e
+                                .as_str()
+                                .map(str::to_string)
+                                .ok_or_else(|| bad("attribute names must be names"))?,
+                        };
+                        let (spec, optional, default) = match v.expr() {
+                            Expression::FuncCall(of)
+                                if of.name.name.value().as_str() == "optional" =>
+                            {
+                                let t = of
+                                    .args
+                                    .iter()
+                                    .next()
+                                    .ok_or_else(|| bad("optional() needs a type"))?;
+                                let d = match of.args.iter().nth(1) {
+                                    Some(d) => Some(literal(d, &origin.file, Path::new("."))?),
+                                    None => None,
+                                };
+                                (parse_type(t, origin)?, true, d)
+                            }
+                            e => (parse_type(e, origin)?, false, None),
+                        };
+                        attrs.insert(key, (spec, optional, default));
+                    }
+                    Ok(TypeSpec::Object(attrs))
+                }
+                "tuple" => {
+                    let Expression::Array(a) = arg else {
+                        return Err(bad("tuple() takes [type, ...]"));
+                    };
+                    let mut ts = Vec::new();
+                    for e in a.iter() {
+                        match parse_type(e, origin)? {
+                            TypeSpec::Plain(t) => ts.push(t),
+                            _ => ts.push(Type::Dynamic),
+                        }
+                    }
+                    Ok(TypeSpec::Plain(Type::Tuple(ts)))
+                }
+                other => Err(bad(&format!("unknown type function {other}()"))),
+            }
+        }
+        _ => Err(bad(
+            "expected a type such as string, list(number) or object({...})",
+        )),
+    }
+}
+
+/// Converts a value to a type spec, applying optional-attribute defaults.
+pub fn apply_spec(v: &Value, spec: &TypeSpec) -> Result<Value, String> {
+    if v.is_null() || v.is_unknown() {
+        return Ok(v.clone());
+    }
+    match spec {
+        TypeSpec::Plain(t) => convert(v, t).map_err(|e| e.to_string()),
+        TypeSpec::Object(attrs) => {
+            let s = v.is_sensitive();
+            let Value::Map(m) = v.unmarked() else {
+                return Err(format!("an object is required, got {}", v.kind()));
+            };
+            for k in m.keys() {
+                if !attrs.contains_key(k) {
+                    return Err(format!("unexpected attribute {k:?}"));
+                }
+            }
+            let mut out = BTreeMap::new();
+            for (k, (spec, optional, default)) in attrs {
+                let given = m.get(k).cloned().unwrap_or(Value::Null);
+                if given.is_null() && !optional {
+                    return Err(format!("attribute {k:?} is required"));
+                }
+                let val = if given.is_null() {
+                    default.clone().unwrap_or(Value::Null)
+                } else {
+                    given
+                };
+                out.insert(
+                    k.clone(),
+                    apply_spec(&val, spec).map_err(|e| format!(".{k}: {e}"))?,
+                );
+            }
+            Ok(if s {
+                Value::Map(out).mark_sensitive()
+            } else {
+                Value::Map(out)
+            })
+        }
+        TypeSpec::Collection(kind, inner) => {
+            let items: Vec<(String, Value)> = match v.unmarked() {
+                Value::List(x) | Value::Set(x) if *kind != "map" => x
+                    .iter()
+                    .enumerate()
+                    .map(|(i, x)| (i.to_string(), x.clone()))
+                    .collect(),
+                Value::Map(m) if *kind == "map" => {
+                    m.iter().map(|(k, x)| (k.clone(), x.clone())).collect()
+                }
+                _ => return Err(format!("a {kind} is required, got {}", v.kind())),
+            };
+            let mut conv = Vec::new();
+            for (k, x) in items {
+                conv.push((
+                    k.clone(),
+                    apply_spec(&x, inner).map_err(|e| format!("[{k}]: {e}"))?,
+                ));
+            }
+            Ok(match *kind {
+                "map" => Value::Map(conv.into_iter().collect()),
+                "set" => Value::Set(conv.into_iter().map(|(_, v)| v).collect()),
+                _ => Value::List(conv.into_iter().map(|(_, v)| v).collect()),
+            })
+        }
+    }
+}
+
+fn is_primitive(spec: &Option<TypeSpec>) -> bool {
+    matches!(
+        spec,
+        None | Some(TypeSpec::Plain(Type::String | Type::Number | Type::Bool))
+    )
+}
+
+/// Applies a variable's default, type, nullability, validations and marks.
+pub fn finish_variable(
+    _root: &ModuleConfig,
+    cfg: &ModuleConfig,
+    name: &str,
+    var: &VariableBlock,
+    given: Option<Value>,
+) -> Result<Value, Diag> {
+    let spec = match &var.ty {
+        Some(t) => Some(parse_type(t, &var.origin)?),
+        None => None,
+    };
+    let value = match given {
+        Some(v) if !v.is_null() || var.nullable => v,
+        _ => match &var.default {
+            Some(d) => literal(d, &var.origin.file, &cfg.dir)?,
+            None => {
+                return Err(var.origin.diag(format!("no value for required variable {name:?}")).hint(format!(
+                    "set it with -var '{name}=...', a .tfvars file or the TF_VAR_{name} environment variable"
+                )));
+            }
+        },
+    };
+    if value.is_null() && !var.nullable {
+        return Err(var
+            .origin
+            .diag(format!("variable {name:?} must not be null")));
+    }
+    let value = match &spec {
+        Some(s) => apply_spec(&value, s).map_err(|e| {
+            var.origin
+                .diag(format!("invalid value for variable {name:?}: {e}"))
+        })?,
+        None => value,
+    };
+    for (cond, msg, origin) in &var.validations {
+        struct VarScope<'a> {
+            name: &'a str,
+            value: &'a Value,
+            dir: &'a Path,
+        }
+        impl Scope for VarScope<'_> {
+            fn resolve(
+                &self,
+                root: &str,
+                steps: &[Step],
+            ) -> Result<Option<(Value, usize)>, String> {
+                match (root, steps.first()) {
+                    ("var", Some(Step::Attr(a))) if a == self.name => {
+                        Ok(Some((self.value.clone(), 1)))
+                    }
+                    ("var", _) => {
+                        Err("a validation condition may only refer to its own variable".into())
+                    }
+                    _ => Ok(None),
+                }
+            }
+            fn module_dir(&self) -> &Path {
+                self.dir
+            }
+        }
+        let scope = VarScope {
+            name,
+            value: &value,
+            dir: &cfg.dir,
+        };
+        let mut ev = Evaluator::new(&scope, &origin.file.text);
+        let ok = ev
+            .eval(cond)
+            .map_err(|e| origin.diag_at(e.span, e.message))?;
+        if ok.is_unknown() {
+            continue;
+        }
+        if !crate::eval::to_bool(&ok).map_err(|m| origin.diag(m))? {
+            let text = ev
+                .eval(msg)
+                .ok()
+                .and_then(|m| m.as_str().map(str::to_string))
+                .unwrap_or_else(|| "validation failed".into());
+            return Err(origin
+                .diag(format!("invalid value for variable {name:?}: {text}"))
+                .hint("change the value so the validation condition holds"));
+        }
+    }
+    Ok(if var.sensitive {
+        value.mark_sensitive()
+    } else {
+        value
+    })
+}
+
+/// Parses a raw string given on the command line or in the environment.
+fn raw_value(raw: &str, var: &VariableBlock, dir: &Path) -> Result<Value, Diag> {
+    let spec = match &var.ty {
+        Some(t) => Some(parse_type(t, &var.origin)?),
+        None => None,
+    };
+    if is_primitive(&spec) {
+        return Ok(Value::string(raw));
+    }
+    let expr = hcl_edit::parser::parse_expr(raw)
+        .map_err(|e| Diag::new(format!("cannot parse {raw:?}: {}", e.message())))?;
+    let file = Arc::new(SourceFile {
+        path: "<value>".into(),
+        text: raw.to_string(),
+    });
+    literal(&expr, &file, dir)
+}
+
+/// Root variable values from every source, later sources winning:
+/// environment, terraform.tfvars, *.auto.tfvars, then -var-file / -var in order.
+pub fn collect(
+    root: &ModuleConfig,
+    cli: &[(bool, String)],
+) -> Result<BTreeMap<String, Value>, ConfigError> {
+    let dir = &root.dir;
+    let mut out = BTreeMap::new();
+    let mut errs = Vec::new();
+    for (name, var) in &root.variables {
+        if let Ok(raw) = std::env::var(format!("TF_VAR_{name}")) {
+            match raw_value(&raw, var, dir) {
+                Ok(v) => {
+                    out.insert(name.clone(), v);
+                }
+                Err(d) => errs.push(d),
+            }
+        }
+    }
+    let mut files = Vec::new();
+    if dir.join("terraform.tfvars").is_file() {
+        files.push(dir.join("terraform.tfvars"));
+    }
+    let mut autos: Vec<_> = std::fs::read_dir(dir)
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.to_string_lossy().ends_with(".auto.tfvars"))
+                .collect()
+        })
+        .unwrap_or_default();
+    autos.sort();
+    files.extend(autos);
+    let load_file = |path: &Path, out: &mut BTreeMap<String, Value>, errs: &mut Vec<Diag>| {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                errs.push(Diag::new(format!("cannot read {}: {e}", path.display())));
+                return;
+            }
+        };
+        let file = Arc::new(SourceFile {
+            path: path.to_path_buf(),
+            text,
+        });
+        let body = match hcl_edit::parser::parse_body(&file.text) {
+            Ok(b) => b,
+            Err(e) => {
+                let o = e.location().offset();
+                errs.push(
+                    Diag::new(format!("syntax error: {}", e.message()))
+                        .at(file.clone(), Some(o..o)),
+                );
+                return;
+            }
+        };
+        for a in body.attributes() {
+            let name = a.key.value().to_string();
+            if !root.variables.contains_key(&name) {
+                errs.push(
+                    Diag::new(format!("value for undeclared variable {name:?}"))
+                        .at(file.clone(), a.span())
+                        .hint(format!(
+                            "declare variable \"{name}\" {{}} or remove this line"
+                        )),
+                );
+                continue;
+            }
+            match literal(&a.value, &file, dir) {
+                Ok(v) => {
+                    out.insert(name, v);
+                }
+                Err(d) => errs.push(d),
+            }
+        }
+    };
+    for f in files {
+        load_file(&f, &mut out, &mut errs);
+    }
+    for (is_file, arg) in cli {
+        if *is_file {
+            load_file(Path::new(arg), &mut out, &mut errs);
+            continue;
+        }
+        let Some((name, raw)) = arg.split_once('=') else {
+            errs.push(Diag::new(format!("-var {arg:?} must be NAME=VALUE")));
+            continue;
+        };
+        let Some(var) = root.variables.get(name) else {
+            errs.push(
+                Diag::new(format!("-var names undeclared variable {name:?}"))
+                    .hint("declare it in the configuration"),
+            );
+            continue;
+        };
+        match raw_value(raw, var, dir) {
+            Ok(v) => {
+                out.insert(name.to_string(), v);
+            }
+            Err(d) => errs.push(d),
+        }
+    }
+    if errs.is_empty() {
+        Ok(out)
+    } else {
+        Err(ConfigError::new(errs))
+    }
+}

@@ -1,0 +1,799 @@
+//! One client over both protocol major versions.
+//!
+//! Protocols 5 and 6 carry the same operations under different names (and 6
+//! adds nested attributes); [`Provider`] hides that, speaking plumb's
+//! [`Value`]s in and out and turning provider diagnostics into errors.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use tokio::sync::Mutex;
+
+use crate::plugin::{self, ClientIdentity, PluginProcess};
+use crate::schema::{
+    Attribute, Block, NestedAttributes, NestedBlock, Nesting, ProviderSchema, Schema,
+};
+use crate::value::{PathStep, Type, Value};
+use crate::{Error, msgpack};
+
+/// Generated protocol-5 messages and client.
+#[allow(missing_docs, clippy::all)]
+pub mod tfplugin5 {
+    tonic::include_proto!("tfplugin5");
+}
+
+/// Generated protocol-6 messages and client.
+#[allow(missing_docs, clippy::all)]
+pub mod tfplugin6 {
+    tonic::include_proto!("tfplugin6");
+}
+
+/// A diagnostic a provider returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// An error (true) or a warning.
+    pub error: bool,
+    /// One-line summary.
+    pub summary: String,
+    /// Longer explanation.
+    pub detail: String,
+    /// The attribute it is about, if any.
+    pub attribute: Vec<PathStep>,
+}
+
+impl std::fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.summary)?;
+        if !self.attribute.is_empty() {
+            write!(f, " (at {})", format_path(&self.attribute))?;
+        }
+        if !self.detail.is_empty() {
+            write!(f, ": {}", self.detail)?;
+        }
+        Ok(())
+    }
+}
+
+/// Renders an attribute path like `.tags["a"][0]`.
+pub fn format_path(path: &[PathStep]) -> String {
+    let mut s = String::new();
+    for step in path {
+        match step {
+            PathStep::Attr(a) => {
+                s.push('.');
+                s.push_str(a);
+            }
+            PathStep::Key(k) => s.push_str(&format!("[{k:?}]")),
+            PathStep::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
+}
+
+/// The outcome of planning one resource.
+#[derive(Clone, Debug)]
+pub struct PlannedChange {
+    /// The state the provider expects after apply (may hold unknowns).
+    pub planned_state: Value,
+    /// Attributes whose change forces replacement.
+    pub requires_replace: Vec<Vec<PathStep>>,
+    /// Opaque provider data to pass to apply.
+    pub planned_private: Vec<u8>,
+    /// Warnings.
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// A resource the provider found for an import id.
+#[derive(Clone, Debug)]
+pub struct ImportedResource {
+    /// Its resource type.
+    pub type_name: String,
+    /// Its state.
+    pub state: Value,
+    /// Opaque provider data.
+    pub private: Vec<u8>,
+}
+
+#[derive(Clone)]
+enum Client {
+    V5(tfplugin5::provider_client::ProviderClient<tonic::transport::Channel>),
+    V6(tfplugin6::provider_client::ProviderClient<tonic::transport::Channel>),
+}
+
+/// A started provider, ready for calls. Calls may run concurrently.
+pub struct Provider {
+    client: Client,
+    schema: ProviderSchema,
+    process: Mutex<Option<PluginProcess>>,
+    name: String,
+}
+
+const MAX_MESSAGE: usize = 256 * 1024 * 1024;
+
+fn rpc_err(e: tonic::Status) -> Error {
+    Error::Rpc(format!("{}: {}", e.code(), e.message()))
+}
+
+fn dv5(value: &Value, ty: &Type) -> Result<tfplugin5::DynamicValue, Error> {
+    Ok(tfplugin5::DynamicValue {
+        msgpack: msgpack::encode(value, ty)?,
+        json: Vec::new(),
+    })
+}
+
+fn dv6(value: &Value, ty: &Type) -> Result<tfplugin6::DynamicValue, Error> {
+    Ok(tfplugin6::DynamicValue {
+        msgpack: msgpack::encode(value, ty)?,
+        json: Vec::new(),
+    })
+}
+
+macro_rules! decode_dv {
+    ($dv:expr, $ty:expr) => {
+        match $dv {
+            Some(dv) if !dv.msgpack.is_empty() => msgpack::decode(&dv.msgpack, $ty)?,
+            Some(dv) if !dv.json.is_empty() => {
+                let json: serde_json::Value = serde_json::from_slice(&dv.json)
+                    .map_err(|e| Error::Rpc(format!("provider sent bad JSON: {e}")))?;
+                crate::value::from_json(&json, $ty)?
+            }
+            _ => Value::Null,
+        }
+    };
+}
+
+macro_rules! diags {
+    ($m:ident, $list:expr) => {
+        $list
+            .into_iter()
+            .map(|d| Diagnostic {
+                error: d.severity == $m::diagnostic::Severity::Error as i32,
+                summary: d.summary,
+                detail: d.detail,
+                attribute: d.attribute.map(|p| path_from!($m, p)).unwrap_or_default(),
+            })
+            .collect::<Vec<Diagnostic>>()
+    };
+}
+
+macro_rules! path_from {
+    ($m:ident, $p:expr) => {
+        $p.steps
+            .into_iter()
+            .filter_map(|s| {
+                use $m::attribute_path::step::Selector;
+                match s.selector? {
+                    Selector::AttributeName(a) => Some(PathStep::Attr(a)),
+                    Selector::ElementKeyString(k) => Some(PathStep::Key(k)),
+                    Selector::ElementKeyInt(i) => Some(PathStep::Index(i)),
+                }
+            })
+            .collect::<Vec<PathStep>>()
+    };
+}
+
+fn check(diags: Vec<Diagnostic>, what: &str) -> Result<Vec<Diagnostic>, Error> {
+    if diags.iter().any(|d| d.error) {
+        Err(Error::Provider {
+            operation: what.to_string(),
+            diagnostics: diags.into_iter().filter(|d| d.error).collect(),
+        })
+    } else {
+        Ok(diags)
+    }
+}
+
+fn nesting(n: i32) -> Nesting {
+    match n {
+        2 => Nesting::List,
+        3 => Nesting::Set,
+        4 => Nesting::Map,
+        5 => Nesting::Group,
+        _ => Nesting::Single,
+    }
+}
+
+fn block5(b: Option<tfplugin5::schema::Block>) -> Result<Block, Error> {
+    let b = b.unwrap_or_default();
+    let mut out = Block::default();
+    for a in b.attributes {
+        out.attributes.insert(
+            a.name,
+            Attribute {
+                ty: Type::from_json_bytes(&a.r#type)?,
+                nested: None,
+                required: a.required,
+                optional: a.optional,
+                computed: a.computed,
+                sensitive: a.sensitive,
+            },
+        );
+    }
+    for nb in b.block_types {
+        out.block_types.insert(
+            nb.type_name,
+            NestedBlock {
+                block: block5(nb.block)?,
+                nesting: nesting(nb.nesting),
+                min_items: nb.min_items,
+                max_items: nb.max_items,
+            },
+        );
+    }
+    Ok(out)
+}
+
+fn attr6(a: tfplugin6::schema::Attribute) -> Result<(String, Attribute), Error> {
+    let nested = match a.nested_type {
+        Some(obj) => {
+            let mut attrs = BTreeMap::new();
+            for na in obj.attributes {
+                let (k, v) = attr6(na)?;
+                attrs.insert(k, v);
+            }
+            Some(NestedAttributes {
+                attributes: attrs,
+                nesting: nesting(obj.nesting),
+            })
+        }
+        None => None,
+    };
+    let ty = match &nested {
+        Some(n) => n.implied_type(),
+        None => Type::from_json_bytes(&a.r#type)?,
+    };
+    Ok((
+        a.name,
+        Attribute {
+            ty,
+            nested,
+            required: a.required,
+            optional: a.optional,
+            computed: a.computed,
+            sensitive: a.sensitive,
+        },
+    ))
+}
+
+fn block6(b: Option<tfplugin6::schema::Block>) -> Result<Block, Error> {
+    let b = b.unwrap_or_default();
+    let mut out = Block::default();
+    for a in b.attributes {
+        let (k, v) = attr6(a)?;
+        out.attributes.insert(k, v);
+    }
+    for nb in b.block_types {
+        out.block_types.insert(
+            nb.type_name,
+            NestedBlock {
+                block: block6(nb.block)?,
+                nesting: nesting(nb.nesting),
+                min_items: nb.min_items,
+                max_items: nb.max_items,
+            },
+        );
+    }
+    Ok(out)
+}
+
+impl Provider {
+    /// Starts the provider binary, connects (AutoMTLS over its socket) and
+    /// fetches its schema.
+    pub async fn start(binary: &Path) -> Result<Provider, Error> {
+        Self::start_with_versions(binary, &[5, 6]).await
+    }
+
+    /// Like [`Provider::start`], offering only the given protocol versions.
+    pub async fn start_with_versions(binary: &Path, versions: &[u32]) -> Result<Provider, Error> {
+        let identity = ClientIdentity::generate()?;
+        let mut process = plugin::launch(binary, &identity, versions).await?;
+        let channel = match plugin::connect(&process.handshake, &identity).await {
+            Ok(c) => c,
+            Err(e) => {
+                process.kill().await;
+                return Err(e);
+            }
+        };
+        let client = match process.handshake.protocol_version {
+            5 => Client::V5(
+                tfplugin5::provider_client::ProviderClient::new(channel)
+                    .max_decoding_message_size(MAX_MESSAGE)
+                    .max_encoding_message_size(MAX_MESSAGE),
+            ),
+            6 => Client::V6(
+                tfplugin6::provider_client::ProviderClient::new(channel)
+                    .max_decoding_message_size(MAX_MESSAGE)
+                    .max_encoding_message_size(MAX_MESSAGE),
+            ),
+            v => {
+                return Err(Error::Handshake(format!(
+                    "unsupported protocol version {v}"
+                )));
+            }
+        };
+        let name = binary
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut provider = Provider {
+            client,
+            schema: ProviderSchema::default(),
+            process: Mutex::new(Some(process)),
+            name,
+        };
+        provider.schema = provider.fetch_schema().await?;
+        Ok(provider)
+    }
+
+    /// The protocol major version in use (5 or 6).
+    pub fn protocol_version(&self) -> u32 {
+        match self.client {
+            Client::V5(_) => 5,
+            Client::V6(_) => 6,
+        }
+    }
+
+    /// The provider binary's file name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The provider's schema.
+    pub fn schema(&self) -> &ProviderSchema {
+        &self.schema
+    }
+
+    fn resource_type(&self, type_name: &str) -> Result<Type, Error> {
+        self.schema
+            .resources
+            .get(type_name)
+            .map(|s| s.block.implied_type())
+            .ok_or_else(|| Error::UnknownType(type_name.to_string()))
+    }
+
+    fn data_type(&self, type_name: &str) -> Result<Type, Error> {
+        self.schema
+            .data_sources
+            .get(type_name)
+            .map(|s| s.block.implied_type())
+            .ok_or_else(|| Error::UnknownType(type_name.to_string()))
+    }
+
+    async fn fetch_schema(&self) -> Result<ProviderSchema, Error> {
+        let mut out = ProviderSchema::default();
+        match self.client.clone() {
+            Client::V5(mut c) => {
+                let r = c
+                    .get_schema(tfplugin5::get_provider_schema::Request {})
+                    .await
+                    .map_err(rpc_err)?
+                    .into_inner();
+                check(diags!(tfplugin5, r.diagnostics), "GetSchema")?;
+                let conv = |s: Option<tfplugin5::Schema>| -> Result<Schema, Error> {
+                    let s = s.unwrap_or_default();
+                    Ok(Schema {
+                        version: s.version,
+                        block: block5(s.block)?,
+                    })
+                };
+                out.provider = conv(r.provider)?;
+                for (k, s) in r.resource_schemas {
+                    out.resources.insert(k, conv(Some(s))?);
+                }
+                for (k, s) in r.data_source_schemas {
+                    out.data_sources.insert(k, conv(Some(s))?);
+                }
+                out.plan_destroy = r.server_capabilities.is_some_and(|c| c.plan_destroy);
+            }
+            Client::V6(mut c) => {
+                let r = c
+                    .get_provider_schema(tfplugin6::get_provider_schema::Request {})
+                    .await
+                    .map_err(rpc_err)?
+                    .into_inner();
+                check(diags!(tfplugin6, r.diagnostics), "GetProviderSchema")?;
+                let conv = |s: Option<tfplugin6::Schema>| -> Result<Schema, Error> {
+                    let s = s.unwrap_or_default();
+                    Ok(Schema {
+                        version: s.version,
+                        block: block6(s.block)?,
+                    })
+                };
+                out.provider = conv(r.provider)?;
+                for (k, s) in r.resource_schemas {
+                    out.resources.insert(k, conv(Some(s))?);
+                }
+                for (k, s) in r.data_source_schemas {
+                    out.data_sources.insert(k, conv(Some(s))?);
+                }
+                out.plan_destroy = r.server_capabilities.is_some_and(|c| c.plan_destroy);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Validates the provider's own configuration.
+    pub async fn validate_provider_config(&self, config: &Value) -> Result<Vec<Diagnostic>, Error> {
+        let ty = self.schema.provider.block.implied_type();
+        match self.client.clone() {
+            Client::V5(mut c) => {
+                let r = c
+                    .prepare_provider_config(tfplugin5::prepare_provider_config::Request {
+                        config: Some(dv5(config, &ty)?),
+                    })
+                    .await
+                    .map_err(rpc_err)?
+                    .into_inner();
+                check(diags!(tfplugin5, r.diagnostics), "PrepareProviderConfig")
+            }
+            Client::V6(mut c) => {
+                let r = c
+                    .validate_provider_config(tfplugin6::validate_provider_config::Request {
+                        config: Some(dv6(config, &ty)?),
+                    })
+                    .await
+                    .map_err(rpc_err)?
+                    .into_inner();
+                check(diags!(tfplugin6, r.diagnostics), "ValidateProviderConfig")
+            }
+        }
+    }
+
+    /// Configures the provider; required before any resource operation.
+    pub async fn configure(&self, config: &Value) -> Result<Vec<Diagnostic>, Error> {
+        let ty = self.schema.provider.block.implied_type();
+        let version = concat!("plumb-", env!("CARGO_PKG_VERSION")).to_string();
+        match self.client.clone() {
+            Client::V5(mut c) => {
+                let r = c
+                    .configure(tfplugin5::configure::Request {
+                        terraform_version: version,
+                        config: Some(dv5(config, &ty)?),
+                    })
+                    .await
+                    .map_err(rpc_err)?
+                    .into_inner();
+                check(diags!(tfplugin5, r.diagnostics), "Configure")
+            }
+            Client::V6(mut c) => {
+                let r = c
+                    .configure_provider(tfplugin6::configure_provider::Request {
+                        terraform_version: version,
+                        config: Some(dv6(config, &ty)?),
+                    })
+                    .await
+                    .map_err(rpc_err)?
+                    .into_inner();
+                check(diags!(tfplugin6, r.diagnostics), "ConfigureProvider")
+            }
+        }
+    }
+
+    /// Validates a resource's configuration.
+    pub async fn validate_resource_config(
+        &self,
+        type_name: &str,
+        config: &Value,
+    ) -> Result<Vec<Diagnostic>, Error> {
+        let ty = self.resource_type(type_name)?;
+        match self.client.clone() {
+            Client::V5(mut c) => {
+                let r = c
+                    .validate_resource_type_config(
+                        tfplugin5::validate_resource_type_config::Request {
+                            type_name: type_name.to_string(),
+                            config: Some(dv5(config, &ty)?),
+                        },
+                    )
+                    .await
+                    .map_err(rpc_err)?
+                    .into_inner();
+                check(
+                    diags!(tfplugin5, r.diagnostics),
+                    "ValidateResourceTypeConfig",
+                )
+            }
+            Client::V6(mut c) => {
+                let r = c
+                    .validate_resource_config(tfplugin6::validate_resource_config::Request {
+                        type_name: type_name.to_string(),
+                        config: Some(dv6(config, &ty)?),
+                    })
+                    .await
+                    .map_err(rpc_err)?
+                    .into_inner();
+                check(diags!(tfplugin6, r.diagnostics), "ValidateResourceConfig")
+            }
+        }
+    }
+
+    /// Upgrades stored JSON state written under schema `version` to the
+    /// current schema.
+    pub async fn upgrade_resource_state(
+        &self,
+        type_name: &str,
+        version: i64,
+        raw_json: &[u8],
+    ) -> Result<Value, Error> {
+        let ty = self.resource_type(type_name)?;
+        match self.client.clone() {
+            Client::V5(mut c) => {
+                let r = c
+                    .upgrade_resource_state(tfplugin5::upgrade_resource_state::Request {
+                        type_name: type_name.to_string(),
+                        version,
+                        raw_state: Some(tfplugin5::RawState {
+                            json: raw_json.to_vec(),
+                            flatmap: Default::default(),
+                        }),
+                    })
+                    .await
+                    .map_err(rpc_err)?
+                    .into_inner();
+                check(diags!(tfplugin5, r.diagnostics), "UpgradeResourceState")?;
+                Ok(decode_dv!(r.upgraded_state, &ty))
+            }
+            Client::V6(mut c) => {
+                let r = c
+                    .upgrade_resource_state(tfplugin6::upgrade_resource_state::Request {
+                        type_name: type_name.to_string(),
+                        version,
+                        raw_state: Some(tfplugin6::RawState {
+                            json: raw_json.to_vec(),
+                            flatmap: Default::default(),
+                        }),
+                    })
+                    .await
+                    .map_err(rpc_err)?
+                    .into_inner();
+                check(diags!(tfplugin6, r.diagnostics), "UpgradeResourceState")?;
+                Ok(decode_dv!(r.upgraded_state, &ty))
+            }
+        }
+    }
+
+    /// Refreshes a resource: returns its current state (null if it is gone)
+    /// and new private data.
+    pub async fn read_resource(
+        &self,
+        type_name: &str,
+        current: &Value,
+        private: &[u8],
+    ) -> Result<(Value, Vec<u8>), Error> {
+        let ty = self.resource_type(type_name)?;
+        match self.client.clone() {
+            Client::V5(mut c) => {
+                let r = c
+                    .read_resource(tfplugin5::read_resource::Request {
+                        type_name: type_name.to_string(),
+                        current_state: Some(dv5(current, &ty)?),
+                        private: private.to_vec(),
+                        provider_meta: None,
+                    })
+                    .await
+                    .map_err(rpc_err)?
+                    .into_inner();
+                check(diags!(tfplugin5, r.diagnostics), "ReadResource")?;
+                Ok((decode_dv!(r.new_state, &ty), r.private))
+            }
+            Client::V6(mut c) => {
+                let r = c
+                    .read_resource(tfplugin6::read_resource::Request {
+                        type_name: type_name.to_string(),
+                        current_state: Some(dv6(current, &ty)?),
+                        private: private.to_vec(),
+                        provider_meta: None,
+                    })
+                    .await
+                    .map_err(rpc_err)?
+                    .into_inner();
+                check(diags!(tfplugin6, r.diagnostics), "ReadResource")?;
+                Ok((decode_dv!(r.new_state, &ty), r.private))
+            }
+        }
+    }
+
+    /// Plans a change: create (prior null), update, or destroy (proposed null).
+    pub async fn plan_resource_change(
+        &self,
+        type_name: &str,
+        prior: &Value,
+        proposed: &Value,
+        config: &Value,
+        prior_private: &[u8],
+    ) -> Result<PlannedChange, Error> {
+        let ty = self.resource_type(type_name)?;
+        match self.client.clone() {
+            Client::V5(mut c) => {
+                let r = c
+                    .plan_resource_change(tfplugin5::plan_resource_change::Request {
+                        type_name: type_name.to_string(),
+                        prior_state: Some(dv5(prior, &ty)?),
+                        proposed_new_state: Some(dv5(proposed, &ty)?),
+                        config: Some(dv5(config, &ty)?),
+                        prior_private: prior_private.to_vec(),
+                        provider_meta: None,
+                    })
+                    .await
+                    .map_err(rpc_err)?
+                    .into_inner();
+                let warnings = check(diags!(tfplugin5, r.diagnostics), "PlanResourceChange")?;
+                Ok(PlannedChange {
+                    planned_state: decode_dv!(r.planned_state, &ty),
+                    requires_replace: r
+                        .requires_replace
+                        .into_iter()
+                        .map(|p| path_from!(tfplugin5, p))
+                        .collect(),
+                    planned_private: r.planned_private,
+                    warnings,
+                })
+            }
+            Client::V6(mut c) => {
+                let r = c
+                    .plan_resource_change(tfplugin6::plan_resource_change::Request {
+                        type_name: type_name.to_string(),
+                        prior_state: Some(dv6(prior, &ty)?),
+                        proposed_new_state: Some(dv6(proposed, &ty)?),
+                        config: Some(dv6(config, &ty)?),
+                        prior_private: prior_private.to_vec(),
+                        provider_meta: None,
+                    })
+                    .await
+                    .map_err(rpc_err)?
+                    .into_inner();
+                let warnings = check(diags!(tfplugin6, r.diagnostics), "PlanResourceChange")?;
+                Ok(PlannedChange {
+                    planned_state: decode_dv!(r.planned_state, &ty),
+                    requires_replace: r
+                        .requires_replace
+                        .into_iter()
+                        .map(|p| path_from!(tfplugin6, p))
+                        .collect(),
+                    planned_private: r.planned_private,
+                    warnings,
+                })
+            }
+        }
+    }
+
+    /// Applies a planned change; returns the new state and private data.
+    pub async fn apply_resource_change(
+        &self,
+        type_name: &str,
+        prior: &Value,
+        planned: &Value,
+        config: &Value,
+        planned_private: &[u8],
+    ) -> Result<(Value, Vec<u8>), Error> {
+        let ty = self.resource_type(type_name)?;
+        match self.client.clone() {
+            Client::V5(mut c) => {
+                let r = c
+                    .apply_resource_change(tfplugin5::apply_resource_change::Request {
+                        type_name: type_name.to_string(),
+                        prior_state: Some(dv5(prior, &ty)?),
+                        planned_state: Some(dv5(planned, &ty)?),
+                        config: Some(dv5(config, &ty)?),
+                        planned_private: planned_private.to_vec(),
+                        provider_meta: None,
+                    })
+                    .await
+                    .map_err(rpc_err)?
+                    .into_inner();
+                check(diags!(tfplugin5, r.diagnostics), "ApplyResourceChange")?;
+                Ok((decode_dv!(r.new_state, &ty), r.private))
+            }
+            Client::V6(mut c) => {
+                let r = c
+                    .apply_resource_change(tfplugin6::apply_resource_change::Request {
+                        type_name: type_name.to_string(),
+                        prior_state: Some(dv6(prior, &ty)?),
+                        planned_state: Some(dv6(planned, &ty)?),
+                        config: Some(dv6(config, &ty)?),
+                        planned_private: planned_private.to_vec(),
+                        provider_meta: None,
+                    })
+                    .await
+                    .map_err(rpc_err)?
+                    .into_inner();
+                check(diags!(tfplugin6, r.diagnostics), "ApplyResourceChange")?;
+                Ok((decode_dv!(r.new_state, &ty), r.private))
+            }
+        }
+    }
+
+    /// Asks the provider what exists under an import id.
+    pub async fn import_resource_state(
+        &self,
+        type_name: &str,
+        id: &str,
+    ) -> Result<Vec<ImportedResource>, Error> {
+        match self.client.clone() {
+            Client::V5(mut c) => {
+                let r = c
+                    .import_resource_state(tfplugin5::import_resource_state::Request {
+                        type_name: type_name.to_string(),
+                        id: id.to_string(),
+                    })
+                    .await
+                    .map_err(rpc_err)?
+                    .into_inner();
+                check(diags!(tfplugin5, r.diagnostics), "ImportResourceState")?;
+                r.imported_resources
+                    .into_iter()
+                    .map(|i| {
+                        let ty = self.resource_type(&i.type_name)?;
+                        Ok(ImportedResource {
+                            state: decode_dv!(i.state, &ty),
+                            type_name: i.type_name,
+                            private: i.private,
+                        })
+                    })
+                    .collect()
+            }
+            Client::V6(mut c) => {
+                let r = c
+                    .import_resource_state(tfplugin6::import_resource_state::Request {
+                        type_name: type_name.to_string(),
+                        id: id.to_string(),
+                    })
+                    .await
+                    .map_err(rpc_err)?
+                    .into_inner();
+                check(diags!(tfplugin6, r.diagnostics), "ImportResourceState")?;
+                r.imported_resources
+                    .into_iter()
+                    .map(|i| {
+                        let ty = self.resource_type(&i.type_name)?;
+                        Ok(ImportedResource {
+                            state: decode_dv!(i.state, &ty),
+                            type_name: i.type_name,
+                            private: i.private,
+                        })
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// Reads a data source.
+    pub async fn read_data_source(&self, type_name: &str, config: &Value) -> Result<Value, Error> {
+        let ty = self.data_type(type_name)?;
+        match self.client.clone() {
+            Client::V5(mut c) => {
+                let r = c
+                    .read_data_source(tfplugin5::read_data_source::Request {
+                        type_name: type_name.to_string(),
+                        config: Some(dv5(config, &ty)?),
+                        provider_meta: None,
+                    })
+                    .await
+                    .map_err(rpc_err)?
+                    .into_inner();
+                check(diags!(tfplugin5, r.diagnostics), "ReadDataSource")?;
+                Ok(decode_dv!(r.state, &ty))
+            }
+            Client::V6(mut c) => {
+                let r = c
+                    .read_data_source(tfplugin6::read_data_source::Request {
+                        type_name: type_name.to_string(),
+                        config: Some(dv6(config, &ty)?),
+                        provider_meta: None,
+                    })
+                    .await
+                    .map_err(rpc_err)?
+                    .into_inner();
+                check(diags!(tfplugin6, r.diagnostics), "ReadDataSource")?;
+                Ok(decode_dv!(r.state, &ty))
+            }
+        }
+    }
+
+    /// Stops the provider process.
+    pub async fn shutdown(&self) {
+        if let Some(mut p) = self.process.lock().await.take() {
+            p.kill().await;
+        }
+    }
+}
