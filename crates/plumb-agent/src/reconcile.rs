@@ -154,7 +154,13 @@ struct Inner {
     stopping: AtomicBool,
     in_flight: AtomicUsize,
     files_signature: std::sync::Mutex<Vec<(PathBuf, SystemTime, u64)>>,
+    /// Recently resolved (repository, revision) → commit, so the many
+    /// Applications a push refreshes share one ref lookup.
+    resolved: std::sync::Mutex<HashMap<(String, String), (Commit, Instant)>>,
 }
+
+/// How long a resolved revision is reused.
+const RESOLVED_TTL: Duration = Duration::from_secs(2);
 
 /// The agent. Cheap to clone; all clones share one loop.
 #[derive(Clone)]
@@ -250,6 +256,7 @@ impl Agent {
             stopping: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             files_signature: std::sync::Mutex::new(Vec::new()),
+            resolved: std::sync::Mutex::new(HashMap::new()),
         });
         let agent = Agent { inner };
         agent.reload_files(true)?;
@@ -555,11 +562,19 @@ impl Agent {
                 }
                 Err(_) => continue,
             };
-            for (key, rev, known) in apps {
-                let now = refs.resolve(&rev);
-                if now.is_some() && now != known {
-                    self.trigger(&key, Reason::Refresh);
-                }
+            let moved: Vec<String> = apps
+                .into_iter()
+                .filter(|(_, rev, known)| {
+                    let now = refs.resolve(rev);
+                    now.is_some() && now != *known
+                })
+                .map(|(key, _, _)| key)
+                .collect();
+            if !moved.is_empty() {
+                self.forget_resolved(|u| u == url);
+            }
+            for key in moved {
+                self.trigger(&key, Reason::Refresh);
             }
         }
     }
@@ -582,10 +597,19 @@ impl Agent {
             })
             .map(|(k, _)| k.clone())
             .collect();
+        self.forget_resolved(|url| wanted.contains(&crate::webhook::canonical_repo(url)));
         for k in &keys {
             self.trigger(k, Reason::Refresh);
         }
         keys
+    }
+
+    fn forget_resolved(&self, matches: impl Fn(&str) -> bool) {
+        let mut cache = match self.inner.resolved.lock() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        cache.retain(|(url, _), _| !matches(url));
     }
 
     /// Ask for a reconcile of one Application, looking at Git again.
@@ -614,10 +638,25 @@ impl Agent {
             })
             .collect();
         let started = Instant::now();
+        let cache = self
+            .inner
+            .resolved
+            .lock()
+            .map(|c| c.clone())
+            .unwrap_or_default();
+        let pinned_all = pinned.is_some();
         let out = tokio::task::spawn_blocking(move || {
             sources
                 .iter()
-                .map(|(url, rev)| git.fetch(url, rev).map_err(|e| e.to_string()))
+                .map(|(url, rev)| {
+                    if !pinned_all
+                        && let Some((c, at)) = cache.get(&(url.clone(), rev.clone()))
+                        && at.elapsed() < RESOLVED_TTL
+                    {
+                        return Ok(c.clone());
+                    }
+                    git.fetch(url, rev).map_err(|e| e.to_string())
+                })
                 .collect::<Result<Vec<_>, _>>()
         })
         .await
@@ -626,6 +665,19 @@ impl Agent {
             .metrics
             .git_fetch_duration
             .observe(started.elapsed().as_secs_f64());
+        if let (Ok(commits), None) = (&out, pinned)
+            && let Ok(mut cache) = self.inner.resolved.lock()
+        {
+            for (s, c) in app.sources().iter().zip(commits) {
+                let k = (s.repo_url.clone(), s.revision().to_string());
+                if !cache
+                    .get(&k)
+                    .is_some_and(|(_, at)| at.elapsed() < RESOLVED_TTL)
+                {
+                    cache.insert(k, (c.clone(), Instant::now()));
+                }
+            }
+        }
         out
     }
 
@@ -757,25 +809,38 @@ impl Agent {
         let rendered = self.render(app, &commits).await?;
         let cluster = self.cluster_for(app).await?;
         let engine = Engine::new(&cluster, app);
-        let mut report = engine
-            .status(&rendered.manifests, &revision)
-            .await
-            .map_err(|e| e.to_string())?;
         let automated = app.automated().filter(|_| pinned.is_none());
-        let new_commit = report.revision.as_deref() != Some(revision.as_str());
-        let out_of_sync = report.sync == SyncStatus::OutOfSync;
-        if out_of_sync
-            && !new_commit
-            && reason != Reason::Health
-            && previous.sync != SyncStatus::OutOfSync
-        {
-            self.inner.notifier.send(Event {
-                event: EventKind::DriftDetected,
-                application: key.to_string(),
-                revision: revision.clone(),
-                message: format!("{} objects differ from Git", report.resources.out_of_sync),
-                time: now(),
-            });
+        // A new commit under automation is synced straight away: the sync
+        // itself finds what changed, and status is computed once, after.
+        let synced_revision = engine
+            .inventory()
+            .await
+            .map_err(|e| e.to_string())?
+            .and_then(|i| i.revision);
+        let new_commit = synced_revision.as_deref() != Some(revision.as_str());
+        let skip_first_status = automated.is_some() && new_commit && reason != Reason::Health;
+        let mut report = None;
+        let mut out_of_sync = new_commit;
+        if !skip_first_status {
+            let r = engine
+                .status(&rendered.manifests, &revision)
+                .await
+                .map_err(|e| e.to_string())?;
+            out_of_sync = r.sync == SyncStatus::OutOfSync;
+            if out_of_sync
+                && !new_commit
+                && reason != Reason::Health
+                && previous.sync != SyncStatus::OutOfSync
+            {
+                self.inner.notifier.send(Event {
+                    event: EventKind::DriftDetected,
+                    application: key.to_string(),
+                    revision: revision.clone(),
+                    message: format!("{} objects differ from Git", r.resources.out_of_sync),
+                    time: now(),
+                });
+            }
+            report = Some(r);
         }
         let should_sync = match automated {
             Some(a) if reason != Reason::Health => new_commit || (out_of_sync && a.self_heal),
@@ -799,11 +864,15 @@ impl Agent {
             if !sync.succeeded {
                 return Err(first_failure(&sync));
             }
-            report = engine
+            report = None;
+        }
+        let report = match report {
+            Some(r) => r,
+            None => engine
                 .status(&rendered.manifests, &revision)
                 .await
-                .map_err(|e| e.to_string())?;
-        }
+                .map_err(|e| e.to_string())?,
+        };
         let ensure: Vec<_> = report
             .objects
             .iter()

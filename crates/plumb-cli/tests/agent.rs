@@ -20,7 +20,11 @@ struct AgentProcess {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn plumb(data: &Path) -> Command {
@@ -32,7 +36,10 @@ fn plumb(data: &Path) -> Command {
     }
     path.push(std::env::var_os("PATH").unwrap_or_default());
     let mut c = Command::new(env!("CARGO_BIN_EXE_plumb"));
-    c.arg("--data-dir").arg(data).env("KUBECONFIG", env.kubeconfig()).env("PATH", path);
+    c.arg("--data-dir")
+        .arg(data)
+        .env("KUBECONFIG", env.kubeconfig())
+        .env("PATH", path);
     c
 }
 
@@ -42,7 +49,13 @@ fn start_agent(data: &Path, app: &Path, port: u16) -> AgentProcess {
 
 fn start_agent_with(data: &Path, app: &Path, port: u16, extra: &[&str]) -> AgentProcess {
     let mut child = plumb(data)
-        .args(["agent", "--listen", &format!("127.0.0.1:{port}"), "--poll-interval", "1s"])
+        .args([
+            "agent",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--poll-interval",
+            "1s",
+        ])
         .args(extra)
         .arg(app)
         .stdout(Stdio::piped())
@@ -116,7 +129,13 @@ async fn kill_9_during_a_1000_object_sync_loses_nothing() {
     }
     let commit = repo.commit("1000 objects");
     let dir = tempfile::tempdir().unwrap();
-    let app = app_file(dir.path(), "crash", &repo, ns.name(), "  syncPolicy:\n    automated:\n      prune: true\n");
+    let app = app_file(
+        dir.path(),
+        "crash",
+        &repo,
+        ns.name(),
+        "  syncPolicy:\n    automated:\n      prune: true\n",
+    );
     let data = dir.path().join("data");
     let port = free_port();
 
@@ -130,19 +149,31 @@ async fn kill_9_during_a_1000_object_sync_loses_nothing() {
             if n >= threshold {
                 break;
             }
-            assert!(Instant::now() < deadline, "sync stalled below {threshold} objects (at {n})");
+            assert!(
+                Instant::now() < deadline,
+                "sync stalled below {threshold} objects (at {n})"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         agent.child.kill().unwrap(); // SIGKILL
         agent.child.wait().unwrap();
         let n = count_labelled(&cms, "crash").await.len();
         eprintln!("killed at {n} objects (threshold {threshold})");
-        assert!(n < 1000, "the kill landed after the sync finished; nothing was tested");
+        assert!(
+            n < 1000,
+            "the kill landed after the sync finished; nothing was tested"
+        );
         // Whatever exists is named by the inventory: nothing orphaned.
-        let inv = inventory(&client, "argocd/crash").await.expect("inventory written before objects");
-        let members: std::collections::BTreeSet<String> = inv.members.iter().map(|m| m.name.clone()).collect();
+        let inv = inventory(&client, "argocd/crash")
+            .await
+            .expect("inventory written before objects");
+        let members: std::collections::BTreeSet<String> =
+            inv.members.iter().map(|m| m.name.clone()).collect();
         for name in count_labelled(&cms, "crash").await {
-            assert!(members.contains(&name), "{name} exists but is not in the inventory");
+            assert!(
+                members.contains(&name),
+                "{name} exists but is not in the inventory"
+            );
         }
     }
 
@@ -154,7 +185,11 @@ async fn kill_9_during_a_1000_object_sync_loses_nothing() {
         if inv.revision.as_deref() == Some(commit.as_str()) && inv.pending_revision.is_none() {
             break;
         }
-        assert!(Instant::now() < deadline, "sync did not complete after restart: {:?}", inv.pending_revision);
+        assert!(
+            Instant::now() < deadline,
+            "sync did not complete after restart: {:?}",
+            inv.pending_revision
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let mut names = count_labelled(&cms, "crash").await;
@@ -166,7 +201,11 @@ async fn kill_9_during_a_1000_object_sync_loses_nothing() {
     let expected: Vec<String> = (0..1000).map(|i| format!("cm-{i:04}")).collect();
     assert_eq!(names, expected);
     let inv = inventory(&client, "argocd/crash").await.unwrap();
-    assert_eq!(inv.members.len(), 1000, "inventory names exactly what exists");
+    assert_eq!(
+        inv.members.len(),
+        1000,
+        "inventory names exactly what exists"
+    );
 }
 
 fn run(cmd: &mut Command) -> (i32, String, String) {
@@ -184,15 +223,30 @@ async fn history_rollback_resume_through_a_running_agent_and_sigterm() {
     let ns = env.namespace("cli-agent").await;
     let cms: Api<ConfigMap> = Api::namespaced(env.client().await, ns.name());
     let repo = GitRepo::new();
-    repo.write("app/a.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  v: \"1\"\n");
+    repo.write(
+        "app/a.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  v: \"1\"\n",
+    );
     let c1 = repo.commit("first version");
-    repo.write("app/a.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  v: \"2\"\n");
+    repo.write(
+        "app/a.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  v: \"2\"\n",
+    );
     let c2 = repo.commit("second version");
     let dir = tempfile::tempdir().unwrap();
-    let app = app_file(dir.path(), "hist", &repo, ns.name(), "  syncPolicy:\n    automated:\n      selfHeal: true\n");
+    let app = app_file(
+        dir.path(),
+        "hist",
+        &repo,
+        ns.name(),
+        "  syncPolicy:\n    automated:\n      selfHeal: true\n",
+    );
     let data = dir.path().join("data");
     let mut agent = start_agent(&data, &app, free_port());
-    let token = agent.token.clone().expect("first start prints an admin token");
+    let token = agent
+        .token
+        .clone()
+        .expect("first start prints an admin token");
     assert!(token.starts_with("plumb_"));
 
     let wait_v = |want: &'static str| {
@@ -200,7 +254,12 @@ async fn history_rollback_resume_through_a_running_agent_and_sigterm() {
         async move {
             let deadline = Instant::now() + Duration::from_secs(30);
             loop {
-                let v = cms.get_opt("a").await.unwrap().and_then(|c| c.data).and_then(|d| d.get("v").cloned());
+                let v = cms
+                    .get_opt("a")
+                    .await
+                    .unwrap()
+                    .and_then(|c| c.data)
+                    .and_then(|d| d.get("v").cloned());
                 if v.as_deref() == Some(want) {
                     return;
                 }
@@ -212,35 +271,53 @@ async fn history_rollback_resume_through_a_running_agent_and_sigterm() {
     wait_v("2").await;
 
     let server = ["--server", agent.url.as_str()];
-    let (code, out, err) = run(plumb(&data).args(["history", "hist", "--output", "json"]).args(server).env("PLUMB_TOKEN", &token));
+    let (code, out, err) = run(plumb(&data)
+        .args(["history", "hist", "--output", "json"])
+        .args(server)
+        .env("PLUMB_TOKEN", &token));
     assert_eq!(code, 0, "{err}");
     let h: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(h[0]["revision"], c2.as_str());
     assert_eq!(h[0]["message"], "second version");
     assert_eq!(h[0]["author"], "Alice Example");
-    let (code, out, _) = run(plumb(&data).args(["history", "hist"]).args(server).args(["--token", &token]));
+    let (code, out, _) = run(plumb(&data)
+        .args(["history", "hist"])
+        .args(server)
+        .args(["--token", &token]));
     assert_eq!(code, 0);
     assert!(out.contains("second version"), "{out}");
 
     // Without a token: a clear 401 with a hint.
-    let (code, _, err) = run(plumb(&data).args(["history", "hist"]).args(server).env_remove("PLUMB_TOKEN"));
+    let (code, _, err) = run(plumb(&data)
+        .args(["history", "hist"])
+        .args(server)
+        .env_remove("PLUMB_TOKEN"));
     assert_eq!(code, 1);
     assert!(err.contains("401") && err.contains("--token"), "{err}");
 
-    let (code, out, err) = run(plumb(&data).args(["rollback", "hist", &c1[..10]]).args(server).env("PLUMB_TOKEN", &token));
+    let (code, out, err) = run(plumb(&data)
+        .args(["rollback", "hist", &c1[..10]])
+        .args(server)
+        .env("PLUMB_TOKEN", &token));
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("paused"), "{out}");
     wait_v("1").await;
     // Paused: the next poll does not roll forward.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(cms.get("a").await.unwrap().data.unwrap()["v"], "1");
-    let (code, out, _) = run(plumb(&data).args(["resume", "hist"]).args(server).env("PLUMB_TOKEN", &token));
+    let (code, out, _) = run(plumb(&data)
+        .args(["resume", "hist"])
+        .args(server)
+        .env("PLUMB_TOKEN", &token));
     assert_eq!(code, 0);
     assert!(out.contains("resumed"), "{out}");
     wait_v("2").await;
 
     // SIGTERM: stop cleanly with exit 0.
-    let status = Command::new("kill").args(["-TERM", &agent.child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &agent.child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(30);
     let exit = loop {
@@ -253,7 +330,10 @@ async fn history_rollback_resume_through_a_running_agent_and_sigterm() {
     assert!(exit.success(), "{exit:?}");
 
     // Nobody answers now: say so.
-    let (code, _, err) = run(plumb(&data).args(["history", "hist"]).args(server).env("PLUMB_TOKEN", &token));
+    let (code, _, err) = run(plumb(&data)
+        .args(["history", "hist"])
+        .args(server)
+        .env("PLUMB_TOKEN", &token));
     assert_eq!(code, 1);
     assert!(err.contains("no plumb agent answers"), "{err}");
 }

@@ -591,8 +591,19 @@ impl<'a> Engine<'a> {
         revision: &str,
         all: bool,
     ) -> Result<DiffReport, SyncError> {
+        Ok(self.diff_with(manifests, revision, all).await?.0)
+    }
+
+    /// The diff, plus the prepared objects and the inventory it used.
+    async fn diff_with(
+        &self,
+        manifests: &[Manifest],
+        revision: &str,
+        all: bool,
+    ) -> Result<(DiffReport, Vec<Desired>, Option<Inventory>), SyncError> {
         let desired = self.prepare(manifests).await?;
-        let old = self.inventory().await?.unwrap_or_default();
+        let inventory = self.inventory().await?;
+        let old = inventory.clone().unwrap_or_default();
         let old_by_ref = old.by_ref();
         let refs: Vec<&Desired> = desired.iter().collect();
         let live = self.live_meta(&refs).await?;
@@ -630,11 +641,83 @@ impl<'a> Engine<'a> {
         if !all {
             objects.retain(|o| o.state != "unchanged");
         }
-        Ok(DiffReport {
-            application: self.app_key.clone(),
-            revision: revision.to_string(),
-            objects,
-        })
+        Ok((
+            DiffReport {
+                application: self.app_key.clone(),
+                revision: revision.to_string(),
+                objects,
+            },
+            desired,
+            inventory,
+        ))
+    }
+
+    /// Live objects of this Application, one labelled LIST per kind and namespace.
+    async fn live_objects(
+        &self,
+        desired: &[&Desired],
+    ) -> Result<BTreeMap<ObjectRef, Value>, SyncError> {
+        let mut groups: BTreeMap<(String, String, String, Option<String>), Resolved> =
+            BTreeMap::new();
+        for d in desired {
+            if let Some(r) = &d.resolved {
+                groups
+                    .entry((
+                        d.gvk.group.clone(),
+                        d.gvk.version.clone(),
+                        d.gvk.kind.clone(),
+                        d.oref.namespace.clone(),
+                    ))
+                    .or_insert_with(|| r.clone());
+            }
+        }
+        let selector = format!(
+            "{}={}",
+            plumb_model::inventory::APP_LABEL,
+            crate::prepare::label_value(&self.app.metadata.name)
+        );
+        let mut out = BTreeMap::new();
+        for ((group, _, kind, ns), resolved) in groups {
+            let api = self.cluster.api(&resolved, ns.as_deref());
+            let mut params = ListParams::default().labels(&selector).limit(500);
+            loop {
+                let list = match api.list(&params).await {
+                    Ok(l) => l,
+                    Err(kube::Error::Api(s)) if s.code == 404 => break,
+                    Err(source) => {
+                        return Err(SyncError::Api {
+                            context: format!("listing {kind}"),
+                            source,
+                        });
+                    }
+                };
+                for item in list.items {
+                    let Some(name) = item.metadata.name.clone() else {
+                        continue;
+                    };
+                    out.insert(
+                        ObjectRef {
+                            group: group.clone(),
+                            kind: kind.clone(),
+                            namespace: ns.clone(),
+                            name,
+                        },
+                        {
+                            // List items carry no apiVersion/kind; health rules need them.
+                            let mut v = serde_json::to_value(item).unwrap_or_default();
+                            v["apiVersion"] = Value::from(resolved.resource.api_version.as_str());
+                            v["kind"] = Value::from(resolved.resource.kind.as_str());
+                            v
+                        },
+                    );
+                }
+                match list.metadata.continue_.filter(|c| !c.is_empty()) {
+                    Some(token) => params = params.continue_token(&token),
+                    None => break,
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Sync and health status of the rendered manifests against the cluster.
@@ -643,10 +726,15 @@ impl<'a> Engine<'a> {
         manifests: &[Manifest],
         target_revision: &str,
     ) -> Result<StatusReport, SyncError> {
-        let diff = self.diff(manifests, target_revision, true).await?;
-        let inv = self.inventory().await?;
-        let desired = self.prepare(manifests).await?;
+        let (diff, desired, inv) = self.diff_with(manifests, target_revision, true).await?;
         let by_ref: BTreeMap<&ObjectRef, &Desired> = desired.iter().map(|d| (&d.oref, d)).collect();
+        let present: Vec<&Desired> = diff
+            .objects
+            .iter()
+            .filter(|o| o.state != "added" && o.state != "removed")
+            .filter_map(|o| by_ref.get(&o.object).copied())
+            .collect();
+        let mut live_objects = self.live_objects(&present).await?;
         let mut objects = Vec::new();
         let mut counts = ResourceCounts::default();
         let mut healths = Vec::new();
@@ -660,9 +748,10 @@ impl<'a> Engine<'a> {
                 ("removed", _) => None,
                 ("added", _) => Some(Health::missing()),
                 (_, Some(d)) => {
-                    let live = match &d.resolved {
-                        Some(r) => self.get_live(&Some(r.clone()), &d.oref).await?,
-                        None => None,
+                    let live = match live_objects.remove(&d.oref) {
+                        Some(v) => Some(v),
+                        // Adopted without plumb's label yet: read it directly.
+                        None => self.get_live(&d.resolved, &d.oref).await?,
                     };
                     Some(live.as_ref().and_then(assess).unwrap_or(Health {
                         status: HealthStatus::Healthy,

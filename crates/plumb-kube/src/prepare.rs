@@ -183,7 +183,7 @@ pub(crate) async fn prepare(
 }
 
 /// A label value: at most 63 characters of the allowed set.
-fn label_value(s: &str) -> String {
+pub(crate) fn label_value(s: &str) -> String {
     let v: String = s
         .chars()
         .map(|c| {
