@@ -670,9 +670,9 @@ impl Agent {
         {
             for (s, c) in app.sources().iter().zip(commits) {
                 let k = (s.repo_url.clone(), s.revision().to_string());
-                if !cache
+                if cache
                     .get(&k)
-                    .is_some_and(|(_, at)| at.elapsed() < RESOLVED_TTL)
+                    .is_none_or(|(_, at)| at.elapsed() >= RESOLVED_TTL)
                 {
                     cache.insert(k, (c.clone(), Instant::now()));
                 }
