@@ -68,7 +68,7 @@ impl AgentConfig {
             history_limit: 50,
             webhook_secret: None,
             notifications: NotificationConfig::default(),
-            concurrency: 16,
+            concurrency: 32,
             max_prune_share: 0.5,
             credentials: Credentials::default(),
             tools: Tools::from_env(),

@@ -56,7 +56,7 @@ pub struct AgentArgs {
     #[arg(long, default_value_t = 8)]
     parallelism: usize,
     /// Objects applied at once within a sync step.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 32)]
     concurrency: usize,
     /// History entries kept per Application.
     #[arg(long, default_value_t = 50)]

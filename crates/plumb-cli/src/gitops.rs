@@ -296,7 +296,7 @@ pub struct SyncArgs {
     #[arg(long, default_value_t = 50.0, value_name = "PERCENT")]
     max_prune_percent: f64,
     /// Objects applied at once within a stage.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 32)]
     concurrency: usize,
     /// Output format.
     #[arg(long, short, value_enum, default_value_t)]

@@ -121,7 +121,7 @@ impl Default for SyncOptions {
             prune: false,
             force_prune: false,
             max_prune_share: 0.5,
-            concurrency: 16,
+            concurrency: 32,
             wait_timeout: Duration::from_secs(120),
         }
     }
@@ -416,8 +416,13 @@ impl<'a> Engine<'a> {
 
         progress.start(desired.len() + prune_candidates.len());
 
-        // The inventory names everything this sync may create before it creates it.
-        if !opts.dry_run {
+        // The inventory names everything this sync may create before it
+        // creates it. Re-applying the synced commit over objects the inventory
+        // already names (self-heal) creates nothing new, so needs no such note.
+        let nothing_new = old.revision.as_deref() == Some(revision)
+            && old.pending_revision.is_none()
+            && desired.iter().all(|d| old_by_ref.contains_key(&d.oref));
+        if !opts.dry_run && !nothing_new {
             let mut pending = old.clone();
             pending.merge(desired.iter().map(|d| {
                 old_by_ref
