@@ -414,3 +414,89 @@ async fn bad_input_is_a_clear_error_and_changes_nothing() {
         stderr(&out)
     );
 }
+
+/// A certificate authority and a server certificate for 127.0.0.1, made with openssl.
+fn test_pki(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let sh = |script: &str| {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    sh(
+        "openssl ecparam -name prime256v1 -genkey -noout -out ca.key && \
+        openssl req -x509 -new -key ca.key -days 2 -subj /CN=plumb-test-ca -out ca.crt \
+          -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign && \
+        openssl ecparam -name prime256v1 -genkey -noout -out srv.key && \
+        openssl req -new -key srv.key -subj /CN=127.0.0.1 -out srv.csr && \
+        printf 'subjectAltName=IP:127.0.0.1\\nextendedKeyUsage=serverAuth\\n' > srv.ext && \
+        openssl x509 -req -in srv.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile srv.ext -out srv.crt",
+    );
+    (dir.join("ca.crt"), dir.join("srv.crt"), dir.join("srv.key"))
+}
+
+#[tokio::test]
+async fn https_git_with_a_token_and_the_token_never_shows() {
+    let env = testenv();
+    let ns = env.namespace("cli-https").await;
+    let repo = GitRepo::new();
+    repo.write(
+        "m/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: over-https\n",
+    );
+    repo.commit("https");
+    let pki = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = test_pki(pki.path());
+    let server = plumb_testenv::git::GitHttpServer::start_with(
+        repo.bare_path().parent().unwrap(),
+        Some("s3cr3t-https-token"),
+        Some((&cert, &key)),
+    );
+    let url = server.url("remote.git");
+    assert!(url.starts_with("https://"));
+    let cli = Cli::new();
+    let app = cli.write_app(
+        "https.yaml",
+        &format!(
+            "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata: {{name: https}}\nspec:\n  source: {{repoURL: \"{url}\", path: m}}\n  destination: {{server: https://kubernetes.default.svc, namespace: {}}}\n",
+            ns.name()
+        ),
+    );
+    let run = |token: &str| {
+        let mut path = std::ffi::OsString::from(env.bin_dir().unwrap());
+        path.push(":");
+        path.push(std::env::var_os("PATH").unwrap_or_default());
+        std::process::Command::new(env!("CARGO_BIN_EXE_plumb"))
+            .arg("--data-dir")
+            .arg(cli.dir.path().join(format!("data-{}", token.len())))
+            .args(["sync", "-v"])
+            .arg(&app)
+            .env("KUBECONFIG", env.kubeconfig())
+            .env("PATH", path)
+            .env("SSL_CERT_FILE", &ca)
+            .env("PLUMB_GIT_USERNAME", "bot")
+            .env("PLUMB_GIT_TOKEN", token)
+            .output()
+            .unwrap()
+    };
+    let out = run("s3cr3t-https-token");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("s3cr3t-https-token"));
+    assert!(
+        stdout(&out).contains("over-https created"),
+        "{}",
+        stdout(&out)
+    );
+    let out = run("wrong-https-token-value");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(!err.contains("wrong-https-token-value"), "{err}");
+    assert!(err.contains(&url.replace("/remote.git", "")), "{err}");
+}

@@ -169,11 +169,23 @@ impl GitHttpServer {
     /// Serve the bare repositories under `root`; with `token`, require HTTP
     /// basic auth whose password is the token.
     pub fn start(root: &Path, token: Option<&str>) -> GitHttpServer {
+        GitHttpServer::start_with(root, token, None)
+    }
+
+    /// Like [`GitHttpServer::start`], serving HTTPS with `tls` = (cert, key).
+    pub fn start_with(
+        root: &Path,
+        token: Option<&str>,
+        tls: Option<(&Path, &Path)>,
+    ) -> GitHttpServer {
         let script = crate::repo_root().join("testenv/git-http-server");
         let mut cmd = Command::new("python3");
         cmd.arg(script).arg(root);
         if let Some(t) = token {
             cmd.args(["--token", t]);
+        }
+        if let Some((cert, key)) = tls {
+            cmd.arg("--tls").arg(cert).arg(key);
         }
         let mut child = cmd
             .stdin(Stdio::piped())
@@ -186,7 +198,7 @@ impl GitHttpServer {
         std::io::BufReader::new(stdout)
             .read_line(&mut line)
             .expect("read address");
-        assert!(line.starts_with("http://"), "git-http-server said {line:?}");
+        assert!(line.starts_with("http"), "git-http-server said {line:?}");
         GitHttpServer {
             child,
             base: line.trim().to_string(),
