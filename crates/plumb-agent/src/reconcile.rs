@@ -11,7 +11,7 @@ use plumb_kube::{Cluster, DiffReport, Engine, SyncOptions, SyncReport};
 use plumb_model::application::Application;
 use plumb_model::{HealthStatus, SyncStatus};
 use plumb_render::application::ApplicationFile;
-use plumb_render::{RenderRequest, Rendered, Renderer, Tools};
+use plumb_render::{Rendered, Renderer, Tools};
 use tokio::sync::{Semaphore, broadcast, mpsc};
 
 use crate::metrics::{AppLabels, Metrics, ResultLabel};
@@ -687,26 +687,15 @@ impl Agent {
         let app = app.clone();
         let ids: Vec<String> = commits.iter().map(|c| c.id.clone()).collect();
         tokio::task::spawn_blocking(move || {
-            let sources = app.sources();
-            let mut snaps = Vec::new();
-            for (s, id) in sources.iter().zip(ids.iter()) {
-                snaps.push(git.snapshot(&s.repo_url, id).map_err(|e| e.to_string())?);
-            }
-            let parts: Vec<(RenderRequest<'_>, &plumb_git::Snapshot)> = sources
+            let snaps = app
+                .sources()
                 .iter()
-                .zip(snaps.iter())
-                .map(|(s, snap)| {
-                    (
-                        RenderRequest {
-                            app_name: &app.metadata.name,
-                            namespace: app.spec.destination.namespace.as_deref(),
-                            source: s,
-                        },
-                        snap,
-                    )
-                })
-                .collect();
-            renderer.render_all(&parts).map_err(|e| e.to_string())
+                .zip(ids.iter())
+                .map(|(s, id)| git.snapshot(&s.repo_url, id).map_err(|e| e.to_string()))
+                .collect::<Result<Vec<_>, _>>()?;
+            renderer
+                .render_application(&app, &snaps)
+                .map_err(|e| e.to_string())
         })
         .await
         .map_err(|e| e.to_string())?

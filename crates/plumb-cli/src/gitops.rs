@@ -15,7 +15,7 @@ use plumb_kube::{Cluster, Engine, Progress, SyncOptions};
 use plumb_model::Application;
 use plumb_model::sync::ObjectResult;
 use plumb_render::application::ApplicationFile;
-use plumb_render::{RenderRequest, Rendered, Renderer, Tools};
+use plumb_render::{Rendered, Renderer, Tools};
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -195,23 +195,8 @@ impl Pipeline {
                 commits.push(commit);
                 snapshots.push(snap);
             }
-            let sources = app.sources();
-            let parts: Vec<(RenderRequest<'_>, &plumb_git::Snapshot)> = sources
-                .iter()
-                .zip(snapshots.iter())
-                .map(|(s, snap)| {
-                    (
-                        RenderRequest {
-                            app_name: &app.metadata.name,
-                            namespace: app.spec.destination.namespace.as_deref(),
-                            source: s,
-                        },
-                        snap,
-                    )
-                })
-                .collect();
             let rendered = renderer
-                .render_all(&parts)
+                .render_application(&app, &snapshots)
                 .map_err(|source| CommandError::Render {
                     app: name.clone(),
                     commit: commits
@@ -220,8 +205,6 @@ impl Pipeline {
                         .unwrap_or_default(),
                     cause: Box::new(source),
                 })?;
-            drop(parts);
-            drop(sources);
             Ok(Prepared {
                 app,
                 commits,

@@ -662,20 +662,7 @@ impl<'a> Engine<'a> {
         &self,
         desired: &[&Desired],
     ) -> Result<BTreeMap<ObjectRef, Value>, SyncError> {
-        let mut groups: BTreeMap<(String, String, String, Option<String>), Resolved> =
-            BTreeMap::new();
-        for d in desired {
-            if let Some(r) = &d.resolved {
-                groups
-                    .entry((
-                        d.gvk.group.clone(),
-                        d.gvk.version.clone(),
-                        d.gvk.kind.clone(),
-                        d.oref.namespace.clone(),
-                    ))
-                    .or_insert_with(|| r.clone());
-            }
-        }
+        let groups = by_kind_and_namespace(desired);
         let selector = format!(
             "{}={}",
             plumb_model::inventory::APP_LABEL,
@@ -942,20 +929,7 @@ impl<'a> Engine<'a> {
         &self,
         batch: &[&Desired],
     ) -> Result<BTreeMap<ObjectRef, LiveMeta>, SyncError> {
-        let mut groups: BTreeMap<(String, String, String, Option<String>), Resolved> =
-            BTreeMap::new();
-        for d in batch {
-            if let Some(r) = &d.resolved {
-                groups
-                    .entry((
-                        d.gvk.group.clone(),
-                        d.gvk.version.clone(),
-                        d.gvk.kind.clone(),
-                        d.oref.namespace.clone(),
-                    ))
-                    .or_insert_with(|| r.clone());
-            }
-        }
+        let groups = by_kind_and_namespace(batch);
         let lists: Vec<Result<Vec<(ObjectRef, LiveMeta)>, SyncError>> = stream::iter(groups)
             .map(|((group, _v, kind, ns), resolved)| async move {
                 let api = self.cluster.api(&resolved, ns.as_deref());
@@ -1309,6 +1283,27 @@ impl ApplyCtx<'_, '_> {
         )
         .await
     }
+}
+
+/// One entry per (group, version, kind, namespace) among resolved objects: what
+/// one LIST reads.
+type KindInNamespace = (String, String, String, Option<String>);
+
+fn by_kind_and_namespace(objects: &[&Desired]) -> BTreeMap<KindInNamespace, Resolved> {
+    let mut groups = BTreeMap::new();
+    for d in objects {
+        if let Some(r) = &d.resolved {
+            groups
+                .entry((
+                    d.gvk.group.clone(),
+                    d.gvk.version.clone(),
+                    d.gvk.kind.clone(),
+                    d.oref.namespace.clone(),
+                ))
+                .or_insert_with(|| r.clone());
+        }
+    }
+    groups
 }
 
 fn engine_key<'x>(e: &'x Engine<'_>) -> &'x str {

@@ -230,6 +230,38 @@ impl Renderer {
         Ok(out)
     }
 
+    /// Render every source of `app`, each at its snapshot (in source order),
+    /// into the destination namespace, and merge them.
+    pub fn render_application(
+        &self,
+        app: &plumb_model::Application,
+        snapshots: &[Snapshot],
+    ) -> Result<Rendered, RenderError> {
+        let sources = app.sources();
+        if sources.len() != snapshots.len() {
+            return Err(RenderError::InvalidOption(format!(
+                "{} sources but {} commits",
+                sources.len(),
+                snapshots.len()
+            )));
+        }
+        let parts: Vec<(RenderRequest<'_>, &Snapshot)> = sources
+            .iter()
+            .zip(snapshots)
+            .map(|(s, snap)| {
+                (
+                    RenderRequest {
+                        app_name: &app.metadata.name,
+                        namespace: app.spec.destination.namespace.as_deref(),
+                        source: s,
+                    },
+                    snap,
+                )
+            })
+            .collect();
+        self.render_all(&parts)
+    }
+
     /// Render one source at the snapshot's commit, from cache when possible.
     pub fn render(
         &self,
