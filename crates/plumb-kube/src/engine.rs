@@ -176,6 +176,22 @@ pub struct ObjectDiff {
     pub live: Option<Value>,
 }
 
+impl ObjectDiff {
+    /// Set both sides and the unified diff; Secret values are redacted first,
+    /// so no diff plumb produces ever carries one.
+    fn shown(&mut self, live: Option<Value>, desired: Option<Value>) {
+        let (live, desired) = if plumb_model::diff::is_secret(&self.object.group, &self.object.kind)
+        {
+            plumb_model::diff::redact_secret_pair(live.as_ref(), desired.as_ref())
+        } else {
+            (live, desired)
+        };
+        self.diff = textdiff::unified(live.as_ref(), desired.as_ref(), &self.object.to_string());
+        self.live = live;
+        self.desired = desired;
+    }
+}
+
 /// Every difference of an Application.
 #[derive(Debug, Clone, Serialize)]
 pub struct DiffReport {
@@ -281,20 +297,20 @@ pub(crate) fn apply_state(meta: &kube::core::ObjectMeta) -> (Option<String>, boo
     let Some(at) = ours.time.as_ref().map(|t| t.0) else {
         return (hash, false);
     };
-    // Writers since plumb's apply are harmless when they own none of the
-    // fields plumb owns: the dry run keeps their fields, so they never read
-    // as drift. Touching one of plumb's fields makes them a co-owner of it.
-    let leaves =
-        |f: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::FieldsV1>| -> BTreeSet<String> {
-            f.map(|f| {
-                plumb_model::diff::field_set_paths(&f.0)
-                    .iter()
-                    .map(|p| serde_json::to_string(p).unwrap_or_default())
-                    .collect()
-            })
+    // A writer since plumb's apply is harmless only when it wrote metadata
+    // (labels, annotations: a controller's revision note) that plumb does not
+    // own: the dry run keeps such fields, so they never read as drift. Any
+    // write elsewhere counts, because the server may store a field under
+    // another name than it was written (Secret `stringData` becomes `data`),
+    // so disjoint field sets prove nothing there.
+    type Fields = k8s_openapi::apimachinery::pkg::apis::meta::v1::FieldsV1;
+    let leaves = |f: Option<&Fields>| -> Vec<plumb_model::diff::FieldPath> {
+        f.map(|f| plumb_model::diff::field_set_paths(&f.0))
             .unwrap_or_default()
-        };
-    let mine = leaves(ours.fields_v1.as_ref());
+    };
+    let key = |p: &plumb_model::diff::FieldPath| serde_json::to_string(p).unwrap_or_default();
+    let mine: BTreeSet<String> = leaves(ours.fields_v1.as_ref()).iter().map(key).collect();
+    let in_metadata = |p: &plumb_model::diff::FieldPath| matches!(p.first(), Some(plumb_model::diff::PathElement::Field(f)) if f == "metadata");
     let untouched = entries.iter().all(|e| {
         if std::ptr::eq(e, ours) || e.subresource.as_deref() == Some("status") {
             return true;
@@ -302,7 +318,9 @@ pub(crate) fn apply_state(meta: &kube::core::ObjectMeta) -> (Option<String>, boo
         if e.time.as_ref().is_some_and(|t| t.0 < at) {
             return true;
         }
-        leaves(e.fields_v1.as_ref()).is_disjoint(&mine)
+        leaves(e.fields_v1.as_ref())
+            .iter()
+            .all(|p| in_metadata(p) && !mine.contains(&key(p)))
     });
     (hash, untouched)
 }
@@ -632,15 +650,16 @@ impl<'a> Engine<'a> {
                 if !owned_by(&obj, &tracking_id(&self.app_key, &entry.object_ref())) {
                     continue;
                 }
-                let live = plumb_model::diff::normalize(&obj);
-                objects.push(ObjectDiff {
+                let mut o = ObjectDiff {
                     object: entry.object_ref(),
                     version: entry.version.clone(),
                     state: "removed",
-                    diff: textdiff::unified(Some(&live), None, &entry.object_ref().to_string()),
+                    diff: String::new(),
                     desired: None,
-                    live: Some(live),
-                });
+                    live: None,
+                };
+                o.shown(Some(plumb_model::diff::normalize(&obj)), None);
+                objects.push(o);
             }
         }
         if !all {
@@ -821,10 +840,8 @@ impl<'a> Engine<'a> {
             live: None,
         };
         let Some(live_meta) = live else {
-            let shown = plumb_model::diff::normalize(&d.obj);
             let mut o = base("added");
-            o.diff = textdiff::unified(None, Some(&shown), &d.oref.to_string());
-            o.desired = Some(shown);
+            o.shown(None, Some(plumb_model::diff::normalize(&d.obj)));
             return Ok(o);
         };
         if let Some(e) = recorded
@@ -866,9 +883,7 @@ impl<'a> Engine<'a> {
         }
         let (desired_side, live_side) = comparable_pair(&dry, &live_obj, &rules);
         let mut o = base("modified");
-        o.diff = textdiff::unified(Some(&live_side), Some(&desired_side), &d.oref.to_string());
-        o.desired = Some(desired_side);
-        o.live = Some(live_side);
+        o.shown(Some(live_side), Some(desired_side));
         Ok(o)
     }
 

@@ -680,3 +680,57 @@ async fn an_inventory_in_the_cluster_is_all_a_fresh_engine_needs() {
     assert_eq!(action_of(&r, "ConfigMap", "x"), Action::Unchanged);
     assert_eq!(action_of(&r, "ConfigMap", "y"), Action::Pruned);
 }
+
+#[tokio::test]
+async fn secret_values_never_appear_in_diffs() {
+    let c = ctx("sync-secret").await;
+    let ns = c.ns.name().to_string();
+    let a = app("secret", &ns, json!({}));
+    let secret = |v: &str| {
+        m(
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"},
+            "stringData": {"password": v, "user": "app"}}),
+        )
+    };
+    sync(
+        &c,
+        &a,
+        &[secret("hunter2-in-git")],
+        "c1",
+        &SyncOptions::default(),
+    )
+    .await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(c.client.clone(), &ns);
+    secrets
+        .patch(
+            "creds",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"password": "changed-in-cluster"}})),
+        )
+        .await
+        .unwrap();
+    let engine = Engine::new(&c.cluster, &a);
+    let diff = engine
+        .diff(&[secret("hunter2-in-git")], "c1", false)
+        .await
+        .unwrap();
+    assert_eq!(diff.objects.len(), 1);
+    let text = format!(
+        "{}{:?}{:?}",
+        diff.objects[0].diff, diff.objects[0].live, diff.objects[0].desired
+    );
+    use base64::Engine as _;
+    for leaked in ["hunter2-in-git", "changed-in-cluster", "YXBw"] {
+        assert!(!text.contains(leaked), "{leaked} in {text}");
+    }
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    assert!(
+        !text.contains(&b64("hunter2-in-git")) && !text.contains(&b64("changed-in-cluster")),
+        "{text}"
+    );
+    assert!(
+        text.contains("password"),
+        "the differing key is named: {text}"
+    );
+    assert!(text.contains("(redacted: differs)"), "{text}");
+}

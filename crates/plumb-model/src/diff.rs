@@ -261,10 +261,84 @@ pub fn comparable_pair(desired: &Value, live: &Value, ignore: &IgnoreRules<'_>) 
     (a, b)
 }
 
+/// What a redacted Secret value reads as when both sides hold the same value.
+pub const SECRET_SAME: &str = "(redacted)";
+/// What a redacted Secret value reads as on the side that differs.
+pub const SECRET_DIFFERS: &str = "(redacted: differs)";
+
+/// Whether objects of this group and kind hold secret values.
+pub fn is_secret(group: &str, kind: &str) -> bool {
+    group.is_empty() && kind == "Secret"
+}
+
+/// Replace every value of a Secret's `data` and `stringData` on both sides
+/// with a marker that says only whether the two sides agree, so a diff still
+/// shows *which* keys differ and never *what* they hold.
+pub fn redact_secret_pair(
+    live: Option<&Value>,
+    desired: Option<&Value>,
+) -> (Option<Value>, Option<Value>) {
+    let mut l = live.cloned();
+    let mut d = desired.cloned();
+    for field in ["data", "stringData"] {
+        let live_values = live.and_then(|v| v.get(field)).cloned();
+        let desired_values = desired.and_then(|v| v.get(field)).cloned();
+        if let Some(v) = l.as_mut().and_then(|v| v.get_mut(field)) {
+            mask(v, desired_values.as_ref());
+        }
+        if let Some(v) = d.as_mut().and_then(|v| v.get_mut(field)) {
+            mask(v, live_values.as_ref());
+        }
+    }
+    for side in [l.as_mut(), d.as_mut()].into_iter().flatten() {
+        if let Some(a) = side
+            .pointer_mut("/metadata/annotations")
+            .and_then(Value::as_object_mut)
+        {
+            for k in VOLATILE_ANNOTATIONS {
+                if let Some(v) = a.get_mut(*k) {
+                    *v = Value::from(SECRET_SAME);
+                }
+            }
+        }
+    }
+    (l, d)
+}
+
+fn mask(values: &mut Value, other: Option<&Value>) {
+    match values.as_object_mut() {
+        Some(map) => {
+            for (k, v) in map.iter_mut() {
+                let same = other.and_then(|o| o.get(k)) == Some(&*v);
+                *v = Value::from(if same { SECRET_SAME } else { SECRET_DIFFERS });
+            }
+        }
+        None => *values = Value::from(SECRET_SAME),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn secret_values_never_survive_redaction() {
+        let live = json!({"kind": "Secret", "data": {"a": "c2VjcmV0MQ==", "b": "c2FtZQ=="},
+            "metadata": {"annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{\"data\":{\"a\":\"c2VjcmV0MQ==\"}}"}}});
+        let git = json!({"kind": "Secret", "data": {"a": "c2VjcmV0Mg==", "b": "c2FtZQ=="}, "stringData": {"c": "hunter2"}});
+        let (l, d) = redact_secret_pair(Some(&live), Some(&git));
+        let text = format!("{l:?}{d:?}");
+        for secret in ["c2VjcmV0MQ==", "c2VjcmV0Mg==", "c2FtZQ==", "hunter2"] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+        let (l, d) = (l.unwrap(), d.unwrap());
+        assert_eq!(l["data"]["a"], SECRET_DIFFERS);
+        assert_eq!(d["data"]["a"], SECRET_DIFFERS);
+        assert_eq!(l["data"]["b"], SECRET_SAME);
+        assert_eq!(d["stringData"]["c"], SECRET_DIFFERS);
+        assert!(is_secret("", "Secret") && !is_secret("x.io", "Secret"));
+    }
 
     #[test]
     fn normalize_drops_volatile_fields() {
