@@ -148,7 +148,9 @@ async fn run(api: kube::Api<PartialObjectMeta<DynamicObject>>, agent: Agent, lab
     futures::pin_mut!(stream);
     while let Some(event) = stream.next().await {
         match event {
-            Ok(Event::Apply(o)) => handle(&agent, &o, false),
+            // Objects seen by the initial (or a re-)list count too: a change
+            // made before the watch started is still a change.
+            Ok(Event::Apply(o)) | Ok(Event::InitApply(o)) => handle(&agent, &o, false),
             Ok(Event::Delete(o)) => handle(&agent, &o, true),
             Ok(_) => {}
             Err(e) => tracing::debug!(watch = %label, error = %e, "watch interrupted; retrying"),

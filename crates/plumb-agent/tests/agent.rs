@@ -522,6 +522,44 @@ async fn notifications_are_sent_as_json_and_slack() {
         .unwrap();
     assert!(slack.contains("\"text\""), "{slack}");
     assert!(slack.contains("argocd/notify"), "{slack}");
+
+    // Drift is announced too (to the target that takes every event).
+    _cms.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::Merge(serde_json::json!({"data": {"value": "x"}})),
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let msg = tokio::time::timeout(left, slack_rx.recv())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "no drift notification; status {:#?} history {:#?}",
+                    agent
+                        .get("notify")
+                        .ok()
+                        .map(|s| (s.sync, s.phase, s.message)),
+                    agent
+                        .history("notify")
+                        .ok()
+                        .map(|h| h.iter().map(|e| e.trigger.clone()).collect::<Vec<_>>())
+                )
+            })
+            .unwrap();
+        if msg.contains("drift-detected") {
+            break;
+        }
+    }
+    // The JSON target asked only for sync-succeeded: the self-heal sync.
+    let got = tokio::time::timeout(Duration::from_secs(30), json_rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(got.contains("\"event\":\"sync-succeeded\""), "{got}");
     agent.shutdown(Duration::from_secs(5)).await;
 }
 
