@@ -226,7 +226,10 @@ async fn diff(
 ) -> Response {
     authorize!(s, headers, false);
     match s.agent.diff(&name, q.revision.as_deref()).await {
-        Ok(d) => {
+        Ok(mut d) => {
+            for o in &mut d.objects {
+                crate::redact::diff_object(o);
+            }
             let objects: Vec<_> = d
                 .objects
                 .iter()

@@ -13,7 +13,8 @@
 
 mod api;
 mod auth;
-pub mod ui;
+mod redact;
+mod ui;
 
 use std::net::SocketAddr;
 
