@@ -117,7 +117,7 @@ struct Agent {
 impl Drop for Agent {
     fn drop(&mut self) {
         let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-s", "TERM", "--", &self.child.id().to_string()])
             .status();
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
@@ -395,7 +395,8 @@ async fn main() {
         "| measurement (5000 Applications) | requests | p50 ms | p99 ms | max ms | response | target |".to_string(),
         "|---|---:|---:|---:|---:|---:|---|".to_string(),
     ];
-    // Warm up connections and caches.
+    // Let the first wave of watch events settle, warm up connections.
+    tokio::time::sleep(Duration::from_secs(10)).await;
     timed_gets(&http, &api(""), &agent.token, 50).await;
     let s = timed_gets(&http, &api(""), &agent.token, SEQUENTIAL).await;
     row(
@@ -424,7 +425,7 @@ async fn main() {
 
     // While every automated Application syncs a new commit.
     write_repo(&repo, "2");
-    repo.commit("version 2");
+    let new_commit = repo.commit("version 2");
     let churn_start = Instant::now();
     let busy = Arc::new(AtomicBool::new(true));
     let mut ms = Vec::new();
@@ -434,6 +435,7 @@ async fn main() {
         let url = api("?limit=500");
         let token = agent.token.clone();
         let busy = busy.clone();
+        let new_commit = new_commit.clone();
         tokio::spawn(async move {
             // Done when every automated, non-broken Application is at the new commit.
             let want = (0..APPS).filter(|i| policy(*i).0 == "auto").count();
@@ -456,9 +458,7 @@ async fn main() {
                     at_new += items
                         .iter()
                         .filter(|s| {
-                            s["automated"] == true
-                                && s["revision"].is_string()
-                                && s["revision"] == s["gitRevision"]
+                            s["revision"] == new_commit.as_str()
                                 && s["sync"] == "Synced"
                                 && s["phase"] == "Idle"
                         })
@@ -501,6 +501,14 @@ async fn main() {
         "",
     );
     eprintln!("bench/ui: churn done in {churn:.0?} ({polls} list requests meanwhile)");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let s = timed_gets(&http, &api(""), &agent.token, SEQUENTIAL).await;
+    row(
+        &mut table,
+        "`GET /api/v1/applications` (default page) again, after the churn",
+        &s,
+        "",
+    );
 
     // The server-rendered page over HTTP (with the UI cookie).
     let page = |q: &str| format!("{}{q}", agent.base);

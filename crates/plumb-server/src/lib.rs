@@ -25,7 +25,11 @@ pub use auth::AuthMode;
 
 /// The complete router for an agent.
 pub fn router(agent: Agent, auth: AuthMode) -> Router {
-    let state = api::AppState { agent, auth };
+    let state = api::AppState {
+        agent,
+        auth,
+        tokens: Default::default(),
+    };
     api::routes(state.clone()).merge(ui::routes(state))
 }
 

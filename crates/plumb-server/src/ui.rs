@@ -178,7 +178,7 @@ fn viewer(s: &AppState, headers: &HeaderMap, fragment: bool) -> Result<Viewer, B
     if s.auth == AuthMode::Disabled {
         return Ok(Viewer::Open);
     }
-    match auth::check(&s.agent, s.auth, headers, false) {
+    match auth::check(&s.agent, s.auth, &s.tokens, headers, false) {
         Ok((role, _)) => Ok(Viewer::Token(role)),
         Err(StatusCode::UNAUTHORIZED) if fragment => Err(Box::new(html(
             StatusCode::UNAUTHORIZED,

@@ -190,11 +190,19 @@ impl Browser {
     }
 
     fn stop(&mut self) {
-        // The whole process group: chromedriver and every Chromium process.
+        if let Ok(Some(_)) = self.driver.try_wait() {
+            return;
+        }
+        // The driver's own process group (made for it at spawn): chromedriver
+        // and every Chromium process. `--` matters: procps' kill reads
+        // `-PGID` without it as a one-digit option and signals PID -1, which
+        // is every process on the machine.
         let pgid = self.driver.id();
-        let _ = Command::new("kill")
-            .args(["-TERM", &format!("-{pgid}")])
-            .status();
+        if pgid > 1 && pgid != std::process::id() {
+            let _ = Command::new("kill")
+                .args(["-s", "TERM", "--", &format!("-{pgid}")])
+                .status();
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
