@@ -615,8 +615,27 @@ impl Agent {
     /// Ask for a reconcile of one Application, looking at Git again.
     pub fn refresh(&self, name: &str) -> Result<(), AgentError> {
         let key = self.key_of(name)?;
+        self.forget_resolved_of(&key);
         self.trigger(&key, Reason::Refresh);
         Ok(())
+    }
+
+    /// Drop the cached revision resolutions of `key`'s repositories, so that
+    /// an explicit refresh or sync asks Git again rather than reusing an
+    /// answer up to [`RESOLVED_TTL`] old.
+    fn forget_resolved_of(&self, key: &str) {
+        let repos: Vec<String> = lock_read(&self.inner.apps)
+            .get(key)
+            .map(|s| {
+                s.file
+                    .application
+                    .sources()
+                    .iter()
+                    .map(|src| crate::webhook::canonical_repo(&src.repo_url))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.forget_resolved(|url| repos.contains(&crate::webhook::canonical_repo(url)));
     }
 
     async fn resolve_commits(
@@ -1169,6 +1188,7 @@ impl Agent {
         dry_run: bool,
     ) -> Result<SyncReport, AgentError> {
         let key = self.key_of(name)?;
+        self.forget_resolved_of(&key);
         self.sync_key(&key, revision, prune, dry_run, "manual")
             .await
     }

@@ -263,8 +263,10 @@ pub fn comparable_pair(desired: &Value, live: &Value, ignore: &IgnoreRules<'_>) 
 
 /// What a redacted Secret value reads as when both sides hold the same value.
 pub const SECRET_SAME: &str = "(redacted)";
-/// What a redacted Secret value reads as on the side that differs.
-pub const SECRET_DIFFERS: &str = "(redacted: differs)";
+/// What the cluster's side of a Secret value that differs from Git reads as.
+pub const SECRET_LIVE: &str = "(redacted: value in the cluster)";
+/// What Git's side of a Secret value that differs from the cluster reads as.
+pub const SECRET_GIT: &str = "(redacted: value in Git)";
 
 /// Whether objects of this group and kind hold secret values.
 pub fn is_secret(group: &str, kind: &str) -> bool {
@@ -273,7 +275,9 @@ pub fn is_secret(group: &str, kind: &str) -> bool {
 
 /// Replace every value of a Secret's `data` and `stringData` on both sides
 /// with a marker that says only whether the two sides agree, so a diff still
-/// shows *which* keys differ and never *what* they hold.
+/// shows *which* keys differ and never *what* they hold. The two sides of a
+/// differing value get different markers, so a unified diff of the redacted
+/// objects still has a changed line for it.
 pub fn redact_secret_pair(
     live: Option<&Value>,
     desired: Option<&Value>,
@@ -284,10 +288,10 @@ pub fn redact_secret_pair(
         let live_values = live.and_then(|v| v.get(field)).cloned();
         let desired_values = desired.and_then(|v| v.get(field)).cloned();
         if let Some(v) = l.as_mut().and_then(|v| v.get_mut(field)) {
-            mask(v, desired_values.as_ref());
+            mask(v, desired_values.as_ref(), SECRET_LIVE);
         }
         if let Some(v) = d.as_mut().and_then(|v| v.get_mut(field)) {
-            mask(v, live_values.as_ref());
+            mask(v, live_values.as_ref(), SECRET_GIT);
         }
     }
     for side in [l.as_mut(), d.as_mut()].into_iter().flatten() {
@@ -305,12 +309,12 @@ pub fn redact_secret_pair(
     (l, d)
 }
 
-fn mask(values: &mut Value, other: Option<&Value>) {
+fn mask(values: &mut Value, other: Option<&Value>, differs: &str) {
     match values.as_object_mut() {
         Some(map) => {
             for (k, v) in map.iter_mut() {
                 let same = other.and_then(|o| o.get(k)) == Some(&*v);
-                *v = Value::from(if same { SECRET_SAME } else { SECRET_DIFFERS });
+                *v = Value::from(if same { SECRET_SAME } else { differs });
             }
         }
         None => *values = Value::from(SECRET_SAME),
@@ -333,10 +337,10 @@ mod tests {
             assert!(!text.contains(secret), "{secret} leaked: {text}");
         }
         let (l, d) = (l.unwrap(), d.unwrap());
-        assert_eq!(l["data"]["a"], SECRET_DIFFERS);
-        assert_eq!(d["data"]["a"], SECRET_DIFFERS);
+        assert_eq!(l["data"]["a"], SECRET_LIVE);
+        assert_eq!(d["data"]["a"], SECRET_GIT);
         assert_eq!(l["data"]["b"], SECRET_SAME);
-        assert_eq!(d["stringData"]["c"], SECRET_DIFFERS);
+        assert_eq!(d["stringData"]["c"], SECRET_GIT);
         assert!(is_secret("", "Secret") && !is_secret("x.io", "Secret"));
     }
 

@@ -25,6 +25,7 @@ use crate::auth::{self, AuthMode};
 pub(crate) struct AppState {
     pub agent: Agent,
     pub auth: AuthMode,
+    pub tokens: std::sync::Arc<auth::TokenCache>,
 }
 
 const OPENAPI: &str = include_str!("openapi.json");
@@ -84,7 +85,13 @@ fn agent_error(e: AgentError) -> Response {
 
 macro_rules! authorize {
     ($state:expr, $headers:expr, $write:expr) => {
-        if let Err(status) = auth::check(&$state.agent, $state.auth, &$headers, $write) {
+        if let Err(status) = auth::check(
+            &$state.agent,
+            $state.auth,
+            &$state.tokens,
+            &$headers,
+            $write,
+        ) {
             return denied(status);
         }
     };

@@ -1,7 +1,57 @@
 //! Bearer tokens and roles.
+//!
+//! Tokens are checked by hash against the agent's store. Verified tokens are
+//! remembered for a few seconds ([`TokenCache`]), so that reads do not queue
+//! behind the store's status and history writes while many Applications
+//! sync; failures are never remembered, so a token made a moment ago by
+//! `plumb token create` in another process works at once.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, StatusCode, header};
 use plumb_agent::{Agent, Role};
+
+/// How long a verified token is trusted without asking the store again.
+const TOKEN_TTL: Duration = Duration::from_secs(5);
+
+/// Recently verified tokens, keyed by hash (never by the token itself).
+#[derive(Debug, Default)]
+pub(crate) struct TokenCache {
+    seen: Mutex<HashMap<String, (Role, Instant)>>,
+}
+
+impl TokenCache {
+    fn role(&self, agent: &Agent, token: &str) -> Result<Option<Role>, StatusCode> {
+        let key = plumb_agent::store::token_hash(token);
+        let seen = match self.seen.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some((role, at)) = seen.get(&key)
+            && at.elapsed() < TOKEN_TTL
+        {
+            return Ok(Some(*role));
+        }
+        drop(seen);
+        let role = agent
+            .store()
+            .token_role(token)
+            .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+        if let Some(r) = role {
+            let mut seen = match self.seen.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            if seen.len() >= 1024 {
+                seen.retain(|_, (_, at)| at.elapsed() < TOKEN_TTL);
+            }
+            seen.insert(key, (r, Instant::now()));
+        }
+        Ok(role)
+    }
+}
 
 /// How requests are authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,9 +102,10 @@ pub fn presented(headers: &HeaderMap) -> Option<(String, Via)> {
 }
 
 /// Check a request: `Ok(role)` or the status to answer with.
-pub fn check(
+pub(crate) fn check(
     agent: &Agent,
     mode: AuthMode,
+    tokens: &TokenCache,
     headers: &HeaderMap,
     write: bool,
 ) -> Result<(Role, Via), StatusCode> {
@@ -64,10 +115,8 @@ pub fn check(
     let Some((token, via)) = presented(headers) else {
         return Err(StatusCode::UNAUTHORIZED);
     };
-    let role = agent
-        .store()
-        .token_role(&token)
-        .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?
+    let role = tokens
+        .role(agent, &token)?
         .ok_or(StatusCode::UNAUTHORIZED)?;
     if write {
         if role != Role::Admin {

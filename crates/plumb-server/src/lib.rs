@@ -13,7 +13,7 @@
 
 mod api;
 mod auth;
-pub mod ui;
+mod ui;
 
 use std::net::SocketAddr;
 
@@ -24,7 +24,11 @@ pub use auth::AuthMode;
 
 /// The complete router for an agent.
 pub fn router(agent: Agent, auth: AuthMode) -> Router {
-    let state = api::AppState { agent, auth };
+    let state = api::AppState {
+        agent,
+        auth,
+        tokens: Default::default(),
+    };
     api::routes(state.clone()).merge(ui::routes(state))
 }
 
