@@ -515,6 +515,8 @@ resource "random_integer" "n" {{
         "{}",
         plan.stdout
     );
+    // -chdir comes first: the relative plan file is written in the stack.
+    assert!(s.path().join("first.plan").is_file());
     let show = s.run(&["show", "-json", "first.plan"]).ok();
     let j: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
     assert!(
@@ -984,4 +986,99 @@ resource "random_id" "other" {{
     s.run(&["plan", "-refresh=false"]).ok();
     // validate
     assert!(s.run(&["validate"]).ok().stdout.contains("Success!"));
+}
+
+#[test]
+fn dynamic_blocks_through_a_real_provider_schema() {
+    let s = Stack::new(&format!(
+        r#"{PROVIDERS}
+variable "ports" {{
+  type    = list(number)
+  default = [80, 443]
+}}
+resource "plumbtest_object" "fw" {{
+  name = "fw"
+  rule {{
+    port  = 22
+    proto = "tcp"
+  }}
+  dynamic "rule" {{
+    for_each = var.ports
+    iterator = p
+    content {{
+      port  = p.value
+      proto = p.key == 0 ? "http" : "https"
+    }}
+  }}
+}}
+"#
+    ));
+    s.init();
+    s.run(&["apply", "-auto-approve"]).ok();
+    let rules = |s: &Stack| -> Vec<(i64, String)> {
+        let st = s.state();
+        st["resources"][0]["instances"][0]["attributes"]["rule"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["port"].as_i64().unwrap(),
+                    r["proto"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        rules(&s),
+        [
+            (22, "tcp".to_string()),
+            (80, "http".to_string()),
+            (443, "https".to_string())
+        ]
+    );
+    // No change: a plan says so.
+    let p = s.run(&["plan", "-detailed-exitcode"]);
+    assert_eq!(p.code, 0, "{}", p.all());
+    // One more port: an in-place update that adds a block.
+    let p = s.run(&[
+        "plan",
+        "-detailed-exitcode",
+        "-var",
+        "ports=[80, 443, 8080]",
+    ]);
+    assert_eq!(p.code, 2, "{}", p.all());
+    assert!(
+        p.stdout
+            .contains("Plan: 0 to add, 1 to change, 0 to destroy."),
+        "{}",
+        p.stdout
+    );
+    assert!(p.stdout.contains("8080"), "{}", p.stdout);
+    s.run(&["apply", "-auto-approve", "-var", "ports=[80, 443, 8080]"])
+        .ok();
+    assert_eq!(rules(&s).len(), 4);
+    assert_eq!(rules(&s)[3], (8080, "https".to_string()));
+    // A content block with an attribute the schema lacks is refused by name.
+    s.write(
+        "main.tf",
+        &format!(
+            r#"{PROVIDERS}
+resource "plumbtest_object" "fw" {{
+  name = "fw"
+  dynamic "rule" {{
+    for_each = [1]
+    content {{
+      port   = rule.value
+      colour = "red"
+    }}
+  }}
+}}
+"#
+        ),
+    );
+    let p = s.run(&["plan"]);
+    assert_eq!(p.code, 1, "{}", p.all());
+    assert!(p.all().contains("colour"), "{}", p.all());
+    assert_eq!(rules(&s).len(), 4, "a refused plan changes nothing");
 }

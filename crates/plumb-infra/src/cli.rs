@@ -467,12 +467,25 @@ struct PlanFile {
 }
 
 async fn run_parsed(args: InfraArgs) -> Result<i32, InfraError> {
-    let dir = args.chdir.clone().unwrap_or_else(|| PathBuf::from("."));
+    let mut dir = args.chdir.clone().unwrap_or_else(|| PathBuf::from("."));
     if !dir.is_dir() {
         return Err(other(
             format!("-chdir: {} is not a directory", dir.display()),
             "pass an existing stack directory",
         ));
+    }
+    if args.chdir.is_some() {
+        // As with Terraform, -chdir switches the working directory before the
+        // subcommand runs: relative -out, -var-file and plan-file paths are
+        // read against the stack, not the shell's directory.
+        dir = std::fs::canonicalize(&dir)
+            .and_then(|d| std::env::set_current_dir(&d).map(|()| d))
+            .map_err(|e| {
+                other(
+                    format!("-chdir: cannot enter {}: {e}", dir.display()),
+                    "pass a stack directory plumb may read",
+                )
+            })?;
     }
     match args.command {
         Command::Init { plugin_dirs, .. } => {
