@@ -23,11 +23,16 @@ pub const NAMES: &[&str] = &[
     "base64decode",
     "base64encode",
     "base64sha256",
+    "base64sha512",
     "basename",
     "can",
     "ceil",
     "chomp",
     "chunklist",
+    "cidrhost",
+    "cidrnetmask",
+    "cidrsubnet",
+    "cidrsubnets",
     "coalesce",
     "coalescelist",
     "compact",
@@ -39,14 +44,20 @@ pub const NAMES: &[&str] = &[
     "endswith",
     "file",
     "filebase64",
+    "filebase64sha256",
+    "filebase64sha512",
     "fileexists",
+    "filemd5",
+    "filesha1",
     "filesha256",
+    "filesha512",
     "flatten",
     "floor",
     "format",
+    "formatdate",
     "formatlist",
-    "index",
     "indent",
+    "index",
     "join",
     "jsondecode",
     "jsonencode",
@@ -72,7 +83,9 @@ pub const NAMES: &[&str] = &[
     "setintersection",
     "setsubtract",
     "setunion",
+    "sha1",
     "sha256",
+    "sha512",
     "signum",
     "slice",
     "sort",
@@ -82,6 +95,7 @@ pub const NAMES: &[&str] = &[
     "substr",
     "sum",
     "templatefile",
+    "timeadd",
     "timestamp",
     "title",
     "tobool",
@@ -100,6 +114,7 @@ pub const NAMES: &[&str] = &[
     "urlencode",
     "uuid",
     "values",
+    "yamlencode",
     "zipmap",
 ];
 
@@ -738,6 +753,58 @@ fn call_plain(name: &str, a: &[Value], dir: &Path) -> R {
                 .encode(sha2::Sha256::digest(s(one_arg(a)?)?.as_bytes())),
         ),
         "md5" => Value::String(hex(&md5::Md5::digest(s(one_arg(a)?)?.as_bytes()))),
+        "sha1" => Value::String(hex(&sha1::Sha1::digest(s(one_arg(a)?)?.as_bytes()))),
+        "sha512" => Value::String(hex(&sha2::Sha512::digest(s(one_arg(a)?)?.as_bytes()))),
+        "base64sha512" => Value::String(
+            base64::engine::general_purpose::STANDARD
+                .encode(sha2::Sha512::digest(s(one_arg(a)?)?.as_bytes())),
+        ),
+        "filemd5" | "filesha1" | "filesha512" | "filebase64sha256" | "filebase64sha512" => {
+            let p = resolve(dir, &s(one_arg(a)?)?);
+            let bytes =
+                std::fs::read(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+            let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
+            Value::String(match name {
+                "filemd5" => hex(&md5::Md5::digest(&bytes)),
+                "filesha1" => hex(&sha1::Sha1::digest(&bytes)),
+                "filesha512" => hex(&sha2::Sha512::digest(&bytes)),
+                "filebase64sha256" => b64(&sha2::Sha256::digest(&bytes)),
+                _ => b64(&sha2::Sha512::digest(&bytes)),
+            })
+        }
+        "yamlencode" => {
+            let j = plumb_tfplugin::value::to_json(one_arg(a)?);
+            Value::String(
+                serde_saphyr::to_string(&j).map_err(|e| format!("cannot encode as YAML: {e}"))?,
+            )
+        }
+        "formatdate" => {
+            n_args(a, 2)?;
+            Value::String(crate::timefmt::formatdate(&s(&a[0])?, &s(&a[1])?)?)
+        }
+        "timeadd" => {
+            n_args(a, 2)?;
+            Value::String(crate::timefmt::timeadd(&s(&a[0])?, &s(&a[1])?)?)
+        }
+        "cidrhost" => {
+            n_args(a, 2)?;
+            Value::String(crate::cidr::host(&s(&a[0])?, int(&a[1])?)?)
+        }
+        "cidrnetmask" => Value::String(crate::cidr::netmask(&s(one_arg(a)?)?)?),
+        "cidrsubnet" => {
+            n_args(a, 3)?;
+            Value::String(crate::cidr::subnet(&s(&a[0])?, int(&a[1])?, int(&a[2])?)?)
+        }
+        "cidrsubnets" => {
+            let (prefix, bits) = a.split_first().ok_or("expects a prefix and new bits")?;
+            let bits = bits.iter().map(int).collect::<Result<Vec<_>, _>>()?;
+            Value::List(
+                crate::cidr::subnets(&s(prefix)?, &bits)?
+                    .into_iter()
+                    .map(Value::String)
+                    .collect(),
+            )
+        }
         "uuid" => Value::String(plumb_state::new_id()),
         "timestamp" => Value::String(plumb_state::now_rfc3339()),
         // files
@@ -973,6 +1040,67 @@ mod tests {
                 "{n} is listed but missing"
             );
         }
+    }
+
+    #[test]
+    fn hashes_encodings_and_network_functions() {
+        let hw = || vec![Value::string("hello world")];
+        assert_eq!(
+            c("sha1", hw()),
+            Value::string("2aae6c35c94fcfb415dbe95f408b9ce91ee846ed")
+        );
+        assert!(
+            c("sha512", hw())
+                .as_str()
+                .unwrap()
+                .starts_with("309ecc489c12d6eb4cc40f50c902f2b4d0ed77ee")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f.txt"), "hello world").unwrap();
+        let f = |name: &str| call(name, vec![Value::string("f.txt")], dir.path()).unwrap();
+        assert_eq!(f("filesha1"), c("sha1", hw()));
+        assert_eq!(f("filemd5"), c("md5", hw()));
+        assert_eq!(f("filebase64sha256"), c("base64sha256", hw()));
+        assert_eq!(f("filebase64sha512"), c("base64sha512", hw()));
+        let doc = Value::Map(
+            [
+                ("name".to_string(), Value::string("web")),
+                (
+                    "ports".to_string(),
+                    Value::List(vec![Value::int(80), Value::int(443)]),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+        );
+        let yaml = c("yamlencode", vec![doc]);
+        let back: serde_json::Value = serde_saphyr::from_str(yaml.as_str().unwrap()).unwrap();
+        assert_eq!(back, serde_json::json!({"name": "web", "ports": [80, 443]}));
+        assert_eq!(
+            c(
+                "cidrsubnets",
+                vec![Value::string("10.1.0.0/16"), Value::int(4), Value::int(8)]
+            ),
+            Value::List(vec![
+                Value::string("10.1.0.0/20"),
+                Value::string("10.1.16.0/24")
+            ])
+        );
+        assert_eq!(
+            c(
+                "formatdate",
+                vec![
+                    Value::string("YYYY-MM-DD"),
+                    Value::string("2018-01-02T23:12:01Z")
+                ]
+            ),
+            Value::string("2018-01-02")
+        );
+        // An unknown argument makes the result unknown, not an error.
+        assert_eq!(
+            c("cidrhost", vec![Value::Unknown, Value::int(1)]),
+            Value::Unknown
+        );
     }
 
     #[test]

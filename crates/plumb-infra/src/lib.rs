@@ -10,6 +10,7 @@
 //! reach into either's internals, and it knows nothing about Kubernetes.
 
 pub mod addr;
+pub mod cidr;
 pub mod cli;
 pub mod config;
 pub mod diag;
@@ -22,6 +23,7 @@ pub mod providers;
 pub mod render;
 pub mod show;
 pub mod statewriter;
+pub mod timefmt;
 pub mod validate;
 pub mod vars;
 
