@@ -116,6 +116,10 @@ struct Slot {
     queued: Option<Reason>,
     attempts: u32,
     commits: Vec<Commit>,
+    /// What the last Git poll saw for each source (by index), so that an
+    /// Application whose reconcile fails after resolving is not refreshed by
+    /// every poll (it retries on its backoff) until the ref really moves.
+    polled: HashMap<usize, String>,
 }
 
 /// Filters for listing Applications.
@@ -505,6 +509,7 @@ impl Agent {
                                 queued: None,
                                 attempts: 0,
                                 commits: Vec::new(),
+                                polled: HashMap::new(),
                             },
                         );
                         to_trigger.push(key);
@@ -532,16 +537,21 @@ impl Agent {
 
     /// Check every repository once; refresh Applications whose ref moved.
     async fn poll_git(&self) {
-        let mut by_repo: BTreeMap<String, Vec<(String, String, Option<String>)>> = BTreeMap::new();
+        // Per repository: (Application, source index, revision, the commit
+        // it last resolved to, what the last poll saw).
+        type Entry = (String, usize, String, Option<String>, Option<String>);
+        let mut by_repo: BTreeMap<String, Vec<Entry>> = BTreeMap::new();
         for (key, slot) in lock_read(&self.inner.apps).iter() {
             if slot.status.suspended.is_some() {
                 continue;
             }
-            for s in slot.file.application.sources() {
+            for (i, s) in slot.file.application.sources().iter().enumerate() {
                 by_repo.entry(s.repo_url.clone()).or_default().push((
                     key.clone(),
+                    i,
                     s.revision().to_string(),
-                    slot.commits.first().map(|c| c.id.clone()),
+                    slot.commits.get(i).map(|c| c.id.clone()),
+                    slot.polled.get(&i).cloned(),
                 ));
             }
         }
@@ -562,14 +572,22 @@ impl Agent {
                 }
                 Err(_) => continue,
             };
-            let moved: Vec<String> = apps
-                .into_iter()
-                .filter(|(_, rev, known)| {
-                    let now = refs.resolve(rev);
-                    now.is_some() && now != *known
-                })
-                .map(|(key, _, _)| key)
-                .collect();
+            let mut moved: Vec<String> = Vec::new();
+            {
+                let mut slots = lock_write(&self.inner.apps);
+                for (key, i, rev, known, polled) in apps {
+                    let Some(now) = refs.resolve(&rev) else {
+                        continue;
+                    };
+                    if Some(&now) != known.as_ref() && Some(&now) != polled.as_ref() {
+                        moved.push(key.clone());
+                    }
+                    if let Some(slot) = slots.get_mut(&key) {
+                        slot.polled.insert(i, now);
+                    }
+                }
+            }
+            moved.dedup();
             if !moved.is_empty() {
                 self.forget_resolved(|u| u == url);
             }
@@ -829,17 +847,19 @@ impl Agent {
         let skip_first_status = automated.is_some() && new_commit && reason != Reason::Health;
         let mut report = None;
         let mut out_of_sync = new_commit;
+        let mut drift_announced = false;
+        let mut synced_now = false;
         if !skip_first_status {
             let r = engine
                 .status(&rendered.manifests, &revision)
                 .await
                 .map_err(|e| e.to_string())?;
             out_of_sync = r.sync == SyncStatus::OutOfSync;
-            if out_of_sync
-                && !new_commit
-                && reason != Reason::Health
-                && previous.sync != SyncStatus::OutOfSync
-            {
+            // Drift is the move from Synced to OutOfSync without a new
+            // commit, whichever trigger's reconcile sees it first (a health
+            // reconcile racing the drift one must not swallow the event).
+            if out_of_sync && !new_commit && previous.sync != SyncStatus::OutOfSync {
+                drift_announced = true;
                 self.inner.notifier.send(Event {
                     event: EventKind::DriftDetected,
                     application: key.to_string(),
@@ -872,6 +892,7 @@ impl Agent {
             if !sync.succeeded {
                 return Err(first_failure(&sync));
             }
+            synced_now = true;
             report = None;
         }
         let report = match report {
@@ -881,6 +902,21 @@ impl Agent {
                 .await
                 .map_err(|e| e.to_string())?,
         };
+        if synced_now && !drift_announced && report.sync == SyncStatus::OutOfSync {
+            // Someone changed a managed object between this sync and the
+            // status taken after it: drift, and the watch's own reconcile
+            // will find the status already OutOfSync, so announce it here.
+            self.inner.notifier.send(Event {
+                event: EventKind::DriftDetected,
+                application: key.to_string(),
+                revision: revision.clone(),
+                message: format!(
+                    "{} objects differ from Git right after a sync",
+                    report.resources.out_of_sync
+                ),
+                time: now(),
+            });
+        }
         let ensure: Vec<_> = report
             .objects
             .iter()

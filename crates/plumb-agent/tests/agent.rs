@@ -431,6 +431,33 @@ async fn a_failing_application_does_not_stall_the_others() {
     assert!(b.message.contains("nonexistent"), "{}", b.message);
     assert!(cms.get_opt("a").await.unwrap().is_some());
 
+    // A path missing from the commit fails after the commit resolved: it
+    // retries on its backoff (5 s, then 10 s), not on every Git poll (0.5 s).
+    f.write_app(
+        "broken.yaml",
+        &application("broken", &repo, ns.name(), AUTO).replace("path: app", "path: no-such-path"),
+    );
+    wait_for(
+        &agent,
+        "broken",
+        "missing path",
+        Duration::from_secs(30),
+        |s| s.phase == Phase::Failed && s.message.contains("no-such-path"),
+    )
+    .await;
+    let mut events = agent.subscribe();
+    let watch_until = tokio::time::Instant::now() + Duration::from_secs(7);
+    let mut failures = 0;
+    while let Ok(Ok(s)) = tokio::time::timeout_at(watch_until, events.recv()).await {
+        if s.name == "broken" && s.phase == Phase::Failed {
+            failures += 1;
+        }
+    }
+    assert!(
+        failures <= 2,
+        "{failures} failed reconciles in 7 s: retries must follow the backoff"
+    );
+
     // Application files are re-read: fixing the file fixes the Application.
     f.write_app(
         "broken.yaml",
