@@ -51,13 +51,7 @@ async fn sign_in(b: &Browser, s: &Served, token: &str) {
     assert_eq!(url.path(), "/login");
     let input = b.client.find(Locator::Css("#token")).await.unwrap();
     input.send_keys(token).await.unwrap();
-    b.client
-        .find(Locator::Css("#sign-in"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.click("#sign-in").await;
     b.client
         .wait()
         .at_most(STEP)
@@ -127,13 +121,7 @@ async fn drift_diff_sync_and_rollback_in_the_browser() {
     b.shot("2-drift").await;
 
     // Open the Application and its diff: the changed field, both values.
-    b.client
-        .find(Locator::Css(&format!("tr[data-key='{key}'] td.name a")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.click(&format!("tr[data-key='{key}'] td.name a")).await;
     let field = b
         .wait_text("#diff tr.changed-field", "the changed field", STEP, |t| {
             t.contains("data.value")
@@ -176,13 +164,7 @@ async fn drift_diff_sync_and_rollback_in_the_browser() {
     b.shot("3-diff").await;
 
     // Sync: a dry-run preview first, then the real thing.
-    b.client
-        .find(Locator::Css("#btn-sync"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.click("#btn-sync").await;
     let summary = b
         .wait_text("#sync-summary", "the dry-run preview", STEP, |t| {
             t.contains("would")
@@ -195,13 +177,7 @@ async fn drift_diff_sync_and_rollback_in_the_browser() {
         "a preview changes nothing"
     );
     b.shot("4-sync-preview").await;
-    b.client
-        .find(Locator::Css("#sync-confirm"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.click("#sync-confirm").await;
     b.wait_text("#app-sync", "Synced after the sync", STEP, |t| {
         t == "Synced"
     })
@@ -220,13 +196,7 @@ async fn drift_diff_sync_and_rollback_in_the_browser() {
         |t| t.starts_with("Roll back"),
     )
     .await;
-    b.client
-        .find(Locator::Css(&button))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.click(&button).await;
     let what = b
         .wait_text("#rollback-what", "the confirmation", STEP, |t| {
             !t.is_empty()
@@ -242,13 +212,7 @@ async fn drift_diff_sync_and_rollback_in_the_browser() {
         "nothing happens before confirming"
     );
     b.shot("6-rollback-confirm").await;
-    b.client
-        .find(Locator::Css("#rollback-confirm"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.click("#rollback-confirm").await;
     wait_value(&cms, "settings", "v1").await;
     b.wait_text("#app-suspended", "the paused notice", STEP, |t| {
         t.contains(&c1)

@@ -178,6 +178,26 @@ impl Browser {
         }
     }
 
+    /// Click the element `css` matches. Live updates replace parts of the
+    /// page, so an element found a moment ago may be gone by the click: find
+    /// it again and retry, for up to ten seconds.
+    pub async fn click(&self, css: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let err = match self.client.find(Locator::Css(css)).await {
+                Ok(e) => match e.click().await {
+                    Ok(()) => return,
+                    Err(err) => err,
+                },
+                Err(err) => err,
+            };
+            if Instant::now() > deadline {
+                panic!("{css}: cannot click: {err}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Run JavaScript and return its value.
     pub async fn js(&self, script: &str) -> Value {
         self.client.execute(script, vec![]).await.unwrap()
