@@ -46,6 +46,22 @@ pub(crate) fn classify(meta: &kube::core::ObjectMeta, deleted: bool) -> Change {
     let Some(entries) = meta.managed_fields.as_ref().filter(|e| !e.is_empty()) else {
         return Change::Foreign;
     };
+    let own = |e: &&k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry| {
+        e.manager.as_deref() == Some(FIELD_MANAGER) && e.operation.as_deref() == Some("Apply")
+    };
+    let status = |e: &&k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry| {
+        e.subresource.as_deref() == Some("status")
+    };
+    // Writes through some subresources (`kubectl scale` through `scale`)
+    // leave an entry without a time, so they can't be ordered: someone else
+    // owns fields, and that is drift until plumb's apply takes them back
+    // (which removes the entry).
+    if entries
+        .iter()
+        .any(|e| e.time.is_none() && !own(&e) && !status(&e))
+    {
+        return Change::Foreign;
+    }
     let Some(newest) = entries
         .iter()
         .filter_map(|e| e.time.as_ref())
@@ -58,12 +74,6 @@ pub(crate) fn classify(meta: &kube::core::ObjectMeta, deleted: bool) -> Change {
         .iter()
         .filter(|e| e.time.as_ref().map(|t| t.0) == Some(newest))
         .collect();
-    let own = |e: &&k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry| {
-        e.manager.as_deref() == Some(FIELD_MANAGER) && e.operation.as_deref() == Some("Apply")
-    };
-    let status = |e: &&k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry| {
-        e.subresource.as_deref() == Some("status")
-    };
     if latest.iter().all(|e| own(e) || status(e)) {
         if latest.iter().any(own) {
             Change::Own
@@ -223,6 +233,16 @@ mod tests {
         ]);
         assert_eq!(classify(&m, false), Change::Foreign);
         assert_eq!(classify(&meta(vec![]), false), Change::Foreign);
+        // `kubectl scale` leaves an entry without a time: drift, even when
+        // a later status write is the newest entry with one.
+        let mut scaled = entry("kubectl", "Update", Some("scale"), 0);
+        scaled.time = None;
+        let m = meta(vec![
+            entry("plumb", "Apply", None, 100),
+            scaled,
+            entry("kube-controller-manager", "Update", Some("status"), 110),
+        ]);
+        assert_eq!(classify(&m, false), Change::Foreign);
         assert_eq!(classify(&m, true), Change::Foreign);
     }
 }

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use plumb_agent::notify::NotificationConfig;
@@ -124,12 +125,30 @@ async fn ns(prefix: &str) -> (TestNamespace, Api<ConfigMap>) {
     (ns, api)
 }
 
+const WEB_DEPLOYMENT: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: registry.example.com/web:1.0.0
+";
+
 #[tokio::test]
 async fn follows_git_by_poll_and_webhook_and_heals_drift() {
     let (ns, cms) = ns("agent-follow").await;
     let repo = GitRepo::new();
     repo.write("app/a.yaml", cm("a", "1"));
     repo.write("app/b.yaml", cm("b", "1"));
+    repo.write("app/web.yaml", WEB_DEPLOYMENT);
     let c1 = repo.commit("one");
     let f = Fixture::new();
     f.write_app("app.yaml", &application("follow", &repo, ns.name(), AUTO));
@@ -207,6 +226,28 @@ async fn follows_git_by_poll_and_webhook_and_heals_drift() {
     cms.delete("a", &DeleteParams::default()).await.unwrap();
     let took = wait_value(&cms, "a", Some("2"), Duration::from_secs(10)).await;
     eprintln!("deletion reverted in {took:?}");
+
+    // `kubectl scale` goes through the scale subresource, whose field
+    // manager entry carries no time: still drift, still reverted.
+    let deployments: Api<Deployment> = Api::namespaced(cms.clone().into_client(), ns.name());
+    let replicas = |d: Deployment| d.spec.and_then(|s| s.replicas);
+    assert_eq!(replicas(deployments.get("web").await.unwrap()), Some(2));
+    deployments
+        .patch_scale(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"replicas": 5}})),
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if replicas(deployments.get("web").await.unwrap()) == Some(2) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "scale not reverted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     let history = agent.history("follow").unwrap();
     assert!(history.len() >= 3, "{history:#?}");
