@@ -807,6 +807,16 @@ impl Agent {
         }
     }
 
+    fn announce_drift(&self, key: &str, revision: &str, message: String) {
+        self.inner.notifier.send(Event {
+            event: EventKind::DriftDetected,
+            application: key.to_string(),
+            revision: revision.to_string(),
+            message,
+            time: now(),
+        });
+    }
+
     async fn reconcile_inner(&self, key: &str, reason: Reason) -> Result<(), String> {
         let (file, cached_commits, previous) = {
             let apps = lock_read(&self.inner.apps);
@@ -848,7 +858,6 @@ impl Agent {
         let mut report = None;
         let mut out_of_sync = new_commit;
         let mut drift_announced = false;
-        let mut synced_now = false;
         if !skip_first_status {
             let r = engine
                 .status(&rendered.manifests, &revision)
@@ -860,13 +869,11 @@ impl Agent {
             // reconcile racing the drift one must not swallow the event).
             if out_of_sync && !new_commit && previous.sync != SyncStatus::OutOfSync {
                 drift_announced = true;
-                self.inner.notifier.send(Event {
-                    event: EventKind::DriftDetected,
-                    application: key.to_string(),
-                    revision: revision.clone(),
-                    message: format!("{} objects differ from Git", r.resources.out_of_sync),
-                    time: now(),
-                });
+                self.announce_drift(
+                    key,
+                    &revision,
+                    format!("{} objects differ from Git", r.resources.out_of_sync),
+                );
             }
             report = Some(r);
         }
@@ -892,7 +899,6 @@ impl Agent {
             if !sync.succeeded {
                 return Err(first_failure(&sync));
             }
-            synced_now = true;
             report = None;
         }
         let report = match report {
@@ -902,20 +908,19 @@ impl Agent {
                 .await
                 .map_err(|e| e.to_string())?,
         };
-        if synced_now && !drift_announced && report.sync == SyncStatus::OutOfSync {
+        // Reaching here after `should_sync` means the sync succeeded.
+        if should_sync && !drift_announced && report.sync == SyncStatus::OutOfSync {
             // Someone changed a managed object between this sync and the
             // status taken after it: drift, and the watch's own reconcile
             // will find the status already OutOfSync, so announce it here.
-            self.inner.notifier.send(Event {
-                event: EventKind::DriftDetected,
-                application: key.to_string(),
-                revision: revision.clone(),
-                message: format!(
+            self.announce_drift(
+                key,
+                &revision,
+                format!(
                     "{} objects differ from Git right after a sync",
                     report.resources.out_of_sync
                 ),
-                time: now(),
-            });
+            );
         }
         let ensure: Vec<_> = report
             .objects

@@ -747,30 +747,8 @@ fn call_plain(name: &str, a: &[Value], dir: &Path) -> R {
             Value::String(out)
         }
         // hashing
-        "sha256" => Value::String(hex(&sha2::Sha256::digest(s(one_arg(a)?)?.as_bytes()))),
-        "base64sha256" => Value::String(
-            base64::engine::general_purpose::STANDARD
-                .encode(sha2::Sha256::digest(s(one_arg(a)?)?.as_bytes())),
-        ),
-        "md5" => Value::String(hex(&md5::Md5::digest(s(one_arg(a)?)?.as_bytes()))),
-        "sha1" => Value::String(hex(&sha1::Sha1::digest(s(one_arg(a)?)?.as_bytes()))),
-        "sha512" => Value::String(hex(&sha2::Sha512::digest(s(one_arg(a)?)?.as_bytes()))),
-        "base64sha512" => Value::String(
-            base64::engine::general_purpose::STANDARD
-                .encode(sha2::Sha512::digest(s(one_arg(a)?)?.as_bytes())),
-        ),
-        "filemd5" | "filesha1" | "filesha512" | "filebase64sha256" | "filebase64sha512" => {
-            let p = resolve(dir, &s(one_arg(a)?)?);
-            let bytes =
-                std::fs::read(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
-            let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
-            Value::String(match name {
-                "filemd5" => hex(&md5::Md5::digest(&bytes)),
-                "filesha1" => hex(&sha1::Sha1::digest(&bytes)),
-                "filesha512" => hex(&sha2::Sha512::digest(&bytes)),
-                "filebase64sha256" => b64(&sha2::Sha256::digest(&bytes)),
-                _ => b64(&sha2::Sha512::digest(&bytes)),
-            })
+        "md5" | "sha1" | "sha256" | "sha512" | "base64sha256" | "base64sha512" => {
+            Value::String(digest(name, s(one_arg(a)?)?.as_bytes()))
         }
         "yamlencode" => {
             let j = plumb_tfplugin::value::to_json(one_arg(a)?);
@@ -808,7 +786,8 @@ fn call_plain(name: &str, a: &[Value], dir: &Path) -> R {
         "uuid" => Value::String(plumb_state::new_id()),
         "timestamp" => Value::String(plumb_state::now_rfc3339()),
         // files
-        "file" | "filebase64" | "filesha256" => {
+        "file" | "filebase64" | "filemd5" | "filesha1" | "filesha256" | "filesha512"
+        | "filebase64sha256" | "filebase64sha512" => {
             let p = resolve(dir, &s(one_arg(a)?)?);
             let bytes =
                 std::fs::read(&p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
@@ -820,7 +799,7 @@ fn call_plain(name: &str, a: &[Value], dir: &Path) -> R {
                 "filebase64" => {
                     Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
                 }
-                _ => Value::String(hex(&sha2::Sha256::digest(&bytes))),
+                _ => Value::String(digest(&name["file".len()..], &bytes)),
             }
         }
         "fileexists" => Value::Bool(resolve(dir, &s(one_arg(a)?)?).is_file()),
@@ -888,6 +867,20 @@ fn call_plain(name: &str, a: &[Value], dir: &Path) -> R {
 fn one_arg(a: &[Value]) -> Result<&Value, String> {
     n_args(a, 1)?;
     Ok(&a[0])
+}
+
+/// `md5`, `sha1`, `sha256`, `sha512` (hex) and `base64sha256`,
+/// `base64sha512` of `bytes`; the `file*` variants call it on a file's bytes.
+fn digest(name: &str, bytes: &[u8]) -> String {
+    let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
+    match name {
+        "md5" => hex(&md5::Md5::digest(bytes)),
+        "sha1" => hex(&sha1::Sha1::digest(bytes)),
+        "sha256" => hex(&sha2::Sha256::digest(bytes)),
+        "base64sha256" => b64(&sha2::Sha256::digest(bytes)),
+        "base64sha512" => b64(&sha2::Sha512::digest(bytes)),
+        _ => hex(&sha2::Sha512::digest(bytes)),
+    }
 }
 
 fn hex(b: &[u8]) -> String {

@@ -23,27 +23,23 @@ pub(crate) struct TokenCache {
 }
 
 impl TokenCache {
+    fn seen(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Role, Instant)>> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn role(&self, agent: &Agent, token: &str) -> Result<Option<Role>, StatusCode> {
         let key = plumb_agent::store::token_hash(token);
-        let seen = match self.seen.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        if let Some((role, at)) = seen.get(&key)
+        if let Some((role, at)) = self.seen().get(&key)
             && at.elapsed() < TOKEN_TTL
         {
             return Ok(Some(*role));
         }
-        drop(seen);
         let role = agent
             .store()
             .token_role(token)
             .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
         if let Some(r) = role {
-            let mut seen = match self.seen.lock() {
-                Ok(g) => g,
-                Err(p) => p.into_inner(),
-            };
+            let mut seen = self.seen();
             if seen.len() >= 1024 {
                 seen.retain(|_, (_, at)| at.elapsed() < TOKEN_TTL);
             }
