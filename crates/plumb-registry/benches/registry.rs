@@ -3,7 +3,8 @@
 //! bytes, a sequential fsynced disk write). Prints a markdown table.
 //!
 //! Run through `bench/registry/run`, which builds both servers. Directly:
-//! `cargo bench -p plumb-registry --bench registry -- --plumb PATH --distribution PATH [--quick]`
+//! `cargo bench -p plumb-registry --bench registry -- --plumb PATH --distribution PATH [--quick] [--only TEXT]`
+//! (`--only` keeps the workloads whose label contains TEXT, e.g. `GB` or `manifests`)
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::io::Write as _;
@@ -12,25 +13,28 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::StreamExt as _;
+use http_body_util::{BodyExt as _, Full};
 use plumb_oci::Digest;
 
 struct Args {
     plumb: PathBuf,
     distribution: PathBuf,
     quick: bool,
+    only: Option<String>,
 }
 
 fn args() -> Args {
     let mut plumb = None;
     let mut distribution = None;
     let mut quick = false;
+    let mut only = None;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         match a.as_str() {
             "--plumb" => plumb = it.next().map(PathBuf::from),
             "--distribution" => distribution = it.next().map(PathBuf::from),
             "--quick" => quick = true,
+            "--only" => only = it.next(),
             _ => {}
         }
     }
@@ -38,6 +42,7 @@ fn args() -> Args {
         plumb: plumb.expect("--plumb PATH (bench/registry/run passes it)"),
         distribution: distribution.expect("--distribution PATH (bench/registry/run passes it)"),
         quick,
+        only,
     }
 }
 
@@ -164,12 +169,12 @@ async fn push_blob(c: &reqwest::Client, base: &str, repo: &str, data: Bytes) -> 
         r.text().await.unwrap_or_default()
     );
     let loc = r.headers()["location"].to_str().unwrap().to_owned();
+    let sep = if loc.contains('?') { '&' } else { '?' };
     let loc = if loc.starts_with('/') {
         format!("{base}{loc}")
     } else {
         loc
     };
-    let sep = if loc.contains('?') { '&' } else { '?' };
     let r = c
         .put(format!("{loc}{sep}digest={d}"))
         .header("content-type", "application/octet-stream")
@@ -186,44 +191,127 @@ async fn push_blob(c: &reqwest::Client, base: &str, repo: &str, data: Bytes) -> 
     d
 }
 
-async fn pull_blob(c: &reqwest::Client, base: &str, repo: &str, d: &Digest) -> u64 {
-    let r = c
-        .get(format!("{base}/v2/{repo}/blobs/{d}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let mut s = r.bytes_stream();
-    let mut n = 0u64;
-    while let Some(chunk) = s.next().await {
-        n += chunk.unwrap().len() as u64;
+/// One keep-alive HTTP/1.1 connection driven by hyper with a 1 MiB read
+/// buffer: the load generator for blob transfers. It does no work a registry
+/// does not make it do (digests are computed before the clock starts, pulled
+/// bytes are counted and dropped), so the server, not the client, sets the pace.
+struct BlobClient {
+    addr: String,
+    send: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+}
+
+impl BlobClient {
+    async fn connect(base: &str) -> Self {
+        let addr = base.trim_start_matches("http://").to_owned();
+        let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        tcp.set_nodelay(true).unwrap();
+        let (send, conn) = hyper::client::conn::http1::Builder::new()
+            .read_buf_exact_size(Some(1 << 20))
+            .handshake(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        BlobClient { addr, send }
     }
-    n
+
+    async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Bytes,
+    ) -> hyper::Response<hyper::body::Incoming> {
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &self.addr)
+            .header("content-type", "application/octet-stream")
+            .header("content-length", body.len())
+            .body(Full::new(body))
+            .unwrap();
+        self.send.ready().await.unwrap();
+        self.send.send_request(req).await.unwrap()
+    }
+
+    /// POST + monolithic PUT of `data`, whose digest the caller knows.
+    async fn push(&mut self, repo: &str, data: Bytes, d: &Digest) {
+        let r = self
+            .request("POST", &format!("/v2/{repo}/blobs/uploads/"), Bytes::new())
+            .await;
+        assert_eq!(r.status(), 202, "POST upload");
+        let loc = r.headers()["location"].to_str().unwrap().to_owned();
+        r.into_body().collect().await.unwrap();
+        let path = match loc.find("/v2/") {
+            Some(i) => loc[i..].to_owned(),
+            None => loc,
+        };
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let r = self
+            .request("PUT", &format!("{path}{sep}digest={d}"), data)
+            .await;
+        assert_eq!(r.status(), 201, "PUT upload");
+        r.into_body().collect().await.unwrap();
+    }
+
+    /// GET a blob; returns how many bytes came.
+    async fn pull(&mut self, repo: &str, d: &Digest) -> u64 {
+        let r = self
+            .request("GET", &format!("/v2/{repo}/blobs/{d}"), Bytes::new())
+            .await;
+        assert_eq!(r.status(), 200);
+        let mut body = r.into_body();
+        let mut n = 0u64;
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.unwrap().into_data() {
+                n += data.len() as u64;
+            }
+        }
+        n
+    }
 }
 
 async fn blob_workload(server: &Server, size: usize, reps: u64, seed: &Bytes) -> (Stat, Stat) {
-    let c = reqwest::Client::new();
+    let mut c = BlobClient::connect(&server.base).await;
     let base_bytes = seed.slice(..size);
     let repo = format!("bench/blob{size}");
-    let inputs: Vec<Bytes> = (0..reps).map(|i| payload(&base_bytes, i + 1)).collect();
+    let inputs: Vec<(Bytes, Digest)> = (0..reps)
+        .map(|i| {
+            let data = payload(&base_bytes, i + 1);
+            let d = Digest::sha256_of(&data);
+            (data, d)
+        })
+        .collect();
+    let digests: Vec<Digest> = inputs.iter().map(|(_, d)| d.clone()).collect();
     let mut lat = vec![];
-    let mut digests = vec![];
     let start = Instant::now();
-    for data in inputs {
+    for (data, d) in inputs {
         let t = Instant::now();
-        digests.push(push_blob(&c, &server.base, &repo, data).await);
+        c.push(&repo, data, &d).await;
         lat.push(t.elapsed());
     }
     let push = stat(&mut lat, size as u64 * reps, start.elapsed());
+    settle();
     let mut lat = vec![];
     let start = Instant::now();
-    for d in &digests {
-        let t = Instant::now();
-        assert_eq!(pull_blob(&c, &server.base, &repo, d).await, size as u64);
-        lat.push(t.elapsed());
+    for _ in 0..PULL_PASSES {
+        for d in &digests {
+            let t = Instant::now();
+            assert_eq!(c.pull(&repo, d).await, size as u64);
+            lat.push(t.elapsed());
+        }
     }
-    let pull = stat(&mut lat, size as u64 * reps, start.elapsed());
+    let pull = stat(&mut lat, size as u64 * reps * PULL_PASSES, start.elapsed());
     (push, pull)
+}
+
+/// Every pushed blob is pulled this many times (large pulls take tens of
+/// milliseconds each, too short to time once).
+const PULL_PASSES: u64 = 5;
+
+/// Let the disk go quiet between phases: earlier phases' dirty pages and
+/// deletions are flushed before the next server is timed, so no server pays
+/// for another's writeback.
+fn settle() {
+    let _ = Command::new("sync").status();
 }
 
 async fn manifest_workload(server: &Server, count: usize, concurrency: usize) -> (Stat, Stat) {
@@ -306,30 +394,60 @@ async fn manifest_workload(server: &Server, count: usize, concurrency: usize) ->
     (push, pull)
 }
 
-fn raw_sha256(data: &[u8]) -> f64 {
-    let t = Instant::now();
-    let d = Digest::sha256_of(data);
-    std::hint::black_box(d);
-    data.len() as f64 / 1e6 / t.elapsed().as_secs_f64()
+/// The machine's limits for the same bytes, blob by blob: sha256 of each
+/// in memory, and each written to a new file ended by fsync (what a durable
+/// store must at least do per blob). MB/s for each, the best of three tries
+/// (this machine's disk is uneven from one write to the next).
+fn raw_limits(dir: &Path, size: usize, reps: u64, seed: &Bytes) -> (f64, f64) {
+    let inputs: Vec<Bytes> = (0..reps)
+        .map(|i| payload(&seed.slice(..size), i + 1))
+        .collect();
+    let total = (size as u64 * reps) as f64 / 1e6;
+    let (mut sha, mut disk) = (0f64, 0f64);
+    for _ in 0..3 {
+        let t = Instant::now();
+        for data in &inputs {
+            std::hint::black_box(Digest::sha256_of(data));
+        }
+        sha = sha.max(total / t.elapsed().as_secs_f64());
+        settle();
+        let t = Instant::now();
+        for (i, data) in inputs.iter().enumerate() {
+            let mut f = std::fs::File::create(dir.join(format!("raw-{i}"))).unwrap();
+            for chunk in data.chunks(1 << 20) {
+                f.write_all(chunk).unwrap();
+            }
+            f.sync_all().unwrap();
+        }
+        disk = disk.max(total / t.elapsed().as_secs_f64());
+        for i in 0..inputs.len() {
+            std::fs::remove_file(dir.join(format!("raw-{i}"))).unwrap();
+        }
+        settle();
+    }
+    (sha, disk)
 }
 
-fn raw_disk_write(dir: &Path, data: &[u8]) -> f64 {
-    let p = dir.join("raw-write");
-    let t = Instant::now();
-    let mut f = std::fs::File::create(&p).unwrap();
-    for chunk in data.chunks(1 << 20) {
-        f.write_all(chunk).unwrap();
-    }
-    f.sync_all().unwrap();
-    let mb_s = data.len() as f64 / 1e6 / t.elapsed().as_secs_f64();
-    drop(f);
-    std::fs::remove_file(&p).unwrap();
-    mb_s
+struct Row {
+    name: String,
+    plumb: Stat,
+    nofsync: Option<Stat>,
+    distribution: Stat,
+    /// (sha256 MB/s, fsynced write MB/s) of the same blobs.
+    raw: Option<(f64, f64)>,
 }
 
 fn main() {
     plumb_oci::client::install_crypto_provider();
     let args = args();
+    // Blob transfers run one connection at a time on a single-threaded
+    // runtime: hyper's connection task and the reader then share a thread
+    // instead of waking each other across cores. The manifest workload's
+    // concurrent clients get a multi-threaded one.
+    let blob_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -339,6 +457,7 @@ fn main() {
         .tempdir_in(std::env::temp_dir())
         .unwrap();
     let mb = 1_000_000usize;
+    let wanted = |label: &str| args.only.as_deref().is_none_or(|o| label.contains(o));
     let sizes: Vec<(usize, u64, &str)> = if args.quick {
         vec![
             (mb, 20, "1 MB blob"),
@@ -362,13 +481,10 @@ fn main() {
         chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
     }
     let seed = Bytes::from(seed);
-    let sha = raw_sha256(&seed);
-    let disk = raw_disk_write(dir.path(), &seed);
-    let raw = sha.min(disk);
 
-    let mut rows: Vec<(String, Stat, Option<Stat>, Stat)> = vec![];
-    rt.block_on(async {
-        for (size, reps, label) in &sizes {
+    let mut rows: Vec<Row> = vec![];
+    blob_rt.block_on(async {
+        for (size, reps, label) in sizes.iter().filter(|(_, _, l)| wanted(l)) {
             let mut results = vec![];
             for which in ["plumb", "plumb-nofsync", "distribution"] {
                 let sdir = dir.path().join(format!("{which}-{size}"));
@@ -379,22 +495,29 @@ fn main() {
                     _ => start_distribution(&args.distribution, &sdir).await,
                 };
                 eprintln!("bench: {label} x{reps} against {}", server.name);
+                settle();
                 results.push(blob_workload(&server, *size, *reps, &seed).await);
                 drop(server);
                 let _ = std::fs::remove_dir_all(&sdir);
+                settle();
             }
-            rows.push((
-                format!("push {label}"),
-                results[0].0,
-                Some(results[1].0),
-                results[2].0,
-            ));
-            rows.push((
-                format!("pull {label}"),
-                results[0].1,
-                Some(results[1].1),
-                results[2].1,
-            ));
+            eprintln!("bench: {label} x{reps}: raw limits");
+            let raw = raw_limits(dir.path(), *size, *reps, &seed);
+            for (i, verb) in ["push", "pull"].into_iter().enumerate() {
+                let pick = |r: &(Stat, Stat)| if i == 0 { r.0 } else { r.1 };
+                rows.push(Row {
+                    name: format!("{verb} {label}"),
+                    plumb: pick(&results[0]),
+                    nofsync: Some(pick(&results[1])),
+                    distribution: pick(&results[2]),
+                    raw: Some(raw),
+                });
+            }
+        }
+    });
+    rt.block_on(async {
+        if !wanted("manifests") {
+            return;
         }
         let mut results = vec![];
         for which in ["plumb", "distribution"] {
@@ -406,49 +529,48 @@ fn main() {
                 start_distribution(&args.distribution, &sdir).await
             };
             eprintln!("bench: 1000 manifests against {}", server.name);
+            settle();
             results.push(manifest_workload(&server, 1000, 8).await);
         }
-        rows.push((
-            "push 1000 manifests (8 clients)".into(),
-            results[0].0,
-            None,
-            results[1].0,
-        ));
-        rows.push((
-            "pull 1000 manifests (8 clients)".into(),
-            results[0].1,
-            None,
-            results[1].1,
-        ));
+        for (i, verb) in ["push", "pull"].into_iter().enumerate() {
+            let pick = |r: &(Stat, Stat)| if i == 0 { r.0 } else { r.1 };
+            rows.push(Row {
+                name: format!("{verb} 1000 manifests (8 clients)"),
+                plumb: pick(&results[0]),
+                nofsync: None,
+                distribution: pick(&results[1]),
+                raw: None,
+            });
+        }
     });
 
     println!(
-        "raw limit on this machine: sha256 {sha:.0} MB/s, sequential fsynced disk write {disk:.0} MB/s (min {raw:.0} MB/s)"
+        "| workload | plumb MB/s | plumb p99 ms | distribution MB/s | distribution p99 ms | plumb / distribution | raw limit MB/s (sha256, fsynced write) | plumb / raw limit | plumb, fsync off, MB/s | fsync off / distribution |"
     );
-    println!();
-    println!(
-        "| workload | plumb MB/s | plumb p99 ms | distribution MB/s | distribution p99 ms | plumb / distribution | plumb / raw limit | plumb, fsync off, MB/s | fsync off / distribution |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for (name, p, nofsync, d) in &rows {
-        let manifests = name.contains("manifests");
-        let (pv, dv) = if manifests {
-            (p.ops_s, d.ops_s)
-        } else {
-            (p.mb_s, d.mb_s)
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for row in &rows {
+        let (p, d) = (&row.plumb, &row.distribution);
+        let (pv, dv, unit) = match row.raw {
+            None => (p.ops_s, d.ops_s, " (ops/s)"),
+            Some(_) => (p.mb_s, d.mb_s, ""),
         };
-        let unit = if manifests { " (ops/s)" } else { "" };
-        let vs_raw = if manifests {
-            "-".to_string()
-        } else {
-            format!("{:.2}", p.mb_s / raw)
+        let (raw, vs_raw) = match row.raw {
+            Some((sha, disk)) => {
+                let limit = sha.min(disk);
+                (
+                    format!("{limit:.0} ({sha:.0}, {disk:.0})"),
+                    format!("{:.2}", p.mb_s / limit),
+                )
+            }
+            None => ("-".into(), "-".into()),
         };
-        let (nf, nf_ratio) = match nofsync {
+        let (nf, nf_ratio) = match row.nofsync {
             Some(n) => (format!("{:.1}", n.mb_s), format!("{:.2}x", n.mb_s / d.mb_s)),
             None => ("-".into(), "-".into()),
         };
         println!(
-            "| {name}{unit} | {pv:.1} | {:.1} | {dv:.1} | {:.1} | {:.2}x | {vs_raw} | {nf} | {nf_ratio} |",
+            "| {}{unit} | {pv:.1} | {:.1} | {dv:.1} | {:.1} | {:.2}x | {raw} | {vs_raw} | {nf} | {nf_ratio} |",
+            row.name,
             p.p99_ms,
             d.p99_ms,
             pv / dv

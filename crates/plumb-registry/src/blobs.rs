@@ -34,6 +34,14 @@ impl BlobStore {
     pub fn open(root: &Path, fsync: bool) -> std::io::Result<Self> {
         std::fs::create_dir_all(root.join("blobs"))?;
         std::fs::create_dir_all(root.join("uploads"))?;
+        // Every sha256 shard directory exists from the start, so publishing
+        // a blob never waits for a mkdir.
+        let sha256 = root
+            .join("blobs")
+            .join(plumb_oci::digest::Algorithm::Sha256.as_str());
+        for b in 0..=255u8 {
+            std::fs::create_dir_all(sha256.join(format!("{b:02x}")))?;
+        }
         Ok(BlobStore {
             root: root.to_owned(),
             fsync,
@@ -75,15 +83,14 @@ impl BlobStore {
         }
     }
 
-    /// Move the verified file `staged` into place as `digest`. The caller
-    /// holds [`BlobStore::lock`] for the digest.
+    /// Move the verified file `staged` into place as `digest` and, when the
+    /// store fsyncs, make the rename durable. The staged file's bytes must
+    /// already be on disk (the upload's writer fsyncs its last chunk while
+    /// the hash finishes). The caller holds [`BlobStore::lock`] for the digest.
     pub fn publish(&self, staged: &Path, digest: &Digest) -> std::io::Result<()> {
         let dest = self.blob_path(digest);
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent)?;
-        }
-        if self.fsync {
-            std::fs::File::open(staged)?.sync_all()?;
         }
         std::fs::rename(staged, &dest)?;
         if self.fsync

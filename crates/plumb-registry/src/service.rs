@@ -281,7 +281,7 @@ impl Registry {
     /// Start an upload session in `repo`.
     pub fn start_upload(&self, repo: &RepositoryName) -> Result<String> {
         let id = random_id();
-        std::fs::File::create(self.blobs.upload_path(&id))?;
+        // The upload's file is created by its first chunk (see `write_body`).
         let session = UploadSession {
             repo: repo.to_string(),
             size: 0,
@@ -324,6 +324,20 @@ impl Registry {
         range: Option<(u64, u64)>,
         body: axum::body::Body,
     ) -> Result<u64> {
+        self.append(repo, id, range, body, false).await
+    }
+
+    /// [`Registry::append_upload`]; with `last`, the chunk ends the upload and
+    /// the file's bytes are fsynced (when the store fsyncs) while its hash
+    /// finishes.
+    async fn append(
+        &self,
+        repo: &RepositoryName,
+        id: &str,
+        range: Option<(u64, u64)>,
+        body: axum::body::Body,
+        last: bool,
+    ) -> Result<u64> {
         let s = self.session(id)?;
         let mut s = s.lock().await;
         if s.repo != repo.as_str() {
@@ -342,6 +356,7 @@ impl Registry {
             s.hasher.clone(),
             body,
             self.blobs.fsync(),
+            last && self.blobs.fsync(),
         )
         .await
         {
@@ -385,7 +400,7 @@ impl Registry {
         range: Option<(u64, u64)>,
         body: axum::body::Body,
     ) -> Result<()> {
-        self.append_upload(repo, id, range, body).await?;
+        self.append(repo, id, range, body, true).await?;
         let session = self.session(id)?;
         let s = session.lock().await;
         let path = self.blobs.upload_path(id);
@@ -737,8 +752,13 @@ fn hash_file(path: &Path, algorithm: Algorithm) -> Result<Digest> {
     Ok(h.finish())
 }
 
-const WRITE_BATCH: usize = 1 << 20;
+/// Request body bytes are handed to the writer in batches of about this
+/// size: small enough that hashing and writing keep pace with the network
+/// (a 1 MB blob is mostly hashed by the time its last byte arrives), large
+/// enough that each hand-off moves many chunks.
+const HAND_OFF: usize = 256 << 10;
 const FLUSH_EVERY: u64 = 32 << 20;
+/// Uploads past this many bytes are hashed on a thread of their own.
 const PARALLEL_HASH: u64 = 256 << 10;
 
 /// Write every chunk with as few system calls as the kernel allows (one
@@ -760,41 +780,92 @@ fn write_chunks(file: &mut std::fs::File, chunks: &[Bytes]) -> std::io::Result<(
     Ok(())
 }
 
+/// Where an upload's hash is computed: on the writer's thread for small
+/// bodies, on a thread of its own (fed the same reference-counted chunks)
+/// once a body is large enough that hashing would hold up writing.
+enum Hashing {
+    Inline(ContentHasher),
+    Thread(
+        std::sync::mpsc::Sender<Vec<Bytes>>,
+        std::thread::JoinHandle<ContentHasher>,
+    ),
+}
+
+impl Hashing {
+    fn on_own_thread(self) -> Self {
+        match self {
+            Hashing::Inline(mut h) => {
+                let (tx, rx) = std::sync::mpsc::channel::<Vec<Bytes>>();
+                let handle = std::thread::spawn(move || {
+                    while let Ok(chunks) = rx.recv() {
+                        for c in &chunks {
+                            h.update(c);
+                        }
+                    }
+                    h
+                });
+                Hashing::Thread(tx, handle)
+            }
+            threaded => threaded,
+        }
+    }
+
+    fn update(&mut self, batch: &[Bytes]) {
+        match self {
+            Hashing::Inline(h) => {
+                for c in batch {
+                    h.update(c);
+                }
+            }
+            // Cloning the batch clones reference counts, not bytes.
+            Hashing::Thread(tx, _) => {
+                let _ = tx.send(batch.to_vec());
+            }
+        }
+    }
+
+    fn finish(self) -> std::io::Result<ContentHasher> {
+        match self {
+            Hashing::Inline(h) => Ok(h),
+            Hashing::Thread(tx, handle) => {
+                drop(tx);
+                handle
+                    .join()
+                    .map_err(|_| std::io::Error::other("the hashing thread panicked"))
+            }
+        }
+    }
+}
+
 /// Stream `body` onto the end of the file at `path`, hashing as it goes, on a
 /// blocking worker so hashing and disk writes overlap with network reads.
+/// Past [`PARALLEL_HASH`] bytes the hash runs on a second thread that is fed
+/// the same reference-counted chunks the writer writes, so neither waits for
+/// the other.
 async fn write_body(
     path: PathBuf,
     hasher: ContentHasher,
     body: axum::body::Body,
     early_writeback: bool,
+    sync_at_end: bool,
 ) -> Result<(ContentHasher, u64)> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(8);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(32);
     let worker = tokio::task::spawn_blocking(move || -> std::io::Result<(ContentHasher, u64)> {
-        let mut hasher = hasher;
-        let mut file = std::fs::OpenOptions::new().append(true).open(&path)?;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)?;
+        let mut hashing = Hashing::Inline(hasher);
         let mut written = 0u64;
         let mut unflushed = 0u64;
         let mut flusher: Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)> = None;
         while let Some(batch) = rx.blocking_recv() {
             let len: u64 = batch.iter().map(|c| c.len() as u64).sum();
-            if len >= PARALLEL_HASH {
-                // Hash on a second core while this one writes.
-                std::thread::scope(|scope| -> std::io::Result<()> {
-                    let h = &mut hasher;
-                    let b = &batch;
-                    scope.spawn(move || {
-                        for c in b {
-                            h.update(c);
-                        }
-                    });
-                    write_chunks(&mut file, &batch)
-                })?;
-            } else {
-                for c in &batch {
-                    hasher.update(c);
-                }
-                write_chunks(&mut file, &batch)?;
+            if written + len >= PARALLEL_HASH {
+                hashing = hashing.on_own_thread();
             }
+            hashing.update(&batch);
+            write_chunks(&mut file, &batch)?;
             written += len;
             unflushed += len;
             if early_writeback && unflushed >= FLUSH_EVERY {
@@ -821,6 +892,11 @@ async fn write_body(
             drop(tx);
             let _ = handle.join();
         }
+        if sync_at_end {
+            // The hashing thread finishes its last chunks meanwhile.
+            file.sync_data()?;
+        }
+        let hasher = hashing.finish()?;
         Ok((hasher, written))
     });
     let mut stream = body.into_data_stream();
@@ -833,7 +909,7 @@ async fn write_body(
                 // Chunks are handed over as they came (no copy), in batches.
                 batch_len += c.len();
                 batch.push(c);
-                if batch_len >= WRITE_BATCH {
+                if batch_len >= HAND_OFF {
                     batch_len = 0;
                     if tx.send(std::mem::take(&mut batch)).await.is_err() {
                         break;

@@ -489,3 +489,59 @@ fn a_crash_mid_upload_exposes_nothing_and_restart_cleans_up() {
             .is_err()
     );
 }
+
+#[test]
+fn large_chunked_uploads_are_hashed_across_chunks() {
+    // Chunks past the size where hashing moves to its own thread; the hash
+    // carries from one PATCH to the next and the final PUT checks it.
+    let reg = TestRegistry::start();
+    let h = reg.http();
+    let data: Vec<u8> = (0..3_500_000u32)
+        .map(|i| (i * 7 + i / 4096) as u8)
+        .collect();
+    let upload = |digest: &Digest| {
+        let r = h
+            .req(Method::POST, "/v2/big/blobs/uploads/")
+            .send()
+            .unwrap();
+        let loc = format!("{}{}", h.base, r.headers()["location"].to_str().unwrap());
+        let mut start = 0;
+        for chunk in data[..3_000_000].chunks(1_000_000) {
+            let r = h
+                .req(Method::PATCH, &loc)
+                .header(
+                    "content-range",
+                    format!("{start}-{}", start + chunk.len() - 1),
+                )
+                .header("content-type", "application/octet-stream")
+                .body(chunk.to_vec())
+                .send()
+                .unwrap();
+            assert_eq!(r.status(), 202);
+            start += chunk.len();
+        }
+        h.req(Method::PUT, &format!("{loc}?digest={digest}"))
+            .header("content-type", "application/octet-stream")
+            .body(data[3_000_000..].to_vec())
+            .send()
+            .unwrap()
+    };
+    // The digest of all but the last byte: refused, nothing stored.
+    let wrong = Digest::sha256_of(&data[..data.len() - 1]);
+    let r = upload(&wrong);
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_code(&r.text().unwrap()), "DIGEST_INVALID");
+    assert!(reg.blob_files().is_empty());
+    // The right one: published, and it reads back byte for byte.
+    let right = Digest::sha256_of(&data);
+    assert_eq!(upload(&right).status(), 201);
+    let back = h.get(&format!("/v2/big/blobs/{right}")).bytes().unwrap();
+    assert_eq!(back.len(), data.len());
+    assert!(back.as_ref() == data.as_slice());
+    assert_eq!(
+        std::fs::read_dir(reg.root().join("uploads"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
