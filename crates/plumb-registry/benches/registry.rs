@@ -303,6 +303,13 @@ async fn blob_workload(server: &Server, size: usize, reps: u64, seed: &Bytes) ->
     (push, pull)
 }
 
+/// The round with the median throughput.
+fn median(stats: impl Iterator<Item = Stat>) -> Stat {
+    let mut v: Vec<Stat> = stats.collect();
+    v.sort_by(|a, b| a.mb_s.total_cmp(&b.mb_s));
+    v[v.len() / 2]
+}
+
 /// Every pushed blob is pulled this many times (large pulls take tens of
 /// milliseconds each, too short to time once).
 const PULL_PASSES: u64 = 5;
@@ -457,6 +464,7 @@ fn main() {
         .tempdir_in(std::env::temp_dir())
         .unwrap();
     let mb = 1_000_000usize;
+    let rounds_per_size = if args.quick { 1 } else { 3 };
     let wanted = |label: &str| args.only.as_deref().is_none_or(|o| label.contains(o));
     let sizes: Vec<(usize, u64, &str)> = if args.quick {
         vec![
@@ -485,22 +493,38 @@ fn main() {
     let mut rows: Vec<Row> = vec![];
     blob_rt.block_on(async {
         for (size, reps, label) in sizes.iter().filter(|(_, _, l)| wanted(l)) {
-            let mut results = vec![];
-            for which in ["plumb", "plumb-nofsync", "distribution"] {
-                let sdir = dir.path().join(format!("{which}-{size}"));
-                std::fs::create_dir_all(&sdir).unwrap();
-                let server = match which {
-                    "plumb" => start_plumb(&args.plumb, &sdir, true).await,
-                    "plumb-nofsync" => start_plumb(&args.plumb, &sdir, false).await,
-                    _ => start_distribution(&args.distribution, &sdir).await,
-                };
-                eprintln!("bench: {label} x{reps} against {}", server.name);
-                settle();
-                results.push(blob_workload(&server, *size, *reps, &seed).await);
-                drop(server);
-                let _ = std::fs::remove_dir_all(&sdir);
-                settle();
+            // Rounds alternate the servers; each server's row is its median
+            // round, so one slow moment of this machine's disk or scheduler
+            // does not decide a ratio.
+            let mut rounds: [Vec<(Stat, Stat)>; 3] = [vec![], vec![], vec![]];
+            for round in 0..rounds_per_size {
+                for (k, which) in ["plumb", "plumb-nofsync", "distribution"]
+                    .into_iter()
+                    .enumerate()
+                {
+                    let sdir = dir.path().join(format!("{which}-{size}"));
+                    std::fs::create_dir_all(&sdir).unwrap();
+                    let server = match which {
+                        "plumb" => start_plumb(&args.plumb, &sdir, true).await,
+                        "plumb-nofsync" => start_plumb(&args.plumb, &sdir, false).await,
+                        _ => start_distribution(&args.distribution, &sdir).await,
+                    };
+                    eprintln!(
+                        "bench: {label} x{reps} against {} (round {})",
+                        server.name,
+                        round + 1
+                    );
+                    settle();
+                    rounds[k].push(blob_workload(&server, *size, *reps, &seed).await);
+                    drop(server);
+                    let _ = std::fs::remove_dir_all(&sdir);
+                    settle();
+                }
             }
+            let results: Vec<(Stat, Stat)> = rounds
+                .iter()
+                .map(|r| (median(r.iter().map(|x| x.0)), median(r.iter().map(|x| x.1))))
+                .collect();
             eprintln!("bench: {label} x{reps}: raw limits");
             let raw = raw_limits(dir.path(), *size, *reps, &seed);
             for (i, verb) in ["push", "pull"].into_iter().enumerate() {
