@@ -8,9 +8,11 @@
 //! ```
 //!
 //! A blob file only ever appears under `blobs/` by an atomic rename of a fully
-//! written, fsynced and verified upload file, so a crash (or kill -9) never
-//! exposes a partial blob: at worst it leaves an upload file or an unindexed
-//! blob, both of which garbage collection removes. Publishing and deleting the
+//! written and verified upload file, and a blob is served only once the index
+//! records it, which happens after the file's bytes and its rename are both
+//! fsynced. So a crash (or kill -9, or power loss) never exposes a partial
+//! blob: at worst it leaves an upload file or an unindexed blob, both of which
+//! garbage collection removes. Publishing and deleting the
 //! same digest are serialised by a striped lock, so a concurrent re-upload and
 //! a GC sweep of that digest cannot interleave.
 
@@ -84,9 +86,10 @@ impl BlobStore {
     }
 
     /// Move the verified file `staged` into place as `digest` and, when the
-    /// store fsyncs, make the rename durable. The staged file's bytes must
-    /// already be on disk (the upload's writer fsyncs its last chunk while
-    /// the hash finishes). The caller holds [`BlobStore::lock`] for the digest.
+    /// store fsyncs, make the rename durable. The caller makes the bytes
+    /// themselves durable (the upload's writer starts their fsync while the
+    /// hash finishes) before it records the blob, and holds
+    /// [`BlobStore::lock`] for the digest.
     pub fn publish(&self, staged: &Path, digest: &Digest) -> std::io::Result<()> {
         let dest = self.blob_path(digest);
         if let Some(parent) = dest.parent() {

@@ -324,12 +324,12 @@ impl Registry {
         range: Option<(u64, u64)>,
         body: axum::body::Body,
     ) -> Result<u64> {
-        self.append(repo, id, range, body, false).await
+        Ok(self.append(repo, id, range, body, false).await?.0)
     }
 
-    /// [`Registry::append_upload`]; with `last`, the chunk ends the upload and
-    /// the file's bytes are fsynced (when the store fsyncs) while its hash
-    /// finishes.
+    /// [`Registry::append_upload`]; with `last`, the chunk ends the upload and,
+    /// when the store fsyncs, the file's fsync starts while its hash finishes
+    /// (returned to be awaited before the blob is recorded).
     async fn append(
         &self,
         repo: &RepositoryName,
@@ -337,7 +337,7 @@ impl Registry {
         range: Option<(u64, u64)>,
         body: axum::body::Body,
         last: bool,
-    ) -> Result<u64> {
+    ) -> Result<(u64, Option<PendingSync>)> {
         let s = self.session(id)?;
         let mut s = s.lock().await;
         if s.repo != repo.as_str() {
@@ -351,7 +351,7 @@ impl Registry {
                 expected: s.size,
             });
         }
-        let (hasher, written) = match write_body(
+        let (hasher, written, pending) = match write_body(
             self.blobs.upload_path(id),
             s.hasher.clone(),
             body,
@@ -388,7 +388,7 @@ impl Registry {
         s.hasher = hasher;
         s.size += written;
         s.touched = now();
-        Ok(s.size)
+        Ok((s.size, pending))
     }
 
     /// Finish an upload: append the final body, check the digest, publish.
@@ -400,7 +400,7 @@ impl Registry {
         range: Option<(u64, u64)>,
         body: axum::body::Body,
     ) -> Result<()> {
-        self.append(repo, id, range, body, true).await?;
+        let (_, pending) = self.append(repo, id, range, body, true).await?;
         let session = self.session(id)?;
         let s = session.lock().await;
         let path = self.blobs.upload_path(id);
@@ -424,27 +424,46 @@ impl Registry {
                 "uploaded content has digest {actual}, not {digest}; nothing was stored"
             )));
         }
-        self.publish(repo, digest, size, &path).await
+        self.publish(repo, digest, size, &path, pending).await
     }
 
+    /// Publish a verified upload. The blob is recorded (the moment it
+    /// becomes visible) only once its bytes and its name are durable, so the
+    /// rename and the directory's fsync may overlap the data's fsync: a crash
+    /// before the record leaves at most an unrecorded file, which nothing
+    /// serves and GC removes. A blob the store already holds is not renamed
+    /// over (same digest, same bytes): the upload is dropped and the
+    /// repository linked.
     async fn publish(
         &self,
         repo: &RepositoryName,
         digest: &Digest,
         size: u64,
         staged: &Path,
+        pending: Option<PendingSync>,
     ) -> Result<()> {
-        let staged = staged.to_owned();
-        let digest = digest.clone();
-        let repo = repo.to_string();
+        let wait = |pending: Option<PendingSync>| -> std::io::Result<()> {
+            match pending {
+                Some(handle) => handle
+                    .join()
+                    .map_err(|_| std::io::Error::other("the fsync thread panicked"))?,
+                None => Ok(()),
+            }
+        };
         // Publishing holds a std lock and does blocking I/O: keep it off the reactor.
         tokio::task::block_in_place(|| -> Result<()> {
-            let _guard = self.blobs.lock(&digest);
-            self.blobs.publish(&staged, &digest)?;
-            self.meta.add_blob(&repo, &digest, size, now())?;
+            let _guard = self.blobs.lock(digest);
+            if self.meta.blob(digest)?.is_some() && self.blobs.blob_path(digest).exists() {
+                let _ = wait(pending);
+                let _ = std::fs::remove_file(staged);
+            } else {
+                self.blobs.publish(staged, digest)?;
+                wait(pending)?;
+            }
+            self.meta.add_blob(repo.as_str(), digest, size, now())?;
             Ok(())
         })?;
-        self.touch(&digest);
+        self.touch(digest);
         Ok(())
     }
 
@@ -780,6 +799,9 @@ fn write_chunks(file: &mut std::fs::File, chunks: &[Bytes]) -> std::io::Result<(
     Ok(())
 }
 
+/// An upload file's fsync in flight.
+type PendingSync = std::thread::JoinHandle<std::io::Result<()>>;
+
 /// Where an upload's hash is computed: on the writer's thread for small
 /// bodies, on a thread of its own (fed the same reference-counted chunks)
 /// once a body is large enough that hashing would hold up writing.
@@ -848,57 +870,59 @@ async fn write_body(
     body: axum::body::Body,
     early_writeback: bool,
     sync_at_end: bool,
-) -> Result<(ContentHasher, u64)> {
+) -> Result<(ContentHasher, u64, Option<PendingSync>)> {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(32);
-    let worker = tokio::task::spawn_blocking(move || -> std::io::Result<(ContentHasher, u64)> {
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)?;
-        let mut hashing = Hashing::Inline(hasher);
-        let mut written = 0u64;
-        let mut unflushed = 0u64;
-        let mut flusher: Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)> = None;
-        while let Some(batch) = rx.blocking_recv() {
-            let len: u64 = batch.iter().map(|c| c.len() as u64).sum();
-            if written + len >= PARALLEL_HASH {
-                hashing = hashing.on_own_thread();
-            }
-            hashing.update(&batch);
-            write_chunks(&mut file, &batch)?;
-            written += len;
-            unflushed += len;
-            if early_writeback && unflushed >= FLUSH_EVERY {
-                unflushed = 0;
-                // Large uploads start their writeback while bytes still
-                // arrive, so the fsync before publishing finds little left.
-                if flusher.is_none() {
-                    let f = file.try_clone()?;
-                    let (tx, rx) = std::sync::mpsc::channel::<()>();
-                    let handle = std::thread::spawn(move || {
-                        while rx.recv().is_ok() {
-                            while rx.try_recv().is_ok() {}
-                            let _ = f.sync_data();
-                        }
-                    });
-                    flusher = Some((tx, handle));
+    let worker = tokio::task::spawn_blocking(
+        move || -> std::io::Result<(ContentHasher, u64, Option<PendingSync>)> {
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)?;
+            let mut hashing = Hashing::Inline(hasher);
+            let mut written = 0u64;
+            let mut unflushed = 0u64;
+            let mut flusher: Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)> =
+                None;
+            while let Some(batch) = rx.blocking_recv() {
+                let len: u64 = batch.iter().map(|c| c.len() as u64).sum();
+                if written + len >= PARALLEL_HASH {
+                    hashing = hashing.on_own_thread();
                 }
-                if let Some((tx, _)) = &flusher {
-                    let _ = tx.send(());
+                hashing.update(&batch);
+                write_chunks(&mut file, &batch)?;
+                written += len;
+                unflushed += len;
+                if early_writeback && unflushed >= FLUSH_EVERY {
+                    unflushed = 0;
+                    // Large uploads start their writeback while bytes still
+                    // arrive, so the fsync before publishing finds little left.
+                    if flusher.is_none() {
+                        let f = file.try_clone()?;
+                        let (tx, rx) = std::sync::mpsc::channel::<()>();
+                        let handle = std::thread::spawn(move || {
+                            while rx.recv().is_ok() {
+                                while rx.try_recv().is_ok() {}
+                                let _ = f.sync_data();
+                            }
+                        });
+                        flusher = Some((tx, handle));
+                    }
+                    if let Some((tx, _)) = &flusher {
+                        let _ = tx.send(());
+                    }
                 }
             }
-        }
-        if let Some((tx, handle)) = flusher {
-            drop(tx);
-            let _ = handle.join();
-        }
-        if sync_at_end {
-            // The hashing thread finishes its last chunks meanwhile.
-            file.sync_data()?;
-        }
-        let hasher = hashing.finish()?;
-        Ok((hasher, written))
-    });
+            if let Some((tx, handle)) = flusher {
+                drop(tx);
+                let _ = handle.join();
+            }
+            // The fsync runs while the hashing thread finishes its last chunks
+            // and, after that, while the blob is renamed into place.
+            let pending = sync_at_end.then(|| std::thread::spawn(move || file.sync_data()));
+            let hasher = hashing.finish()?;
+            Ok((hasher, written, pending))
+        },
+    );
     let mut stream = body.into_data_stream();
     let mut batch: Vec<Bytes> = vec![];
     let mut batch_len = 0usize;
