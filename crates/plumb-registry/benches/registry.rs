@@ -191,10 +191,10 @@ async fn push_blob(c: &reqwest::Client, base: &str, repo: &str, data: Bytes) -> 
     d
 }
 
-/// One keep-alive HTTP/1.1 connection driven by hyper with a 1 MiB read
-/// buffer: the load generator for blob transfers. It does no work a registry
-/// does not make it do (digests are computed before the clock starts, pulled
-/// bytes are counted and dropped), so the server, not the client, sets the pace.
+/// One keep-alive HTTP/1.1 connection driven by hyper: the load generator for
+/// blob pushes. It does no work a registry does not make it do (digests are
+/// computed before the clock starts), so the server, not the client, sets
+/// the pace.
 struct BlobClient {
     addr: String,
     send: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
@@ -206,7 +206,6 @@ impl BlobClient {
         let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
         tcp.set_nodelay(true).unwrap();
         let (send, conn) = hyper::client::conn::http1::Builder::new()
-            .read_buf_exact_size(Some(1 << 20))
             .handshake(hyper_util::rt::TokioIo::new(tcp))
             .await
             .unwrap();
@@ -251,21 +250,82 @@ impl BlobClient {
         assert_eq!(r.status(), 201, "PUT upload");
         r.into_body().collect().await.unwrap();
     }
+}
 
-    /// GET a blob; returns how many bytes came.
+/// The load generator for pulls: one keep-alive connection that sends a GET,
+/// parses the response head with httparse and then discards the body in the
+/// kernel (`recv` with `MSG_TRUNC`), counting its bytes. Client and servers
+/// share this machine's two cores, so a client that copied every byte would
+/// spend the core the server needs and pull every server towards its own
+/// speed; this one leaves the CPU to the server.
+struct SinkClient {
+    tcp: tokio::net::TcpStream,
+    host: String,
+    sink: Vec<u8>,
+}
+
+impl SinkClient {
+    async fn connect(base: &str) -> Self {
+        let host = base.trim_start_matches("http://").to_owned();
+        let tcp = tokio::net::TcpStream::connect(&host).await.unwrap();
+        tcp.set_nodelay(true).unwrap();
+        SinkClient {
+            tcp,
+            host,
+            sink: vec![0; 1 << 20],
+        }
+    }
+
+    /// GET a blob; returns how many body bytes came.
     async fn pull(&mut self, repo: &str, d: &Digest) -> u64 {
-        let r = self
-            .request("GET", &format!("/v2/{repo}/blobs/{d}"), Bytes::new())
-            .await;
-        assert_eq!(r.status(), 200);
-        let mut body = r.into_body();
-        let mut n = 0u64;
-        while let Some(frame) = body.frame().await {
-            if let Ok(data) = frame.unwrap().into_data() {
-                n += data.len() as u64;
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let req = format!(
+            "GET /v2/{repo}/blobs/{d} HTTP/1.1\r\nHost: {}\r\n\r\n",
+            self.host
+        );
+        self.tcp.write_all(req.as_bytes()).await.unwrap();
+        let mut head = Vec::with_capacity(4096);
+        let (head_len, len) = loop {
+            let mut buf = [0u8; 4096];
+            let n = self.tcp.read(&mut buf).await.unwrap();
+            assert!(n > 0, "connection closed in the response head");
+            head.extend_from_slice(&buf[..n]);
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut resp = httparse::Response::new(&mut headers);
+            if let httparse::Status::Complete(head_len) = resp.parse(&head).unwrap() {
+                assert_eq!(resp.code, Some(200));
+                let len = resp
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .map(|h| {
+                        std::str::from_utf8(h.value)
+                            .unwrap()
+                            .parse::<u64>()
+                            .unwrap()
+                    })
+                    .expect("content-length");
+                break (head_len, len);
+            }
+        };
+        let mut got = (head.len() - head_len) as u64;
+        while got < len {
+            let want = ((len - got) as usize).min(self.sink.len());
+            self.tcp.readable().await.unwrap();
+            let sink = &mut self.sink[..want];
+            let tcp = &self.tcp;
+            match tcp.try_io(tokio::io::Interest::READABLE, || {
+                rustix::net::recv(tcp, &mut *sink, rustix::net::RecvFlags::TRUNC)
+                    .map(|(_, n)| n)
+                    .map_err(std::io::Error::from)
+            }) {
+                Ok(0) => panic!("connection closed in the body"),
+                Ok(n) => got += n as u64,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("recv: {e}"),
             }
         }
-        n
+        got
     }
 }
 
@@ -290,12 +350,13 @@ async fn blob_workload(server: &Server, size: usize, reps: u64, seed: &Bytes) ->
     }
     let push = stat(&mut lat, size as u64 * reps, start.elapsed());
     settle();
+    let mut sink = SinkClient::connect(&server.base).await;
     let mut lat = vec![];
     let start = Instant::now();
     for _ in 0..PULL_PASSES {
         for d in &digests {
             let t = Instant::now();
-            assert_eq!(c.pull(&repo, d).await, size as u64);
+            assert_eq!(sink.pull(&repo, d).await, size as u64);
             lat.push(t.elapsed());
         }
     }
