@@ -1,6 +1,8 @@
 //! Registry benchmark: plumb's registry against CNCF distribution, in the same
-//! run on the same machine, plus the machine's raw limits (sha256 of the same
-//! bytes, a sequential fsynced disk write). Prints a markdown table.
+//! run on the same machine, plus the machine's raw limits for the same blobs
+//! (sha256 of each, and each written to a new file ended by fsync). Blob rows
+//! are the median of three rounds that alternate the servers. Prints a
+//! markdown table.
 //!
 //! Run through `bench/registry/run`, which builds both servers. Directly:
 //! `cargo bench -p plumb-registry --bench registry -- --plumb PATH --distribution PATH [--quick] [--only TEXT]`
