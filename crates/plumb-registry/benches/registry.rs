@@ -581,7 +581,6 @@ fn main() {
                     rounds[k].push(blob_workload(&server, *size, *reps, &seed).await);
                     drop(server);
                     let _ = std::fs::remove_dir_all(&sdir);
-                    settle();
                 }
             }
             let results: Vec<(Stat, Stat)> = rounds
