@@ -5,6 +5,7 @@
 //! ```text
 //! blobs/<algorithm>/<first two hex>/<hex>   published content, named by its digest
 //! uploads/<id>                              bytes of an upload in progress
+//! spare/<id>                                empty files made ahead for new uploads
 //! ```
 //!
 //! A blob file only ever appears under `blobs/` by an atomic rename of a fully
@@ -15,13 +16,21 @@
 //! garbage collection removes. Publishing and deleting the
 //! same digest are serialised by a striped lock, so a concurrent re-upload and
 //! a GC sweep of that digest cannot interleave.
+//!
+//! Creating a file is the costliest step of a small upload on some file
+//! systems (ext4 without a journal scans past every recently deleted inode
+//! to find a free one), so a background thread keeps a few empty files in
+//! `spare/` and a new upload session moves one into `uploads/`, keeping its
+//! name as the session's id.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use plumb_oci::Digest;
 
 const STRIPES: usize = 64;
+/// Empty upload files kept ready for new sessions.
+const READY_UPLOADS: usize = 8;
 
 /// The on-disk blob store.
 #[derive(Debug)]
@@ -29,6 +38,9 @@ pub struct BlobStore {
     root: PathBuf,
     fsync: bool,
     stripes: Vec<Mutex<()>>,
+    ready: Arc<Mutex<Vec<String>>>,
+    /// Wakes the thread that refills `ready`; dropping it ends the thread.
+    refill: Mutex<std::sync::mpsc::Sender<()>>,
 }
 
 impl BlobStore {
@@ -36,6 +48,10 @@ impl BlobStore {
     pub fn open(root: &Path, fsync: bool) -> std::io::Result<Self> {
         std::fs::create_dir_all(root.join("blobs"))?;
         std::fs::create_dir_all(root.join("uploads"))?;
+        // Spare files of an earlier run are made again.
+        let spare = root.join("spare");
+        let _ = std::fs::remove_dir_all(&spare);
+        std::fs::create_dir_all(&spare)?;
         // Every sha256 shard directory exists from the start, so publishing
         // a blob never waits for a mkdir.
         let sha256 = root
@@ -44,11 +60,49 @@ impl BlobStore {
         for b in 0..=255u8 {
             std::fs::create_dir_all(sha256.join(format!("{b:02x}")))?;
         }
+        let ready = Arc::new(Mutex::new(Vec::with_capacity(READY_UPLOADS)));
+        let (refill, wake) = std::sync::mpsc::channel::<()>();
+        let pool = Arc::clone(&ready);
+        std::thread::Builder::new()
+            .name("upload-files".into())
+            .spawn(move || {
+                while wake.recv().is_ok() {
+                    while lock_ignoring_poison(&pool).len() < READY_UPLOADS {
+                        let id = random_id();
+                        let made = std::fs::OpenOptions::new()
+                            .write(true)
+                            .create_new(true)
+                            .open(spare.join(&id));
+                        if made.is_err() {
+                            // Sessions then create their own files.
+                            break;
+                        }
+                        lock_ignoring_poison(&pool).push(id);
+                    }
+                }
+            })?;
+        let _ = refill.send(());
         Ok(BlobStore {
             root: root.to_owned(),
             fsync,
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            ready,
+            refill: Mutex::new(refill),
         })
+    }
+
+    /// An id for a new upload session. Its file usually exists already (a
+    /// spare made ahead by a background thread, moved into `uploads/`);
+    /// otherwise the upload's first chunk creates it.
+    pub fn new_upload(&self) -> String {
+        let spare = lock_ignoring_poison(&self.ready).pop();
+        let _ = lock_ignoring_poison(&self.refill).send(());
+        if let Some(id) = spare
+            && std::fs::rename(self.root.join("spare").join(&id), self.upload_path(&id)).is_ok()
+        {
+            return id;
+        }
+        random_id()
     }
 
     /// Whether blobs are fsynced before they are published.
@@ -79,10 +133,7 @@ impl BlobStore {
     /// Lock the stripe of `digest` (held across publish or delete).
     pub fn lock(&self, digest: &Digest) -> MutexGuard<'_, ()> {
         let b = u8::from_str_radix(&digest.hex()[..2], 16).unwrap_or(0) as usize;
-        match self.stripes[b % STRIPES].lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+        lock_ignoring_poison(&self.stripes[b % STRIPES])
     }
 
     /// Move the verified file `staged` into place as `digest` and, when the
@@ -112,4 +163,28 @@ impl BlobStore {
             _ => Ok(()),
         }
     }
+}
+
+fn lock_ignoring_poison<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// A random upload id (128 bits, hex).
+pub(crate) fn random_id() -> String {
+    let mut b = [0u8; 16];
+    let ok = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .is_ok();
+    if !ok {
+        // Fall back to time and a counter: ids need uniqueness, not secrecy.
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let t = jiff::Timestamp::now().as_nanosecond();
+        b[..8].copy_from_slice(&n.to_le_bytes());
+        b[8..].copy_from_slice(&(t as u64).to_le_bytes());
+    }
+    hex::encode(b)
 }

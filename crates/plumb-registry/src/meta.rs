@@ -14,11 +14,21 @@
 //! | `blob_users` | blob `\0` repo `\0` manifest | - (a manifest's reference to a blob or child manifest) |
 //! | `referrers` | repo `\0` subject `\0` referrer | - |
 //! | `repos` | repo | created at |
+//! | `blob_intents` | upload id | [`BlobIntent`] (a blob upload finishing) |
 //!
 //! `blob_users` is what makes garbage collection safe: a manifest push checks
 //! its blobs and records its references in one transaction, and a blob is
 //! deleted only by a transaction that finds no reference to it; redb runs
 //! write transactions one at a time, so the two cannot interleave.
+//!
+//! Finishing a blob upload costs one durable commit, made while the last
+//! bytes still arrive: a `blob_intents` entry naming the digest and the
+//! repository. Once the file is verified and durable, a commit that is not
+//! fsynced records the blob and removes the intent ([`Metadata::confirm_blob`]);
+//! the next durable commit (any manifest push that uses the blob is one)
+//! carries it to disk. After a crash, [`Metadata::intents`] names the uploads
+//! whose files must be checked again, and the blob is recorded then if its
+//! file is intact.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -39,6 +49,7 @@ const BLOB_USERS: TableDefinition<&str, u8> = TableDefinition::new("blob_users")
 const REFERRERS: TableDefinition<&str, u8> = TableDefinition::new("referrers");
 const REPOS: TableDefinition<&str, u64> = TableDefinition::new("repos");
 const MANIFEST_BYTES: TableDefinition<&str, &[u8]> = TableDefinition::new("manifest_bytes");
+const INTENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("blob_intents");
 
 /// A stored blob.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -47,6 +58,15 @@ pub struct BlobRecord {
     pub size: u64,
     /// Unix seconds of the last upload or mount.
     pub touched: i64,
+}
+
+/// An upload about to publish a blob (see the module's documentation).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BlobIntent {
+    /// The digest the upload claims.
+    pub digest: Digest,
+    /// The repository it is uploaded to.
+    pub repo: String,
 }
 
 /// A stored manifest.
@@ -133,6 +153,7 @@ impl Metadata {
         txn.open_table(REFERRERS)?;
         txn.open_table(REPOS)?;
         txn.open_table(MANIFEST_BYTES)?;
+        txn.open_table(INTENTS)?;
         txn.commit()?;
         Ok(Metadata { db })
     }
@@ -163,7 +184,65 @@ impl Metadata {
 
     /// Record a published blob and link it into `repo`.
     pub fn add_blob(&self, repo: &str, digest: &Digest, size: u64, now: i64) -> Result<()> {
+        self.record_blob(repo, digest, size, now, None)
+    }
+
+    /// Durably note that upload `id` is about to publish `intent.digest`.
+    pub fn add_intent(&self, id: &str, intent: &BlobIntent) -> Result<()> {
         let txn = self.db.begin_write()?;
+        txn.open_table(INTENTS)?
+            .insert(id, serde_json::to_vec(intent)?.as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Drop upload `id`'s intent (the upload failed).
+    pub fn drop_intent(&self, id: &str) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(INTENTS)?.remove(id)?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Record a verified, durable blob and link it into `repo`, ending upload
+    /// `id`'s intent, in a commit that is not fsynced: lost in a crash, it is
+    /// made again from the intent when the store opens.
+    pub fn confirm_blob(
+        &self,
+        id: &str,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        now: i64,
+    ) -> Result<()> {
+        self.record_blob(repo, digest, size, now, Some(id))
+    }
+
+    /// Intents left by uploads a crash interrupted.
+    pub fn intents(&self) -> Result<Vec<(String, BlobIntent)>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(INTENTS)?;
+        let mut out = vec![];
+        for item in t.iter()? {
+            let (k, v) = item?;
+            out.push((k.value().to_owned(), serde_json::from_slice(v.value())?));
+        }
+        Ok(out)
+    }
+
+    fn record_blob(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        size: u64,
+        now: i64,
+        intent: Option<&str>,
+    ) -> Result<()> {
+        let mut txn = self.db.begin_write()?;
+        if let Some(id) = intent {
+            txn.set_durability(redb::Durability::None)?;
+            txn.open_table(INTENTS)?.remove(id)?;
+        }
         {
             let mut blobs = txn.open_table(BLOBS)?;
             let rec = serde_json::to_vec(&BlobRecord { size, touched: now })?;

@@ -18,7 +18,7 @@ use crate::auth::{Access, Htpasswd, basic_credentials};
 use crate::blobs::BlobStore;
 use crate::config::{RegistryConfig, Role};
 use crate::error::RegistryError;
-use crate::meta::{ManifestRecord, ManifestWrite, Metadata};
+use crate::meta::{BlobIntent, ManifestRecord, ManifestWrite, Metadata};
 
 type Result<T> = std::result::Result<T, RegistryError>;
 
@@ -87,7 +87,7 @@ pub struct PushedManifest {
 #[derive(Debug)]
 pub struct Registry {
     pub(crate) blobs: BlobStore,
-    pub(crate) meta: Metadata,
+    pub(crate) meta: Arc<Metadata>,
     pub(crate) config: RegistryConfig,
     htpasswd: Option<Htpasswd>,
     pub(crate) uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<UploadSession>>>>,
@@ -118,22 +118,6 @@ pub enum OpenError {
     Htpasswd(#[from] crate::auth::HtpasswdError),
 }
 
-fn random_id() -> String {
-    let mut b = [0u8; 16];
-    let ok = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
-        .is_ok();
-    if !ok {
-        // Fall back to time and a counter: ids need uniqueness, not secrecy.
-        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let t = jiff::Timestamp::now().as_nanosecond();
-        b[..8].copy_from_slice(&n.to_le_bytes());
-        b[8..].copy_from_slice(&(t as u64).to_le_bytes());
-    }
-    hex::encode(b)
-}
-
 impl Registry {
     /// Open the registry stored under `root`.
     pub fn open(root: &Path, config: RegistryConfig) -> std::result::Result<Self, OpenError> {
@@ -154,6 +138,7 @@ impl Registry {
         };
         let blobs = BlobStore::open(root, config.fsync).map_err(|e| storage(e.into()))?;
         let meta = Metadata::open(&root.join("metadata.redb")).map_err(storage)?;
+        recover_intents(&blobs, &meta).map_err(storage)?;
         // Upload sessions do not survive a restart: their files are partial
         // content nobody can finish, so they go.
         if let Ok(entries) = std::fs::read_dir(blobs.uploads_dir()) {
@@ -164,7 +149,7 @@ impl Registry {
         let htpasswd = config.htpasswd.as_deref().map(Htpasswd::load).transpose()?;
         Ok(Registry {
             blobs,
-            meta,
+            meta: Arc::new(meta),
             config,
             htpasswd,
             uploads: Mutex::new(HashMap::new()),
@@ -280,8 +265,7 @@ impl Registry {
 
     /// Start an upload session in `repo`.
     pub fn start_upload(&self, repo: &RepositoryName) -> Result<String> {
-        let id = random_id();
-        // The upload's file is created by its first chunk (see `write_body`).
+        let id = self.blobs.new_upload();
         let session = UploadSession {
             repo: repo.to_string(),
             size: 0,
@@ -328,8 +312,8 @@ impl Registry {
     }
 
     /// [`Registry::append_upload`]; with `last`, the chunk ends the upload and,
-    /// when the store fsyncs, the file's fsync starts while its hash finishes
-    /// (returned to be awaited before the blob is recorded).
+    /// when the store fsyncs, the file's fsync is returned still running, to
+    /// be joined before the blob is recorded.
     async fn append(
         &self,
         repo: &RepositoryName,
@@ -351,7 +335,7 @@ impl Registry {
                 expected: s.size,
             });
         }
-        let (hasher, written, pending) = match write_body(
+        let (hasher, received, writer) = match write_body(
             self.blobs.upload_path(id),
             s.hasher.clone(),
             body,
@@ -363,23 +347,27 @@ impl Registry {
             Ok(r) => r,
             Err(e) => {
                 // A broken body leaves the upload as it was before the chunk.
-                if let Ok(f) = std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(self.blobs.upload_path(id))
-                {
-                    let _ = f.set_len(s.size);
-                }
+                let _ = self.undo_chunk(id, s.size);
                 return Err(e);
             }
         };
+        let written = match writer.written.await {
+            Ok(Ok(n)) if n == received => n,
+            failed => {
+                // So does a failed write.
+                let _ = self.undo_chunk(id, s.size);
+                return Err(RegistryError::Io(match failed {
+                    Ok(Err(e)) => e,
+                    _ => std::io::Error::other("the upload's writer stopped early"),
+                }));
+            }
+        };
+        let pending = last.then_some(writer.synced);
         if let Some((start, end)) = range
             && written != end - start + 1
         {
-            // The chunk did not match its declared range: undo it.
-            let f = std::fs::OpenOptions::new()
-                .write(true)
-                .open(self.blobs.upload_path(id))?;
-            f.set_len(s.size)?;
+            // And a chunk that did not match its declared range.
+            self.undo_chunk(id, s.size)?;
             return Err(RegistryError::SizeInvalid(format!(
                 "Content-Range declares {} bytes but the body has {written}",
                 end - start + 1
@@ -391,6 +379,14 @@ impl Registry {
         Ok((s.size, pending))
     }
 
+    /// Cut upload `id`'s file back to the `size` it had before a chunk.
+    fn undo_chunk(&self, id: &str, size: u64) -> std::io::Result<()> {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(self.blobs.upload_path(id))?
+            .set_len(size)
+    }
+
     /// Finish an upload: append the final body, check the digest, publish.
     pub async fn finish_upload(
         &self,
@@ -400,6 +396,42 @@ impl Registry {
         range: Option<(u64, u64)>,
         body: axum::body::Body,
     ) -> Result<()> {
+        // The intent's durable commit runs while the last bytes arrive.
+        let key = crate::blobs::random_id();
+        let noted = {
+            let (meta, key) = (Arc::clone(&self.meta), key.clone());
+            let intent = BlobIntent {
+                digest: digest.clone(),
+                repo: repo.to_string(),
+            };
+            Pooled::spawn(move || meta.add_intent(&key, &intent))
+        };
+        match self.verify_upload(repo, id, digest, range, body).await {
+            Ok((size, path, pending)) => {
+                self.publish(repo, digest, size, &path, pending, (&key, noted))
+                    .await
+            }
+            Err(e) => {
+                tokio::task::block_in_place(|| {
+                    if noted.join().is_ok_and(|r| r.is_ok()) {
+                        let _ = self.meta.drop_intent(&key);
+                    }
+                });
+                Err(e)
+            }
+        }
+    }
+
+    /// Append the final body of upload `id` and check its digest; returns the
+    /// upload's size, its file and its fsync in flight.
+    async fn verify_upload(
+        &self,
+        repo: &RepositoryName,
+        id: &str,
+        digest: &Digest,
+        range: Option<(u64, u64)>,
+        body: axum::body::Body,
+    ) -> Result<(u64, PathBuf, Option<PendingSync>)> {
         let (_, pending) = self.append(repo, id, range, body, true).await?;
         let session = self.session(id)?;
         let s = session.lock().await;
@@ -424,16 +456,18 @@ impl Registry {
                 "uploaded content has digest {actual}, not {digest}; nothing was stored"
             )));
         }
-        self.publish(repo, digest, size, &path, pending).await
+        Ok((size, path, pending))
     }
 
-    /// Publish a verified upload. The blob is recorded (the moment it
-    /// becomes visible) only once its bytes and its name are durable, so the
-    /// rename and the directory's fsync may overlap the data's fsync: a crash
-    /// before the record leaves at most an unrecorded file, which nothing
-    /// serves and GC removes. A blob the store already holds is not renamed
-    /// over (same digest, same bytes): the upload is dropped and the
-    /// repository linked.
+    /// Publish a verified upload. Its intent was committed while the body
+    /// arrived; here the file is renamed into place and, with the store's
+    /// fsync, its bytes and its name are made durable, and then the blob is
+    /// recorded by a commit that needs no fsync of its own (see
+    /// [`crate::meta`]). A crash before the record leaves at most an
+    /// unrecorded file, which nothing serves and which the intent's recovery
+    /// or GC settles. A blob the store already holds is not renamed over
+    /// (same digest, same bytes): the upload is dropped and the repository
+    /// linked.
     async fn publish(
         &self,
         repo: &RepositoryName,
@@ -441,27 +475,43 @@ impl Registry {
         size: u64,
         staged: &Path,
         pending: Option<PendingSync>,
+        (key, noted): (&str, Pooled<Result<()>>),
     ) -> Result<()> {
         let wait = |pending: Option<PendingSync>| -> std::io::Result<()> {
             match pending {
-                Some(handle) => handle
-                    .join()
-                    .map_err(|_| std::io::Error::other("the fsync thread panicked"))?,
+                Some(sync) => sync.join()?,
                 None => Ok(()),
             }
         };
         // Publishing holds a std lock and does blocking I/O: keep it off the reactor.
         tokio::task::block_in_place(|| -> Result<()> {
             let _guard = self.blobs.lock(digest);
-            if self.meta.blob(digest)?.is_some() && self.blobs.blob_path(digest).exists() {
+            let held = self.meta.blob(digest)?.is_some() && self.blobs.blob_path(digest).exists();
+            let published = if held {
                 let _ = wait(pending);
                 let _ = std::fs::remove_file(staged);
+                Ok(())
             } else {
-                self.blobs.publish(staged, digest)?;
-                wait(pending)?;
+                self.blobs
+                    .publish(staged, digest)
+                    .and_then(|()| wait(pending))
+            };
+            let noted = noted.join().map_err(RegistryError::from)?;
+            match (published, noted) {
+                (Ok(()), Ok(())) => self
+                    .meta
+                    .confirm_blob(key, repo.as_str(), digest, size, now()),
+                (published, noted) => {
+                    if noted.is_ok() {
+                        let _ = self.meta.drop_intent(key);
+                    }
+                    if !held {
+                        let _ = self.blobs.remove(digest);
+                    }
+                    published?;
+                    noted
+                }
             }
-            self.meta.add_blob(repo.as_str(), digest, size, now())?;
-            Ok(())
         })?;
         self.touch(digest);
         Ok(())
@@ -756,6 +806,41 @@ impl Registry {
     }
 }
 
+/// Finish what a crash interrupted between an upload's intent and its
+/// record: a blob whose file holds exactly its digest's bytes is made durable
+/// (the crash may have come before its fsync) and recorded; a file that does
+/// not, and that nothing records, goes.
+fn recover_intents(blobs: &BlobStore, meta: &Metadata) -> Result<()> {
+    let mut checked: HashMap<Digest, bool> = HashMap::new();
+    for (key, intent) in meta.intents()? {
+        let digest = &intent.digest;
+        let path = blobs.blob_path(digest);
+        let intact = match checked.get(digest) {
+            Some(known) => *known,
+            None => {
+                let intact = path.exists() && hash_file(&path, digest.algorithm())? == *digest;
+                if intact && blobs.fsync() {
+                    std::fs::File::open(&path)?.sync_all()?;
+                    if let Some(dir) = path.parent() {
+                        std::fs::File::open(dir)?.sync_all()?;
+                    }
+                }
+                if !intact && meta.blob(digest)?.is_none() {
+                    blobs.remove(digest)?;
+                }
+                checked.insert(digest.clone(), intact);
+                intact
+            }
+        };
+        if intact {
+            let size = std::fs::metadata(&path)?.len();
+            meta.add_blob(&intent.repo, digest, size, now())?;
+        }
+        meta.drop_intent(&key)?;
+    }
+    Ok(())
+}
+
 fn hash_file(path: &Path, algorithm: Algorithm) -> Result<Digest> {
     use std::io::Read as _;
     let mut f = std::fs::File::open(path)?;
@@ -777,8 +862,11 @@ fn hash_file(path: &Path, algorithm: Algorithm) -> Result<Digest> {
 /// enough that each hand-off moves many chunks.
 const HAND_OFF: usize = 256 << 10;
 const FLUSH_EVERY: u64 = 32 << 20;
+/// Batches queued for the writer (and for the hashing thread) before reading
+/// waits for them.
+const BATCHES_IN_FLIGHT: usize = 32;
 /// Uploads past this many bytes are hashed on a thread of their own.
-const PARALLEL_HASH: u64 = 256 << 10;
+const PARALLEL_HASH: u64 = 64 << 10;
 
 /// Write every chunk with as few system calls as the kernel allows (one
 /// vectored write per up to 512 chunks; request bodies arrive in many small
@@ -799,27 +887,61 @@ fn write_chunks(file: &mut std::fs::File, chunks: &[Bytes]) -> std::io::Result<(
     Ok(())
 }
 
-/// An upload file's fsync in flight.
-type PendingSync = std::thread::JoinHandle<std::io::Result<()>>;
+/// Work running on a thread of the blocking pool, joined from a blocking
+/// thread or awaited. The pool's threads outlive their tasks, so handing work
+/// to one costs a wake-up, not a thread's creation.
+struct Pooled<T>(tokio::sync::oneshot::Receiver<T>);
 
-/// Where an upload's hash is computed: on the writer's thread for small
-/// bodies, on a thread of its own (fed the same reference-counted chunks)
-/// once a body is large enough that hashing would hold up writing.
+impl<T: Send + 'static> Pooled<T> {
+    fn spawn(work: impl FnOnce() -> T + Send + 'static) -> Self {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::task::spawn_blocking(move || {
+            let _ = tx.send(work());
+        });
+        Pooled(rx)
+    }
+
+    /// Wait from a thread that may block (never a runtime worker).
+    fn join(self) -> std::io::Result<T> {
+        self.0
+            .blocking_recv()
+            .map_err(|_| std::io::Error::other("a blocking task panicked"))
+    }
+
+    async fn wait(self) -> std::io::Result<T> {
+        self.0
+            .await
+            .map_err(|_| std::io::Error::other("a blocking task panicked"))
+    }
+}
+
+/// An upload's writer: says how many bytes it wrote once every byte is
+/// written, then ends once they are fsynced (when asked to).
+struct Writer {
+    written: tokio::sync::oneshot::Receiver<std::io::Result<u64>>,
+    synced: PendingSync,
+}
+
+/// An upload file's fsync in flight.
+type PendingSync = Pooled<std::io::Result<()>>;
+
+/// Where an upload's hash is computed: on the connection's task for small
+/// bodies, on a thread of its own (fed the same reference-counted chunks the
+/// writer writes) once a body is large enough that hashing would hold up
+/// reading.
 enum Hashing {
-    Inline(ContentHasher),
-    Thread(
-        std::sync::mpsc::Sender<Vec<Bytes>>,
-        std::thread::JoinHandle<ContentHasher>,
-    ),
+    Inline(Box<ContentHasher>),
+    Thread(tokio::sync::mpsc::Sender<Vec<Bytes>>, Pooled<ContentHasher>),
 }
 
 impl Hashing {
     fn on_own_thread(self) -> Self {
         match self {
-            Hashing::Inline(mut h) => {
-                let (tx, rx) = std::sync::mpsc::channel::<Vec<Bytes>>();
-                let handle = std::thread::spawn(move || {
-                    while let Ok(chunks) = rx.recv() {
+            Hashing::Inline(h) => {
+                let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(BATCHES_IN_FLIGHT);
+                let handle = Pooled::spawn(move || {
+                    let mut h = *h;
+                    while let Some(chunks) = rx.blocking_recv() {
                         for c in &chunks {
                             h.update(c);
                         }
@@ -832,7 +954,7 @@ impl Hashing {
         }
     }
 
-    fn update(&mut self, batch: &[Bytes]) {
+    async fn update(&mut self, batch: &[Bytes]) {
         match self {
             Hashing::Inline(h) => {
                 for c in batch {
@@ -841,122 +963,147 @@ impl Hashing {
             }
             // Cloning the batch clones reference counts, not bytes.
             Hashing::Thread(tx, _) => {
-                let _ = tx.send(batch.to_vec());
+                let _ = tx.send(batch.to_vec()).await;
             }
         }
     }
 
-    fn finish(self) -> std::io::Result<ContentHasher> {
+    async fn finish(self) -> std::io::Result<ContentHasher> {
         match self {
-            Hashing::Inline(h) => Ok(h),
+            Hashing::Inline(h) => Ok(*h),
             Hashing::Thread(tx, handle) => {
                 drop(tx);
-                handle
-                    .join()
-                    .map_err(|_| std::io::Error::other("the hashing thread panicked"))
+                handle.wait().await
             }
         }
     }
 }
 
-/// Stream `body` onto the end of the file at `path`, hashing as it goes, on a
-/// blocking worker so hashing and disk writes overlap with network reads.
-/// Past [`PARALLEL_HASH`] bytes the hash runs on a second thread that is fed
-/// the same reference-counted chunks the writer writes, so neither waits for
-/// the other.
+/// Write the batches that arrive on `rx` onto the end of the file at `path`;
+/// returns how many bytes were written and the file.
+fn write_batches(
+    path: &Path,
+    mut rx: tokio::sync::mpsc::Receiver<Vec<Bytes>>,
+    early_writeback: bool,
+) -> std::io::Result<(u64, std::fs::File)> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    let mut written = 0u64;
+    let mut unflushed = 0u64;
+    let mut flusher: Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)> = None;
+    while let Some(batch) = rx.blocking_recv() {
+        write_chunks(&mut file, &batch)?;
+        let len: u64 = batch.iter().map(|c| c.len() as u64).sum();
+        written += len;
+        unflushed += len;
+        if early_writeback && unflushed >= FLUSH_EVERY {
+            unflushed = 0;
+            // Large uploads start their writeback while bytes still arrive,
+            // so the fsync before publishing finds little left.
+            if flusher.is_none() {
+                let f = file.try_clone()?;
+                let (tx, rx) = std::sync::mpsc::channel::<()>();
+                let handle = std::thread::spawn(move || {
+                    while rx.recv().is_ok() {
+                        while rx.try_recv().is_ok() {}
+                        let _ = f.sync_data();
+                    }
+                });
+                flusher = Some((tx, handle));
+            }
+            if let Some((tx, _)) = &flusher {
+                let _ = tx.send(());
+            }
+        }
+    }
+    if let Some((tx, handle)) = flusher {
+        drop(tx);
+        let _ = handle.join();
+    }
+    Ok((written, file))
+}
+
+/// Stream `body` onto the end of the file at `path` through a writer on the
+/// blocking pool, hashing it as it arrives: small bodies on this task, larger
+/// ones (past [`PARALLEL_HASH`] bytes) on a thread of their own fed the same
+/// reference-counted chunks the writer writes, so neither waits for the
+/// other. Both take bounded queues, so a slow disk or a slow hash holds back
+/// the reading instead of filling memory. Returns the hash of everything
+/// received, how many bytes came and the writer, which may still be fsyncing
+/// (with `sync_at_end`).
 async fn write_body(
     path: PathBuf,
     hasher: ContentHasher,
     body: axum::body::Body,
     early_writeback: bool,
     sync_at_end: bool,
-) -> Result<(ContentHasher, u64, Option<PendingSync>)> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(32);
-    let worker = tokio::task::spawn_blocking(
-        move || -> std::io::Result<(ContentHasher, u64, Option<PendingSync>)> {
-            let mut file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)?;
-            let mut hashing = Hashing::Inline(hasher);
-            let mut written = 0u64;
-            let mut unflushed = 0u64;
-            let mut flusher: Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)> =
-                None;
-            while let Some(batch) = rx.blocking_recv() {
-                let len: u64 = batch.iter().map(|c| c.len() as u64).sum();
-                if written + len >= PARALLEL_HASH {
-                    hashing = hashing.on_own_thread();
-                }
-                hashing.update(&batch);
-                write_chunks(&mut file, &batch)?;
-                written += len;
-                unflushed += len;
-                if early_writeback && unflushed >= FLUSH_EVERY {
-                    unflushed = 0;
-                    // Large uploads start their writeback while bytes still
-                    // arrive, so the fsync before publishing finds little left.
-                    if flusher.is_none() {
-                        let f = file.try_clone()?;
-                        let (tx, rx) = std::sync::mpsc::channel::<()>();
-                        let handle = std::thread::spawn(move || {
-                            while rx.recv().is_ok() {
-                                while rx.try_recv().is_ok() {}
-                                let _ = f.sync_data();
-                            }
-                        });
-                        flusher = Some((tx, handle));
-                    }
-                    if let Some((tx, _)) = &flusher {
-                        let _ = tx.send(());
-                    }
+) -> Result<(ContentHasher, u64, Writer)> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(BATCHES_IN_FLIGHT);
+    let (written_tx, written) = tokio::sync::oneshot::channel();
+    let synced = Pooled::spawn(move || -> std::io::Result<()> {
+        match write_batches(&path, rx, early_writeback) {
+            Ok((n, file)) => {
+                let _ = written_tx.send(Ok(n));
+                // The last chunk's fsync runs on the writer's own thread, while
+                // the hash finishes and the blob is renamed into place.
+                if sync_at_end {
+                    file.sync_data()
+                } else {
+                    Ok(())
                 }
             }
-            if let Some((tx, handle)) = flusher {
-                drop(tx);
-                let _ = handle.join();
+            Err(e) => {
+                let kind = e.kind();
+                let _ = written_tx.send(Err(e));
+                Err(kind.into())
             }
-            // The fsync runs while the hashing thread finishes its last chunks
-            // and, after that, while the blob is renamed into place.
-            let pending = sync_at_end.then(|| std::thread::spawn(move || file.sync_data()));
-            let hasher = hashing.finish()?;
-            Ok((hasher, written, pending))
-        },
-    );
+        }
+    });
+    let writer = Writer { written, synced };
+    let mut hashing = Hashing::Inline(Box::new(hasher));
+    let mut received = 0u64;
     let mut stream = body.into_data_stream();
     let mut batch: Vec<Bytes> = vec![];
     let mut batch_len = 0usize;
     let mut failure = None;
-    while let Some(chunk) = stream.next().await {
-        match chunk {
-            Ok(c) => {
-                // Chunks are handed over as they came (no copy), in batches.
+    loop {
+        let next = stream.next().await;
+        let end = !matches!(next, Some(Ok(_)));
+        match next {
+            // Chunks are handed over as they came (no copy), in batches.
+            Some(Ok(c)) => {
                 batch_len += c.len();
                 batch.push(c);
-                if batch_len >= HAND_OFF {
-                    batch_len = 0;
-                    if tx.send(std::mem::take(&mut batch)).await.is_err() {
-                        break;
-                    }
-                }
             }
-            Err(e) => {
-                failure = Some(e);
+            Some(Err(e)) => failure = Some(e),
+            None => {}
+        }
+        if (end && !batch.is_empty()) || batch_len >= HAND_OFF {
+            received += batch_len as u64;
+            batch_len = 0;
+            if received >= PARALLEL_HASH {
+                hashing = hashing.on_own_thread();
+            }
+            hashing.update(&batch).await;
+            if tx.send(std::mem::take(&mut batch)).await.is_err() {
+                // The writer failed; it says why.
                 break;
             }
         }
-    }
-    if !batch.is_empty() {
-        let _ = tx.send(batch).await;
+        if end {
+            break;
+        }
     }
     drop(tx);
-    let result = worker
-        .await
-        .map_err(|e| RegistryError::Io(std::io::Error::other(e)))??;
+    let hasher = hashing.finish().await;
     if let Some(e) = failure {
+        // The caller undoes the chunk: let the writer finish first.
+        let _ = writer.written.await;
         return Err(RegistryError::Io(std::io::Error::other(format!(
             "request body: {e}"
         ))));
     }
-    Ok(result)
+    Ok((hasher?, received, writer))
 }

@@ -491,6 +491,55 @@ fn a_crash_mid_upload_exposes_nothing_and_restart_cleans_up() {
 }
 
 #[test]
+fn a_crash_between_an_uploads_intent_and_its_record_is_settled_at_open() {
+    // An upload commits its intent, then its file is renamed into place and
+    // fsynced, then a commit that is not fsynced records the blob. A crash
+    // can lose that record, or come before the file is whole: the next open
+    // records what is intact and removes what is not.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let config = plumb_registry::RegistryConfig::default();
+    let repo = plumb_oci::RepositoryName::parse("app").unwrap();
+    drop(plumb_registry::Registry::open(&root, config.clone()).unwrap());
+    let blob_path = |d: &Digest| {
+        let hex = d.hex();
+        root.join("blobs/sha256").join(&hex[..2]).join(hex)
+    };
+    let whole = b"every byte of the blob".to_vec();
+    let whole_d = Digest::sha256_of(&whole);
+    let torn_d = Digest::sha256_of(b"what the client meant to send");
+    let absent_d = Digest::sha256_of(b"never renamed into place");
+    {
+        let meta = plumb_registry::meta::Metadata::open(&root.join("metadata.redb")).unwrap();
+        for (key, d) in [("u1", &whole_d), ("u2", &torn_d), ("u3", &absent_d)] {
+            let intent = plumb_registry::meta::BlobIntent {
+                digest: d.clone(),
+                repo: "app".into(),
+            };
+            meta.add_intent(key, &intent).unwrap();
+        }
+    }
+    std::fs::write(blob_path(&whole_d), &whole).unwrap();
+    std::fs::write(blob_path(&torn_d), b"what the client").unwrap();
+
+    let reg = plumb_registry::Registry::open(&root, config.clone()).unwrap();
+    assert_eq!(reg.blob_size(&repo, &whole_d).unwrap(), whole.len() as u64);
+    let (mut f, _) = reg.blob_open(&repo, &whole_d).unwrap();
+    let mut back = vec![];
+    std::io::Read::read_to_end(&mut f, &mut back).unwrap();
+    assert_eq!(back, whole);
+    assert!(reg.blob_size(&repo, &torn_d).is_err());
+    assert!(!blob_path(&torn_d).exists(), "a torn file is removed");
+    assert!(reg.blob_size(&repo, &absent_d).is_err());
+    drop(reg);
+    let meta = plumb_registry::meta::Metadata::open(&root.join("metadata.redb")).unwrap();
+    assert!(
+        meta.intents().unwrap().is_empty(),
+        "every intent is settled"
+    );
+}
+
+#[test]
 fn large_chunked_uploads_are_hashed_across_chunks() {
     // Chunks past the size where hashing moves to its own thread; the hash
     // carries from one PATCH to the next and the final PUT checks it.
