@@ -1,11 +1,11 @@
 //! Registry benchmark: plumb's registry against CNCF distribution, in the same
 //! run on the same machine, plus the machine's raw limits for the same blobs
 //! (sha256 of each, and each written to a new file ended by fsync). Blob rows
-//! are the median of three rounds that alternate the servers. Prints a
+//! are the median of three rounds (`--rounds N`) that alternate the servers. Prints a
 //! markdown table.
 //!
 //! Run through `bench/registry/run`, which builds both servers. Directly:
-//! `cargo bench -p plumb-registry --bench registry -- --plumb PATH --distribution PATH [--quick] [--only TEXT]`
+//! `cargo bench -p plumb-registry --bench registry -- --plumb PATH --distribution PATH [--quick] [--rounds N] [--only TEXT]`
 //! (`--only` keeps the workloads whose label contains TEXT, e.g. `GB` or `manifests`)
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -22,6 +22,7 @@ struct Args {
     plumb: PathBuf,
     distribution: PathBuf,
     quick: bool,
+    rounds: Option<usize>,
     only: Option<String>,
 }
 
@@ -29,6 +30,7 @@ fn args() -> Args {
     let mut plumb = None;
     let mut distribution = None;
     let mut quick = false;
+    let mut rounds = None;
     let mut only = None;
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -36,6 +38,7 @@ fn args() -> Args {
             "--plumb" => plumb = it.next().map(PathBuf::from),
             "--distribution" => distribution = it.next().map(PathBuf::from),
             "--quick" => quick = true,
+            "--rounds" => rounds = it.next().and_then(|n| n.parse().ok()),
             "--only" => only = it.next(),
             _ => {}
         }
@@ -44,6 +47,7 @@ fn args() -> Args {
         plumb: plumb.expect("--plumb PATH (bench/registry/run passes it)"),
         distribution: distribution.expect("--distribution PATH (bench/registry/run passes it)"),
         quick,
+        rounds,
         only,
     }
 }
@@ -527,7 +531,7 @@ fn main() {
         .tempdir_in(std::env::temp_dir())
         .unwrap();
     let mb = 1_000_000usize;
-    let rounds_per_size = if args.quick { 1 } else { 3 };
+    let rounds_per_size = args.rounds.unwrap_or(if args.quick { 1 } else { 3 });
     let wanted = |label: &str| args.only.as_deref().is_none_or(|o| label.contains(o));
     let sizes: Vec<(usize, u64, &str)> = if args.quick {
         vec![

@@ -12,10 +12,11 @@
 //! written and verified upload file, and a blob is served only once the index
 //! records it, which happens after the file's bytes and its rename are both
 //! fsynced. So a crash (or kill -9, or power loss) never exposes a partial
-//! blob: at worst it leaves an upload file or an unindexed blob, both of which
-//! garbage collection removes. Publishing and deleting the
-//! same digest are serialised by a striped lock, so a concurrent re-upload and
-//! a GC sweep of that digest cannot interleave.
+//! blob: at worst it leaves an upload file (dropped at the next start), an
+//! unindexed blob (removed by garbage collection) or an upload's intent
+//! without its record (settled at the next start, see [`crate::meta`]).
+//! Publishing and deleting the same digest are serialised by a striped lock,
+//! so a concurrent re-upload and a GC sweep of that digest cannot interleave.
 //!
 //! Creating a file is the costliest step of a small upload on some file
 //! systems (ext4 without a journal scans past every recently deleted inode

@@ -14,7 +14,7 @@
 //! | `blob_users` | blob `\0` repo `\0` manifest | - (a manifest's reference to a blob or child manifest) |
 //! | `referrers` | repo `\0` subject `\0` referrer | - |
 //! | `repos` | repo | created at |
-//! | `blob_intents` | upload id | [`BlobIntent`] (a blob upload finishing) |
+//! | `blob_intents` | random key per finishing upload | [`BlobIntent`] |
 //!
 //! `blob_users` is what makes garbage collection safe: a manifest push checks
 //! its blobs and records its references in one transaction, and a blob is
@@ -187,35 +187,37 @@ impl Metadata {
         self.record_blob(repo, digest, size, now, None)
     }
 
-    /// Durably note that upload `id` is about to publish `intent.digest`.
-    pub fn add_intent(&self, id: &str, intent: &BlobIntent) -> Result<()> {
+    /// Durably note, under `key`, that an upload is about to publish
+    /// `intent.digest`.
+    pub fn add_intent(&self, key: &str, intent: &BlobIntent) -> Result<()> {
         let txn = self.db.begin_write()?;
         txn.open_table(INTENTS)?
-            .insert(id, serde_json::to_vec(intent)?.as_slice())?;
+            .insert(key, serde_json::to_vec(intent)?.as_slice())?;
         txn.commit()?;
         Ok(())
     }
 
-    /// Drop upload `id`'s intent (the upload failed).
-    pub fn drop_intent(&self, id: &str) -> Result<()> {
+    /// Drop the intent noted under `key` (the upload failed, or recovery
+    /// settled it).
+    pub fn drop_intent(&self, key: &str) -> Result<()> {
         let txn = self.db.begin_write()?;
-        txn.open_table(INTENTS)?.remove(id)?;
+        txn.open_table(INTENTS)?.remove(key)?;
         txn.commit()?;
         Ok(())
     }
 
-    /// Record a verified, durable blob and link it into `repo`, ending upload
-    /// `id`'s intent, in a commit that is not fsynced: lost in a crash, it is
-    /// made again from the intent when the store opens.
+    /// Record a verified, durable blob and link it into `repo`, ending the
+    /// intent noted under `key`, in a commit that is not fsynced: lost in a
+    /// crash, it is made again from the intent when the store opens.
     pub fn confirm_blob(
         &self,
-        id: &str,
+        key: &str,
         repo: &str,
         digest: &Digest,
         size: u64,
         now: i64,
     ) -> Result<()> {
-        self.record_blob(repo, digest, size, now, Some(id))
+        self.record_blob(repo, digest, size, now, Some(key))
     }
 
     /// Intents left by uploads a crash interrupted.
@@ -239,9 +241,9 @@ impl Metadata {
         intent: Option<&str>,
     ) -> Result<()> {
         let mut txn = self.db.begin_write()?;
-        if let Some(id) = intent {
+        if let Some(key) = intent {
             txn.set_durability(redb::Durability::None)?;
-            txn.open_table(INTENTS)?.remove(id)?;
+            txn.open_table(INTENTS)?.remove(key)?;
         }
         {
             let mut blobs = txn.open_table(BLOBS)?;
