@@ -312,8 +312,8 @@ impl Registry {
     }
 
     /// [`Registry::append_upload`]; with `last`, the chunk ends the upload and,
-    /// when the store fsyncs, the file's fsync is returned still running, to
-    /// be joined before the blob is recorded.
+    /// when the store fsyncs, the file's fsync starts while its hash finishes
+    /// (returned to be awaited before the blob is recorded).
     async fn append(
         &self,
         repo: &RepositoryName,
@@ -335,7 +335,7 @@ impl Registry {
                 expected: s.size,
             });
         }
-        let (hasher, received, writer) = match write_body(
+        let (hasher, written, pending) = match write_body(
             self.blobs.upload_path(id),
             s.hasher.clone(),
             body,
@@ -347,27 +347,23 @@ impl Registry {
             Ok(r) => r,
             Err(e) => {
                 // A broken body leaves the upload as it was before the chunk.
-                let _ = self.undo_chunk(id, s.size);
+                if let Ok(f) = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(self.blobs.upload_path(id))
+                {
+                    let _ = f.set_len(s.size);
+                }
                 return Err(e);
             }
         };
-        let written = match writer.written.await {
-            Ok(Ok(n)) if n == received => n,
-            failed => {
-                // So does a failed write.
-                let _ = self.undo_chunk(id, s.size);
-                return Err(RegistryError::Io(match failed {
-                    Ok(Err(e)) => e,
-                    _ => std::io::Error::other("the upload's writer stopped early"),
-                }));
-            }
-        };
-        let pending = last.then_some(writer.synced);
         if let Some((start, end)) = range
             && written != end - start + 1
         {
-            // And a chunk that did not match its declared range.
-            self.undo_chunk(id, s.size)?;
+            // The chunk did not match its declared range: undo it.
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(self.blobs.upload_path(id))?;
+            f.set_len(s.size)?;
             return Err(RegistryError::SizeInvalid(format!(
                 "Content-Range declares {} bytes but the body has {written}",
                 end - start + 1
@@ -377,14 +373,6 @@ impl Registry {
         s.size += written;
         s.touched = now();
         Ok((s.size, pending))
-    }
-
-    /// Cut upload `id`'s file back to the `size` it had before a chunk.
-    fn undo_chunk(&self, id: &str, size: u64) -> std::io::Result<()> {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(self.blobs.upload_path(id))?
-            .set_len(size)
     }
 
     /// Finish an upload: append the final body, check the digest, publish.
@@ -479,7 +467,9 @@ impl Registry {
     ) -> Result<()> {
         let wait = |pending: Option<PendingSync>| -> std::io::Result<()> {
             match pending {
-                Some(sync) => sync.join()?,
+                Some(handle) => handle
+                    .join()
+                    .map_err(|_| std::io::Error::other("the fsync thread panicked"))?,
                 None => Ok(()),
             }
         };
@@ -862,11 +852,12 @@ fn hash_file(path: &Path, algorithm: Algorithm) -> Result<Digest> {
 /// enough that each hand-off moves many chunks.
 const HAND_OFF: usize = 256 << 10;
 const FLUSH_EVERY: u64 = 32 << 20;
-/// Batches queued for the writer (and for the hashing thread) before reading
-/// waits for them.
-const BATCHES_IN_FLIGHT: usize = 32;
 /// Uploads past this many bytes are hashed on a thread of their own.
-const PARALLEL_HASH: u64 = 64 << 10;
+const PARALLEL_HASH: u64 = 256 << 10;
+/// Batches queued for the hashing thread before the writer waits for it
+/// (32 MiB): the hash normally outruns the disk, and where it cannot (no
+/// SHA extensions) memory stays bounded.
+const HASH_BATCHES_IN_FLIGHT: usize = 128;
 
 /// Write every chunk with as few system calls as the kernel allows (one
 /// vectored write per up to 512 chunks; request bodies arrive in many small
@@ -887,61 +878,48 @@ fn write_chunks(file: &mut std::fs::File, chunks: &[Bytes]) -> std::io::Result<(
     Ok(())
 }
 
-/// Work running on a thread of the blocking pool, joined from a blocking
-/// thread or awaited. The pool's threads outlive their tasks, so handing work
+/// Work running on a thread of the blocking pool, joined from another
+/// blocking thread. The pool's threads outlive their tasks, so handing work
 /// to one costs a wake-up, not a thread's creation.
-struct Pooled<T>(tokio::sync::oneshot::Receiver<T>);
+struct Pooled<T>(std::sync::mpsc::Receiver<T>);
 
 impl<T: Send + 'static> Pooled<T> {
     fn spawn(work: impl FnOnce() -> T + Send + 'static) -> Self {
-        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
         tokio::task::spawn_blocking(move || {
             let _ = tx.send(work());
         });
         Pooled(rx)
     }
 
-    /// Wait from a thread that may block (never a runtime worker).
     fn join(self) -> std::io::Result<T> {
         self.0
-            .blocking_recv()
+            .recv()
             .map_err(|_| std::io::Error::other("a blocking task panicked"))
     }
-
-    async fn wait(self) -> std::io::Result<T> {
-        self.0
-            .await
-            .map_err(|_| std::io::Error::other("a blocking task panicked"))
-    }
-}
-
-/// An upload's writer: says how many bytes it wrote once every byte is
-/// written, then ends once they are fsynced (when asked to).
-struct Writer {
-    written: tokio::sync::oneshot::Receiver<std::io::Result<u64>>,
-    synced: PendingSync,
 }
 
 /// An upload file's fsync in flight.
-type PendingSync = Pooled<std::io::Result<()>>;
+type PendingSync = std::thread::JoinHandle<std::io::Result<()>>;
 
-/// Where an upload's hash is computed: on the connection's task for small
-/// bodies, on a thread of its own (fed the same reference-counted chunks the
-/// writer writes) once a body is large enough that hashing would hold up
-/// reading.
+/// Where an upload's hash is computed: on the writer's thread for small
+/// bodies, on a thread of its own (fed the same reference-counted chunks)
+/// once a body is large enough that hashing would hold up writing.
 enum Hashing {
-    Inline(Box<ContentHasher>),
-    Thread(tokio::sync::mpsc::Sender<Vec<Bytes>>, Pooled<ContentHasher>),
+    Inline(ContentHasher),
+    Thread(
+        std::sync::mpsc::SyncSender<Vec<Bytes>>,
+        std::thread::JoinHandle<ContentHasher>,
+    ),
 }
 
 impl Hashing {
     fn on_own_thread(self) -> Self {
         match self {
-            Hashing::Inline(h) => {
-                let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(BATCHES_IN_FLIGHT);
-                let handle = Pooled::spawn(move || {
-                    let mut h = *h;
-                    while let Some(chunks) = rx.blocking_recv() {
+            Hashing::Inline(mut h) => {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Bytes>>(HASH_BATCHES_IN_FLIGHT);
+                let handle = std::thread::spawn(move || {
+                    while let Ok(chunks) = rx.recv() {
                         for c in &chunks {
                             h.update(c);
                         }
@@ -954,7 +932,7 @@ impl Hashing {
         }
     }
 
-    async fn update(&mut self, batch: &[Bytes]) {
+    fn update(&mut self, batch: &[Bytes]) {
         match self {
             Hashing::Inline(h) => {
                 for c in batch {
@@ -963,147 +941,122 @@ impl Hashing {
             }
             // Cloning the batch clones reference counts, not bytes.
             Hashing::Thread(tx, _) => {
-                let _ = tx.send(batch.to_vec()).await;
+                let _ = tx.send(batch.to_vec());
             }
         }
     }
 
-    async fn finish(self) -> std::io::Result<ContentHasher> {
+    fn finish(self) -> std::io::Result<ContentHasher> {
         match self {
-            Hashing::Inline(h) => Ok(*h),
+            Hashing::Inline(h) => Ok(h),
             Hashing::Thread(tx, handle) => {
                 drop(tx);
-                handle.wait().await
+                handle
+                    .join()
+                    .map_err(|_| std::io::Error::other("the hashing thread panicked"))
             }
         }
     }
 }
 
-/// Write the batches that arrive on `rx` onto the end of the file at `path`;
-/// returns how many bytes were written and the file.
-fn write_batches(
-    path: &Path,
-    mut rx: tokio::sync::mpsc::Receiver<Vec<Bytes>>,
-    early_writeback: bool,
-) -> std::io::Result<(u64, std::fs::File)> {
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
-    let mut written = 0u64;
-    let mut unflushed = 0u64;
-    let mut flusher: Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)> = None;
-    while let Some(batch) = rx.blocking_recv() {
-        write_chunks(&mut file, &batch)?;
-        let len: u64 = batch.iter().map(|c| c.len() as u64).sum();
-        written += len;
-        unflushed += len;
-        if early_writeback && unflushed >= FLUSH_EVERY {
-            unflushed = 0;
-            // Large uploads start their writeback while bytes still arrive,
-            // so the fsync before publishing finds little left.
-            if flusher.is_none() {
-                let f = file.try_clone()?;
-                let (tx, rx) = std::sync::mpsc::channel::<()>();
-                let handle = std::thread::spawn(move || {
-                    while rx.recv().is_ok() {
-                        while rx.try_recv().is_ok() {}
-                        let _ = f.sync_data();
-                    }
-                });
-                flusher = Some((tx, handle));
-            }
-            if let Some((tx, _)) = &flusher {
-                let _ = tx.send(());
-            }
-        }
-    }
-    if let Some((tx, handle)) = flusher {
-        drop(tx);
-        let _ = handle.join();
-    }
-    Ok((written, file))
-}
-
-/// Stream `body` onto the end of the file at `path` through a writer on the
-/// blocking pool, hashing it as it arrives: small bodies on this task, larger
-/// ones (past [`PARALLEL_HASH`] bytes) on a thread of their own fed the same
-/// reference-counted chunks the writer writes, so neither waits for the
-/// other. Both take bounded queues, so a slow disk or a slow hash holds back
-/// the reading instead of filling memory. Returns the hash of everything
-/// received, how many bytes came and the writer, which may still be fsyncing
-/// (with `sync_at_end`).
+/// Stream `body` onto the end of the file at `path`, hashing as it goes, on a
+/// blocking worker so hashing and disk writes overlap with network reads.
+/// Past [`PARALLEL_HASH`] bytes the hash runs on a second thread that is fed
+/// the same reference-counted chunks the writer writes, so neither waits for
+/// the other.
 async fn write_body(
     path: PathBuf,
     hasher: ContentHasher,
     body: axum::body::Body,
     early_writeback: bool,
     sync_at_end: bool,
-) -> Result<(ContentHasher, u64, Writer)> {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(BATCHES_IN_FLIGHT);
-    let (written_tx, written) = tokio::sync::oneshot::channel();
-    let synced = Pooled::spawn(move || -> std::io::Result<()> {
-        match write_batches(&path, rx, early_writeback) {
-            Ok((n, file)) => {
-                let _ = written_tx.send(Ok(n));
-                // The last chunk's fsync runs on the writer's own thread, while
-                // the hash finishes and the blob is renamed into place.
-                if sync_at_end {
-                    file.sync_data()
-                } else {
-                    Ok(())
+) -> Result<(ContentHasher, u64, Option<PendingSync>)> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(32);
+    let worker = tokio::task::spawn_blocking(
+        move || -> std::io::Result<(ContentHasher, u64, Option<PendingSync>)> {
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)?;
+            let mut hashing = Hashing::Inline(hasher);
+            let mut written = 0u64;
+            let mut unflushed = 0u64;
+            let mut flusher: Option<(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>)> =
+                None;
+            while let Some(batch) = rx.blocking_recv() {
+                let len: u64 = batch.iter().map(|c| c.len() as u64).sum();
+                if written + len >= PARALLEL_HASH {
+                    hashing = hashing.on_own_thread();
+                }
+                hashing.update(&batch);
+                write_chunks(&mut file, &batch)?;
+                written += len;
+                unflushed += len;
+                if early_writeback && unflushed >= FLUSH_EVERY {
+                    unflushed = 0;
+                    // Large uploads start their writeback while bytes still
+                    // arrive, so the fsync before publishing finds little left.
+                    if flusher.is_none() {
+                        let f = file.try_clone()?;
+                        let (tx, rx) = std::sync::mpsc::channel::<()>();
+                        let handle = std::thread::spawn(move || {
+                            while rx.recv().is_ok() {
+                                while rx.try_recv().is_ok() {}
+                                let _ = f.sync_data();
+                            }
+                        });
+                        flusher = Some((tx, handle));
+                    }
+                    if let Some((tx, _)) = &flusher {
+                        let _ = tx.send(());
+                    }
                 }
             }
-            Err(e) => {
-                let kind = e.kind();
-                let _ = written_tx.send(Err(e));
-                Err(kind.into())
+            if let Some((tx, handle)) = flusher {
+                drop(tx);
+                let _ = handle.join();
             }
-        }
-    });
-    let writer = Writer { written, synced };
-    let mut hashing = Hashing::Inline(Box::new(hasher));
-    let mut received = 0u64;
+            // The fsync runs while the hashing thread finishes its last chunks
+            // and, after that, while the blob is renamed into place.
+            let pending = sync_at_end.then(|| std::thread::spawn(move || file.sync_data()));
+            let hasher = hashing.finish()?;
+            Ok((hasher, written, pending))
+        },
+    );
     let mut stream = body.into_data_stream();
     let mut batch: Vec<Bytes> = vec![];
     let mut batch_len = 0usize;
     let mut failure = None;
-    loop {
-        let next = stream.next().await;
-        let end = !matches!(next, Some(Ok(_)));
-        match next {
-            // Chunks are handed over as they came (no copy), in batches.
-            Some(Ok(c)) => {
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(c) => {
+                // Chunks are handed over as they came (no copy), in batches.
                 batch_len += c.len();
                 batch.push(c);
+                if batch_len >= HAND_OFF {
+                    batch_len = 0;
+                    if tx.send(std::mem::take(&mut batch)).await.is_err() {
+                        break;
+                    }
+                }
             }
-            Some(Err(e)) => failure = Some(e),
-            None => {}
-        }
-        if (end && !batch.is_empty()) || batch_len >= HAND_OFF {
-            received += batch_len as u64;
-            batch_len = 0;
-            if received >= PARALLEL_HASH {
-                hashing = hashing.on_own_thread();
-            }
-            hashing.update(&batch).await;
-            if tx.send(std::mem::take(&mut batch)).await.is_err() {
-                // The writer failed; it says why.
+            Err(e) => {
+                failure = Some(e);
                 break;
             }
         }
-        if end {
-            break;
-        }
+    }
+    if !batch.is_empty() {
+        let _ = tx.send(batch).await;
     }
     drop(tx);
-    let hasher = hashing.finish().await;
+    let result = worker
+        .await
+        .map_err(|e| RegistryError::Io(std::io::Error::other(e)))??;
     if let Some(e) = failure {
-        // The caller undoes the chunk: let the writer finish first.
-        let _ = writer.written.await;
         return Err(RegistryError::Io(std::io::Error::other(format!(
             "request body: {e}"
         ))));
     }
-    Ok((hasher?, received, writer))
+    Ok(result)
 }
