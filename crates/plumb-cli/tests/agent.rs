@@ -19,14 +19,6 @@ struct AgentProcess {
     token: Option<String>,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn plumb(data: &Path) -> Command {
     let env = testenv();
     let mut path = std::ffi::OsString::new();
@@ -137,7 +129,7 @@ async fn kill_9_during_a_1000_object_sync_loses_nothing() {
         "  syncPolicy:\n    automated:\n      prune: true\n",
     );
     let data = dir.path().join("data");
-    let port = free_port();
+    let port = plumb_testenv::free_port();
 
     // Kill at several points: as soon as anything exists, then mid-way, then
     // late. One apply at a time makes the sync slow enough to land in it.
@@ -242,7 +234,7 @@ async fn history_rollback_resume_through_a_running_agent_and_sigterm() {
         "  syncPolicy:\n    automated:\n      selfHeal: true\n",
     );
     let data = dir.path().join("data");
-    let mut agent = start_agent(&data, &app, free_port());
+    let mut agent = start_agent(&data, &app, plumb_testenv::free_port());
     let token = agent
         .token
         .clone()

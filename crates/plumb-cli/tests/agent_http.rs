@@ -12,14 +12,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// One HTTP/1.1 request; the status and body.
 fn request(port: u16, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -52,7 +44,7 @@ struct Running {
 
 impl Running {
     fn start(data: &Path, apps: &Path, extra: &[&str]) -> Running {
-        let port = free_port();
+        let port = plumb_testenv::free_port();
         let mut child = Command::new(env!("CARGO_BIN_EXE_plumb"))
             .arg("--data-dir")
             .arg(data)

@@ -14,17 +14,9 @@ use std::time::{Duration, Instant};
 
 use plumb_oci::Digest;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Start a registry on `root` (fsync on, the default) and wait until it answers.
 fn serve(root: &Path) -> (Child, u16) {
-    let port = free_port();
+    let port = plumb_testenv::free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_plumb"))
         .args(["registry", "serve", "--no-auth", "--listen"])
         .arg(format!("127.0.0.1:{port}"))

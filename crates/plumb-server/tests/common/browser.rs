@@ -3,7 +3,6 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -52,14 +51,6 @@ fn find_tool(env: &str, names: &[&str]) -> PathBuf {
     );
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Where screenshots go: `target/browser-screenshots/` (never committed).
 pub fn screenshot_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
@@ -76,7 +67,7 @@ impl Browser {
     pub async fn start(prefix: &str, scheme: Scheme) -> Browser {
         let chromium = find_tool("PLUMB_CHROMIUM", &["chromium", "chromium-browser"]);
         let chromedriver = find_tool("PLUMB_CHROMEDRIVER", &["chromedriver"]);
-        let port = free_port();
+        let port = plumb_testenv::free_port();
         let mut cmd = Command::new(&chromedriver);
         cmd.arg(format!("--port={port}"))
             .stdin(Stdio::null())
