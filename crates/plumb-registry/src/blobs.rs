@@ -41,7 +41,7 @@ pub struct BlobStore {
     stripes: Vec<Mutex<()>>,
     ready: Arc<Mutex<Vec<String>>>,
     /// Wakes the thread that refills `ready`; dropping it ends the thread.
-    refill: Mutex<std::sync::mpsc::Sender<()>>,
+    refill: std::sync::mpsc::Sender<()>,
 }
 
 impl BlobStore {
@@ -88,7 +88,7 @@ impl BlobStore {
             fsync,
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             ready,
-            refill: Mutex::new(refill),
+            refill,
         })
     }
 
@@ -97,7 +97,7 @@ impl BlobStore {
     /// otherwise the upload's first chunk creates it.
     pub fn new_upload(&self) -> String {
         let spare = lock_ignoring_poison(&self.ready).pop();
-        let _ = lock_ignoring_poison(&self.refill).send(());
+        let _ = self.refill.send(());
         if let Some(id) = spare
             && std::fs::rename(self.root.join("spare").join(&id), self.upload_path(&id)).is_ok()
         {
@@ -148,13 +148,25 @@ impl BlobStore {
             std::fs::create_dir_all(parent)?;
         }
         std::fs::rename(staged, &dest)?;
-        if self.fsync
-            && let Some(parent) = dest.parent()
-        {
-            // Make the rename itself durable.
-            std::fs::File::open(parent)?.sync_all()?;
+        // Make the rename itself durable.
+        self.sync_dir_of(&dest)
+    }
+
+    /// When the store fsyncs, make a blob's bytes and its name durable again
+    /// (recovery after a crash that may have come before its fsync).
+    pub fn sync_blob(&self, digest: &Digest) -> std::io::Result<()> {
+        let path = self.blob_path(digest);
+        if self.fsync {
+            std::fs::File::open(&path)?.sync_all()?;
         }
-        Ok(())
+        self.sync_dir_of(&path)
+    }
+
+    fn sync_dir_of(&self, path: &Path) -> std::io::Result<()> {
+        match path.parent() {
+            Some(dir) if self.fsync => std::fs::File::open(dir)?.sync_all(),
+            _ => Ok(()),
+        }
     }
 
     /// Remove a blob file (the caller holds the lock and has removed the index entry).

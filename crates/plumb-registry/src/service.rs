@@ -809,11 +809,8 @@ fn recover_intents(blobs: &BlobStore, meta: &Metadata) -> Result<()> {
             Some(known) => *known,
             None => {
                 let intact = path.exists() && hash_file(&path, digest.algorithm())? == *digest;
-                if intact && blobs.fsync() {
-                    std::fs::File::open(&path)?.sync_all()?;
-                    if let Some(dir) = path.parent() {
-                        std::fs::File::open(dir)?.sync_all()?;
-                    }
+                if intact {
+                    blobs.sync_blob(digest)?;
                 }
                 if !intact && meta.blob(digest)?.is_none() {
                     blobs.remove(digest)?;
