@@ -554,24 +554,22 @@ impl Metadata {
         tag: &str,
         check: impl FnOnce(&TagRecord) -> Result<()>,
     ) -> Result<bool> {
-        let txn = self.db.begin_write()?;
-        {
-            let mut tags = txn.open_table(TAGS)?;
-            let Some(raw) = tags
-                .get(k2(repo, tag).as_str())?
-                .map(|v| v.value().to_vec())
-            else {
-                return Ok(false);
-            };
-            check(&serde_json::from_slice(&raw)?)?;
-            tags.remove(k2(repo, tag).as_str())?;
-        }
-        txn.commit()?;
-        Ok(true)
+        self.remove_tag_when(repo, tag, |rec| check(rec).map(|()| true))
     }
 
     /// Delete `tag` only if it still names `expected` (retention, online).
     pub fn delete_tag_if(&self, repo: &str, tag: &str, expected: &TagRecord) -> Result<bool> {
+        self.remove_tag_when(repo, tag, |rec| Ok(rec == expected))
+    }
+
+    /// Remove `tag` in one transaction if it exists and `decide` says so;
+    /// true when it went.
+    fn remove_tag_when(
+        &self,
+        repo: &str,
+        tag: &str,
+        decide: impl FnOnce(&TagRecord) -> Result<bool>,
+    ) -> Result<bool> {
         let txn = self.db.begin_write()?;
         {
             let mut tags = txn.open_table(TAGS)?;
@@ -581,7 +579,7 @@ impl Metadata {
             else {
                 return Ok(false);
             };
-            if &serde_json::from_slice::<TagRecord>(&raw)? != expected {
+            if !decide(&serde_json::from_slice(&raw)?)? {
                 return Ok(false);
             }
             tags.remove(k2(repo, tag).as_str())?;
@@ -709,5 +707,64 @@ impl Metadata {
         };
         txn.commit()?;
         Ok(Some(size))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn tag_manifest(meta: &Metadata, bytes: &[u8], tag: &str, pushed_at: i64) -> TagRecord {
+        let digest = Digest::sha256_of(bytes);
+        let record = ManifestRecord {
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            size: bytes.len() as u64,
+            artifact_type: None,
+            annotations: BTreeMap::new(),
+            subject: None,
+            references: vec![],
+            children: vec![],
+            pushed_at,
+        };
+        let write = ManifestWrite {
+            repo: "app",
+            digest: &digest,
+            record,
+            bytes,
+            required_blobs: &[],
+            required_manifests: &[],
+            tags: &[tag],
+        };
+        meta.put_manifest(write, |_, _| Ok(())).unwrap();
+        meta.tag("app", tag).unwrap().unwrap()
+    }
+
+    #[test]
+    fn a_tag_moved_since_retention_planned_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Metadata::open(&dir.path().join("m.redb")).unwrap();
+        let planned = tag_manifest(&meta, b"{\"first\":1}", "build-1", 100);
+        let moved = tag_manifest(&meta, b"{\"second\":2}", "build-1", 200);
+        assert_ne!(planned, moved);
+        assert!(!meta.delete_tag_if("app", "build-1", &planned).unwrap());
+        assert_eq!(meta.tag("app", "build-1").unwrap(), Some(moved.clone()));
+        assert!(meta.delete_tag_if("app", "build-1", &moved).unwrap());
+        assert_eq!(meta.tag("app", "build-1").unwrap(), None);
+        assert!(!meta.delete_tag_if("app", "build-1", &moved).unwrap());
+    }
+
+    #[test]
+    fn a_tag_delete_refused_by_its_check_keeps_the_tag() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = Metadata::open(&dir.path().join("m.redb")).unwrap();
+        let rec = tag_manifest(&meta, b"{}", "v1.0.0", 100);
+        let refused = meta.delete_tag("app", "v1.0.0", |_| {
+            Err(RegistryError::TagInvalid("immutable".into()))
+        });
+        assert!(refused.is_err());
+        assert_eq!(meta.tag("app", "v1.0.0").unwrap(), Some(rec));
+        assert!(meta.delete_tag("app", "v1.0.0", |_| Ok(())).unwrap());
+        assert_eq!(meta.tag("app", "v1.0.0").unwrap(), None);
     }
 }

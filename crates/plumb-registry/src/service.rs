@@ -734,16 +734,7 @@ impl Registry {
         }
         let mut names: Vec<String> = tags.into_iter().map(|(t, _)| t).collect();
         names.sort();
-        if let Some(last) = last {
-            names.retain(|t| t.as_str() > last);
-        }
-        match n {
-            Some(n) if names.len() > n => {
-                names.truncate(n);
-                Ok((names, true))
-            }
-            _ => Ok((names, false)),
-        }
+        Ok(page(names, n, last))
     }
 
     /// The referrers index of `subject` in `repo`.
@@ -782,17 +773,22 @@ impl Registry {
 
     /// Repository names, sorted, after `last`, at most `n`.
     pub fn catalog(&self, n: Option<usize>, last: Option<&str>) -> Result<(Vec<String>, bool)> {
-        let mut repos = self.meta.repositories()?;
-        if let Some(last) = last {
-            repos.retain(|r| r.as_str() > last);
+        Ok(page(self.meta.repositories()?, n, last))
+    }
+}
+
+/// One page of sorted `names`: those after `last`, at most `n`, and whether
+/// more follow (the distribution API's `n` and `last` pagination).
+fn page(mut names: Vec<String>, n: Option<usize>, last: Option<&str>) -> (Vec<String>, bool) {
+    if let Some(last) = last {
+        names.retain(|name| name.as_str() > last);
+    }
+    match n {
+        Some(n) if names.len() > n => {
+            names.truncate(n);
+            (names, true)
         }
-        match n {
-            Some(n) if repos.len() > n => {
-                repos.truncate(n);
-                Ok((repos, true))
-            }
-            _ => Ok((repos, false)),
-        }
+        _ => (names, false),
     }
 }
 
@@ -1056,4 +1052,25 @@ async fn write_body(
         ))));
     }
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::page;
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn pages_follow_last_and_stop_at_n() {
+        let all = names(&["a", "b", "c", "d"]);
+        assert_eq!(page(all.clone(), Some(2), None), (names(&["a", "b"]), true));
+        assert_eq!(
+            page(all.clone(), Some(2), Some("b")),
+            (names(&["c", "d"]), false)
+        );
+        assert_eq!(page(all.clone(), None, Some("c")), (names(&["d"]), false));
+        assert_eq!(page(all.clone(), Some(4), None), (all, false));
+    }
 }
