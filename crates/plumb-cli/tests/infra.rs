@@ -478,6 +478,170 @@ output "shout" {
 }
 
 #[test]
+fn module_calls_with_count_and_for_each_expand_into_instances() {
+    let s = Stack::new(&format!(
+        r#"{PROVIDERS}
+variable "sites" {{
+  type    = list(string)
+  default = ["dev", "prod"]
+}}
+locals {{
+  shards = 2
+}}
+module "site" {{
+  source   = "./site"
+  for_each = toset(var.sites)
+  name     = each.key
+}}
+module "shard" {{
+  source = "./site"
+  count  = local.shards
+  name   = "shard-${{count.index}}"
+}}
+output "files" {{
+  value = sort([for k, m in module.site : m.file])
+}}
+output "shard_files" {{
+  value = module.shard[*].file
+}}
+"#
+    ));
+    s.write(
+        "site/main.tf",
+        r#"
+variable "name" {
+  type = string
+}
+resource "random_id" "r" {
+  byte_length = 2
+  keepers     = { name = var.name }
+}
+resource "local_file" "f" {
+  filename = "${path.root}/out/${var.name}.txt"
+  content  = "${var.name} ${random_id.r.hex}"
+}
+output "file" {
+  value = local_file.f.filename
+}
+"#,
+    );
+    s.init();
+    let plan = s.run(&["plan"]).ok();
+    assert!(
+        plan.stdout
+            .contains("module.site[\"dev\"].local_file.f will be created"),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout
+            .contains("Plan: 8 to add, 0 to change, 0 to destroy."),
+        "{}",
+        plan.stdout
+    );
+    s.run(&["apply", "-auto-approve"]).ok();
+    assert_eq!(s.instance_count(), 8);
+    for name in ["dev", "prod", "shard-0", "shard-1"] {
+        let text = std::fs::read_to_string(s.path().join(format!("out/{name}.txt"))).unwrap();
+        assert!(text.starts_with(&format!("{name} ")), "{text}");
+    }
+    // State speaks Terraform's module instance addresses.
+    let modules: Vec<String> = s.state()["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["module"].as_str().map(str::to_string))
+        .collect();
+    for m in [
+        "module.site[\"dev\"]",
+        "module.site[\"prod\"]",
+        "module.shard[0]",
+        "module.shard[1]",
+    ] {
+        assert!(modules.iter().any(|x| x == m), "{m} in {modules:?}");
+    }
+    let list = s.run(&["state", "list"]).ok().stdout;
+    assert!(list.contains("module.shard[1].random_id.r"), "{list}");
+    let files = s.run(&["output", "-json", "files"]).ok().stdout;
+    let files: Vec<String> = serde_json::from_str(&files).unwrap();
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(files[0].ends_with("out/dev.txt"), "{files:?}");
+    let shard_files = s.run(&["output", "-json", "shard_files"]).ok().stdout;
+    assert!(shard_files.contains("out/shard-1.txt"), "{shard_files}");
+    // Applied state reads back as the same instances: nothing to do.
+    let p = s.run(&["plan", "-detailed-exitcode"]);
+    assert_eq!(p.code, 0, "{}", p.all());
+    // One instance of a module can be targeted.
+    let t = s.run(&[
+        "plan",
+        "-replace=module.site[\"prod\"].random_id.r",
+        "-target=module.site[\"prod\"].local_file.f",
+    ]);
+    assert!(
+        t.stdout
+            .contains("Plan: 2 to add, 0 to change, 2 to destroy."),
+        "{}",
+        t.all()
+    );
+    // Dropping a key destroys that module instance and nothing else.
+    s.run(&["apply", "-auto-approve", "-var=sites=[\"dev\"]"])
+        .ok();
+    assert!(!s.path().join("out/prod.txt").exists());
+    assert!(s.path().join("out/dev.txt").exists());
+    assert_eq!(s.instance_count(), 6);
+    // Adding count to a module that had none: a moved block keeps its objects.
+    let tf = std::fs::read_to_string(s.path().join("main.tf")).unwrap();
+    s.write(
+        "main.tf",
+        &tf.replace("count.index", "0")
+            .replace("  count  = local.shards\n", ""),
+    );
+    s.run(&["apply", "-auto-approve", "-var=sites=[\"dev\"]"])
+        .ok();
+    let list = s.run(&["state", "list"]).ok().stdout;
+    assert!(list.contains("module.shard.random_id.r"), "{list}");
+    assert!(!list.contains("module.shard[1]"), "{list}");
+    assert_eq!(s.instance_count(), 4);
+    let before = std::fs::read_to_string(s.path().join("out/shard-0.txt")).unwrap();
+    s.write(
+        "main.tf",
+        &(tf.clone() + "\nmoved {\n  from = module.shard\n  to   = module.shard[0]\n}\n"),
+    );
+    let p = s.run(&["plan", "-var=sites=[\"dev\"]"]).ok();
+    assert!(
+        p.stdout
+            .contains("module.shard.random_id.r has moved to module.shard[0].random_id.r"),
+        "{}",
+        p.stdout
+    );
+    assert!(
+        p.stdout
+            .contains("Plan: 2 to add, 0 to change, 0 to destroy."),
+        "only shard 1 is new:\n{}",
+        p.stdout
+    );
+    s.run(&["apply", "-auto-approve", "-var=sites=[\"dev\"]"])
+        .ok();
+    assert_eq!(
+        std::fs::read_to_string(s.path().join("out/shard-0.txt")).unwrap(),
+        before
+    );
+    // count may not wait for a resource: refused before anything runs.
+    s.write(
+        "extra.tf",
+        "module \"late\" {\n  source = \"./site\"\n  count  = length(random_id.top.hex)\n  name   = \"late\"\n}\nresource \"random_id\" \"top\" {\n  byte_length = 2\n}\n",
+    );
+    let bad = s.run(&["plan", "-var=sites=[\"dev\"]"]);
+    assert_eq!(bad.code, 1, "{}", bad.all());
+    assert!(
+        bad.all().contains("not resources or module outputs"),
+        "{}",
+        bad.all()
+    );
+    assert!(bad.all().contains("extra.tf:3:"), "{}", bad.all());
+}
+
+#[test]
 fn import_saved_plans_and_state_commands() {
     let s = Stack::new(&format!(
         r#"{PROVIDERS}

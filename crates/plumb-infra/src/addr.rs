@@ -68,20 +68,22 @@ impl ResourceAddr {
             )
         }
     }
-    /// Parses `module.x.type.name` / `data.type.name` from a state module string.
+    /// Builds a resource address from a state entry's `module` string
+    /// (`module.a["k"].module.b`), mode, type and name.
     pub fn from_state(module: Option<&str>, mode: &str, ty: &str, name: &str) -> ResourceAddr {
-        let module = module
-            .map(|m| {
-                m.split('.')
+        let module = match module {
+            Some(m) => match split_module_path(m) {
+                Ok((path, "")) => path,
+                // Not written by plumb or Terraform: keep each element's text.
+                _ => m
+                    .split('.')
                     .collect::<Vec<_>>()
                     .chunks(2)
-                    .filter_map(|c| {
-                        c.get(1)
-                            .map(|s| s.split('[').next().unwrap_or(s).to_string())
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+                    .filter_map(|c| c.get(1).map(|s| s.to_string()))
+                    .collect(),
+            },
+            None => Vec::new(),
+        };
         ResourceAddr {
             module,
             mode: if mode == "data" {
@@ -93,6 +95,86 @@ impl ResourceAddr {
             name: name.to_string(),
         }
     }
+}
+
+/// The call name in a module path element: `net` for `net["a"]` or `net[0]`.
+pub fn module_call_name(elem: &str) -> &str {
+    elem.split_once('[').map_or(elem, |(name, _)| name)
+}
+
+/// The module path element of one instance of a module call: `net`,
+/// `net[0]` or `net["a"]`, as state files and plans write it.
+pub fn module_elem(name: &str, key: Option<&InstanceKey>) -> String {
+    match key {
+        None => name.to_string(),
+        Some(k) => format!("{name}{k}"),
+    }
+}
+
+/// Splits the leading `module.NAME[KEY].` steps off an address; returns the
+/// module path (one element per step, as [`module_elem`] writes them) and
+/// what follows the last step's dot (empty when the text is only a module
+/// path).
+pub fn split_module_path(text: &str) -> Result<(Vec<String>, &str), String> {
+    let mut rest = text;
+    let mut path = Vec::new();
+    while let Some(r) = rest.strip_prefix("module.") {
+        let end = r
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+            .unwrap_or(r.len());
+        let (name, mut after) = r.split_at(end);
+        if name.is_empty() {
+            return Err("a module step needs a name".into());
+        }
+        let key = match after.strip_prefix('[') {
+            Some(k) => {
+                let (key, tail) = parse_key(k)?;
+                after = tail;
+                Some(key)
+            }
+            None => None,
+        };
+        path.push(module_elem(name, key.as_ref()));
+        rest = match after.strip_prefix('.') {
+            Some(t) => t,
+            None if after.is_empty() => after,
+            None => return Err(format!("unexpected {after:?} after module.{name}")),
+        };
+    }
+    Ok((path, rest))
+}
+
+/// Parses an instance key after its `[` up to and including the `]`;
+/// returns the key and the text after the bracket.
+fn parse_key(text: &str) -> Result<(InstanceKey, &str), String> {
+    if let Some(q) = text.strip_prefix('"') {
+        let mut out = String::new();
+        let mut chars = q.char_indices();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => match chars.next() {
+                    Some((_, e)) => out.push(e),
+                    None => break,
+                },
+                '"' => {
+                    let tail = q[i + 1..]
+                        .strip_prefix(']')
+                        .ok_or("an instance key must end with ]")?;
+                    return Ok((InstanceKey::Str(out), tail));
+                }
+                c => out.push(c),
+            }
+        }
+        return Err("unterminated instance key".into());
+    }
+    let (num, tail) = text
+        .split_once(']')
+        .ok_or("an instance key must end with ]")?;
+    let n = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("instance key {num:?} is neither a number nor a quoted string"))?;
+    Ok((InstanceKey::Int(n), tail))
 }
 
 impl fmt::Display for ResourceAddr {
@@ -107,13 +189,21 @@ impl fmt::Display for ResourceAddr {
     }
 }
 
+impl fmt::Display for InstanceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InstanceKey::Int(i) => write!(f, "[{i}]"),
+            InstanceKey::Str(s) => write!(f, "[{s:?}]"),
+        }
+    }
+}
+
 impl fmt::Display for InstanceAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.resource)?;
         match &self.key {
             None => Ok(()),
-            Some(InstanceKey::Int(i)) => write!(f, "[{i}]"),
-            Some(InstanceKey::Str(s)) => write!(f, "[{s:?}]"),
+            Some(k) => write!(f, "{k}"),
         }
     }
 }
@@ -127,18 +217,7 @@ pub fn parse_instance(text: &str) -> Result<InstanceAddr, String> {
             "{text:?} is not a resource address (like random_id.a, random_id.a[0] or module.m.random_id.a[\"k\"])"
         )
     };
-    let mut rest = text;
-    let mut module = Vec::new();
-    while let Some(r) = rest.strip_prefix("module.") {
-        let (name, after) = r.split_once('.').ok_or_else(bad)?;
-        if name.contains('[') {
-            return Err(format!(
-                "{text:?}: module instances with keys are not supported"
-            ));
-        }
-        module.push(name.to_string());
-        rest = after;
-    }
+    let (module, rest) = split_module_path(text).map_err(|e| format!("{text:?}: {e}"))?;
     let (mode, rest) = match rest.strip_prefix("data.") {
         Some(r) => (Mode::Data, r),
         None => (Mode::Managed, rest),
@@ -146,12 +225,10 @@ pub fn parse_instance(text: &str) -> Result<InstanceAddr, String> {
     let (ty, rest) = rest.split_once('.').ok_or_else(bad)?;
     let (name, key) = match rest.find('[') {
         Some(i) => {
-            let inner = rest[i + 1..].strip_suffix(']').ok_or_else(bad)?;
-            let key = if let Some(s) = inner.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
-                InstanceKey::Str(s.to_string())
-            } else {
-                InstanceKey::Int(inner.parse().map_err(|_| bad())?)
-            };
+            let (key, tail) = parse_key(&rest[i + 1..]).map_err(|_| bad())?;
+            if !tail.is_empty() {
+                return Err(bad());
+            }
             (&rest[..i], Some(key))
         }
         None => (rest, None),
@@ -180,9 +257,28 @@ mod tests {
             "random_id.a",
             "random_id.a[3]",
             "module.m.data.x_y.z[\"k\"]",
+            "module.m[2].random_id.a",
+            "module.m[\"a.b\"].module.n[0].random_id.a[\"x\"]",
         ] {
             assert_eq!(parse_instance(t).unwrap().to_string(), t);
         }
         assert!(parse_instance("nonsense").is_err());
+        assert!(parse_instance("module.m[x].random_id.a").is_err());
+        assert!(parse_instance("module.m[\"a\".random_id.a").is_err());
+    }
+
+    #[test]
+    fn module_paths_keep_their_keys_through_state_strings() {
+        let a = parse_instance("module.m[\"a.b\"].module.n[0].random_id.a").unwrap();
+        assert_eq!(a.resource.module, vec!["m[\"a.b\"]", "n[0]"]);
+        let text = a.resource.module_string().unwrap();
+        assert_eq!(text, "module.m[\"a.b\"].module.n[0]");
+        let back = ResourceAddr::from_state(Some(&text), "managed", "random_id", "a");
+        assert_eq!(back, a.resource);
+        assert_eq!(module_call_name("m[\"a.b\"]"), "m");
+        assert_eq!(
+            split_module_path("module.m").unwrap(),
+            (vec!["m".to_string()], "")
+        );
     }
 }

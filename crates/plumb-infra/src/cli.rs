@@ -510,7 +510,7 @@ async fn run_parsed(args: InfraArgs) -> Result<i32, InfraError> {
         Command::Validate { json } => {
             let stack = Stack::load(&dir)?;
             let catalog = ProviderCatalog::load(&dir, &stack.config)?;
-            crate::engine::build_graph(&stack.config)?;
+            crate::engine::build_graph(&stack.config, None)?;
             let diags = crate::validate::check(&stack.config, &catalog).await;
             if json {
                 let list: Vec<serde_json::Value> = diags.iter().map(|d| serde_json::json!({"severity": "error", "summary": d.message, "range": d.location()})).collect();

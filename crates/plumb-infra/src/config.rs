@@ -203,6 +203,10 @@ pub struct ModuleCall {
     pub inputs: BTreeMap<String, Expression>,
     /// The called module.
     pub config: Arc<ModuleConfig>,
+    /// `count`: one instance of the module per index.
+    pub count: Option<Expression>,
+    /// `for_each`: one instance of the module per key.
+    pub for_each: Option<Expression>,
     /// `depends_on`
     pub depends_on: Vec<Reference>,
     /// Where.
@@ -821,18 +825,22 @@ fn read_block(
             };
             let mut inputs = BTreeMap::new();
             let mut depends_on = Vec::new();
+            let (mut count, mut for_each) = (None, None);
             for a in b.body.attributes() {
                 let k = a.key.value().to_string();
                 match k.as_str() {
                     "source" | "version" | "providers" => {}
                     "depends_on" => depends_on = parse_depends_on(&a.value, &origin, errs),
-                    "count" | "for_each" => errs.push(
-                        origin.diag_at(a.span(), "count and for_each on module calls are not supported yet"),
-                    ),
+                    "count" => count = Some(a.value.clone()),
+                    "for_each" => for_each = Some(a.value.clone()),
                     _ => {
                         inputs.insert(k, a.value.clone());
                     }
                 }
+            }
+            if count.is_some() && for_each.is_some() {
+                errs.push(origin.diag("count and for_each cannot both be set"));
+                return;
             }
             cfg.modules.insert(
                 labels[0].clone(),
@@ -840,6 +848,8 @@ fn read_block(
                     source,
                     inputs,
                     config: Arc::new(child),
+                    count,
+                    for_each,
                     depends_on,
                     origin,
                 },

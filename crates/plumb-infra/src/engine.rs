@@ -27,6 +27,7 @@ use crate::config::{
 };
 use crate::diag::{ConfigError, Diag};
 use crate::eval::{Evaluator, Scope, Step, iterate, to_bool, value_to_string};
+use crate::modules::{ModuleInstances, module_at};
 use crate::providers::ProviderCatalog;
 
 /// What happens to one instance.
@@ -183,22 +184,31 @@ pub struct Graph {
     pub origins: HashMap<Node, Origin>,
 }
 
-fn module_of<'a>(root: &'a ModuleConfig, path: &[String]) -> Option<&'a ModuleConfig> {
-    let mut m = root;
-    for name in path {
-        m = &m.modules.get(name)?.config;
+/// Builds the graph and checks it for cycles. With `instances`, the graph
+/// holds one set of nodes per module instance; without, one per module
+/// call (the configuration's shape, for `validate`).
+pub fn build_graph(
+    root: &ModuleConfig,
+    instances: Option<&ModuleInstances>,
+) -> Result<Graph, ConfigError> {
+    let shape = ModuleInstances::unexpanded(root);
+    // Configuration errors are found once per module, on its shape, so a
+    // module with count = 0 is still checked and one with many instances
+    // reports each mistake once.
+    let g = build_graph_of(root, &shape)?;
+    match instances {
+        None => Ok(g),
+        Some(i) => build_graph_of(root, i),
     }
-    Some(m)
 }
 
-/// Builds the graph and checks it for cycles.
-pub fn build_graph(root: &ModuleConfig) -> Result<Graph, ConfigError> {
+fn build_graph_of(root: &ModuleConfig, instances: &ModuleInstances) -> Result<Graph, ConfigError> {
     let mut g = Graph {
         deps: BTreeMap::new(),
         origins: HashMap::new(),
     };
     let mut errs = Vec::new();
-    add_module(root, root, &[], &mut g, &mut errs);
+    add_module(root, root, &[], instances, &mut g, &mut errs);
     for p in &root.providers {
         let node = Node::Provider(p.name.clone(), p.alias.clone());
         let deps = body_references(&p.body)
@@ -245,6 +255,7 @@ fn add_module(
     root: &ModuleConfig,
     cfg: &ModuleConfig,
     path: &[String],
+    instances: &ModuleInstances,
     g: &mut Graph,
     errs: &mut Vec<Diag>,
 ) {
@@ -278,10 +289,12 @@ fn add_module(
                 }
                 Reference::Module(m) => match cfg.modules.get(m) {
                     Some(call) => {
-                        let mut child = p.clone();
-                        child.push(m.clone());
-                        for o in call.config.outputs.keys() {
-                            out.insert(Node::Output(child.clone(), o.clone()));
+                        for i in instances.of(path, m).unwrap_or_default() {
+                            let mut child = p.clone();
+                            child.push(i.elem.clone());
+                            for o in call.config.outputs.keys() {
+                                out.insert(Node::Output(child.clone(), o.clone()));
+                            }
                         }
                     }
                     None => {
@@ -354,11 +367,12 @@ fn add_module(
         g.deps.insert(node, deps);
     }
     for (name, call) in &cfg.modules {
-        let mut child = p.clone();
-        child.push(name.clone());
         // The child's variables depend on what the call's arguments reference.
         let mut call_deps = BTreeSet::new();
         for e in call.inputs.values() {
+            call_deps.extend(resolve(references(e), &call.origin, errs));
+        }
+        for e in call.count.iter().chain(&call.for_each) {
             call_deps.extend(resolve(references(e), &call.origin, errs));
         }
         call_deps.extend(resolve(call.depends_on.clone(), &call.origin, errs));
@@ -370,10 +384,14 @@ fn add_module(
                 );
             }
         }
-        add_module(root, &call.config, &child, g, errs);
-        for v in call.config.variables.keys() {
-            if let Some(d) = g.deps.get_mut(&Node::Var(child.clone(), v.clone())) {
-                d.extend(call_deps.iter().cloned());
+        for i in instances.of(path, name).unwrap_or_default() {
+            let mut child = p.clone();
+            child.push(i.elem.clone());
+            add_module(root, &call.config, &child, instances, g, errs);
+            for v in call.config.variables.keys() {
+                if let Some(d) = g.deps.get_mut(&Node::Var(child.clone(), v.clone())) {
+                    d.extend(call_deps.iter().cloned());
+                }
             }
         }
     }
@@ -453,8 +471,59 @@ struct Values {
     resources: HashMap<ResourceAddr, Arc<ResourceValue>>,
 }
 
+/// The names every module scope resolves alike: `count.index`, `each.key`,
+/// `each.value`, `path.*` and `terraform.workspace`. `None` for other roots.
+pub(crate) fn resolve_common(
+    root: &str,
+    steps: &[Step],
+    module_dir: &Path,
+    root_dir: &Path,
+    count_index: Option<i64>,
+    each: Option<&(Value, Value)>,
+) -> Option<Result<Option<(Value, usize)>, String>> {
+    let attr = match steps.first() {
+        Some(Step::Attr(a)) => Some(a.as_str()),
+        _ => None,
+    };
+    Some(match root {
+        "count" => match (attr, count_index) {
+            (Some("index"), Some(i)) => Ok(Some((Value::int(i), 1))),
+            _ => Err("count.index is only available in blocks that set count".into()),
+        },
+        "each" => match (attr, each) {
+            (Some("key"), Some((k, _))) => Ok(Some((k.clone(), 1))),
+            (Some("value"), Some((_, v))) => Ok(Some((v.clone(), 1))),
+            _ => {
+                Err("each.key and each.value are only available in blocks that set for_each".into())
+            }
+        },
+        "path" => match attr {
+            Some("module") => Ok(Some((Value::string(module_dir.display().to_string()), 1))),
+            Some("root") => Ok(Some((Value::string(root_dir.display().to_string()), 1))),
+            Some("cwd") => Ok(Some((
+                Value::string(
+                    std::env::current_dir()
+                        .map(|d| d.display().to_string())
+                        .unwrap_or_default(),
+                ),
+                1,
+            ))),
+            _ => Err("path.module, path.root or path.cwd".into()),
+        },
+        "terraform" => Ok(Some((
+            Value::Map(BTreeMap::from([(
+                "workspace".to_string(),
+                Value::string("default"),
+            )])),
+            0,
+        ))),
+        _ => return None,
+    })
+}
+
 struct ModuleScope<'a> {
     values: &'a Values,
+    instances: &'a ModuleInstances,
     module: &'a [String],
     cfg: &'a ModuleConfig,
     root_dir: &'a Path,
@@ -469,6 +538,16 @@ impl Scope for ModuleScope<'_> {
             Some(Step::Attr(a)) => Some(a.clone()),
             _ => None,
         };
+        if let Some(r) = resolve_common(
+            root,
+            steps,
+            &self.cfg.dir,
+            self.root_dir,
+            self.count_index,
+            self.each.as_ref(),
+        ) {
+            return r;
+        }
         match root {
             "var" => {
                 let n = attr(0).ok_or("var must be followed by a variable name")?;
@@ -500,41 +579,6 @@ impl Scope for ModuleScope<'_> {
                     1,
                 )))
             }
-            "count" => match (attr(0).as_deref(), self.count_index) {
-                (Some("index"), Some(i)) => Ok(Some((Value::int(i), 1))),
-                _ => Err("count.index is only available in resources that set count".into()),
-            },
-            "each" => match (attr(0).as_deref(), &self.each) {
-                (Some("key"), Some((k, _))) => Ok(Some((k.clone(), 1))),
-                (Some("value"), Some((_, v))) => Ok(Some((v.clone(), 1))),
-                _ => Err(
-                    "each.key and each.value are only available in resources that set for_each"
-                        .into(),
-                ),
-            },
-            "path" => match attr(0).as_deref() {
-                Some("module") => Ok(Some((Value::string(self.cfg.dir.display().to_string()), 1))),
-                Some("root") => Ok(Some((
-                    Value::string(self.root_dir.display().to_string()),
-                    1,
-                ))),
-                Some("cwd") => Ok(Some((
-                    Value::string(
-                        std::env::current_dir()
-                            .map(|d| d.display().to_string())
-                            .unwrap_or_default(),
-                    ),
-                    1,
-                ))),
-                _ => Err("path.module, path.root or path.cwd".into()),
-            },
-            "terraform" => Ok(Some((
-                Value::Map(BTreeMap::from([(
-                    "workspace".to_string(),
-                    Value::string("default"),
-                )])),
-                0,
-            ))),
             "module" => {
                 let n = attr(0).ok_or("module must be followed by a module name")?;
                 let call = self
@@ -542,19 +586,40 @@ impl Scope for ModuleScope<'_> {
                     .modules
                     .get(&n)
                     .ok_or_else(|| format!("there is no module named {n:?}"))?;
-                let mut child = m.clone();
-                child.push(n);
-                let mut out = BTreeMap::new();
-                for o in call.config.outputs.keys() {
-                    let v = self
-                        .values
-                        .outputs
-                        .get(&(child.clone(), o.clone()))
-                        .cloned()
-                        .unwrap_or(Value::Unknown);
-                    out.insert(o.clone(), v);
-                }
-                Ok(Some((Value::Map(out), 1)))
+                let Some(instances) = self.instances.of(&m, &n) else {
+                    return Ok(Some((Value::Unknown, 1)));
+                };
+                let object = |elem: &str| {
+                    let mut child = m.clone();
+                    child.push(elem.to_string());
+                    let mut out = BTreeMap::new();
+                    for o in call.config.outputs.keys() {
+                        let v = self
+                            .values
+                            .outputs
+                            .get(&(child.clone(), o.clone()))
+                            .cloned()
+                            .unwrap_or(Value::Unknown);
+                        out.insert(o.clone(), v);
+                    }
+                    Value::Map(out)
+                };
+                let v = if call.count.is_some() {
+                    Value::List(instances.iter().map(|i| object(&i.elem)).collect())
+                } else if call.for_each.is_some() {
+                    Value::Map(
+                        instances
+                            .iter()
+                            .filter_map(|i| match &i.key {
+                                Some(InstanceKey::Str(k)) => Some((k.clone(), object(&i.elem))),
+                                _ => None,
+                            })
+                            .collect(),
+                    )
+                } else {
+                    object(&n)
+                };
+                Ok(Some((v, 1)))
             }
             _ => {
                 let (mode, ty, name_idx) = if root == "data" {
@@ -1034,7 +1099,7 @@ fn apply_ignore_changes(config: &Value, prior: &Value, ignore: &[String]) -> Val
 type ProviderKey = (String, Option<String>);
 
 /// One instance of an expansion: its key and, for for_each, each.key/each.value.
-type Expansion = (Option<InstanceKey>, Option<(Value, Value)>);
+pub(crate) type Expansion = (Option<InstanceKey>, Option<(Value, Value)>);
 
 /// Everything a walk shares.
 struct WalkCtx {
@@ -1053,6 +1118,8 @@ struct WalkCtx {
     import_ids: HashMap<InstanceAddr, (Expression, Origin)>,
     moved_from: HashMap<InstanceAddr, InstanceAddr>,
     targeted: Option<HashSet<ResourceAddr>>,
+    /// Every module call's instances.
+    instances: ModuleInstances,
     progress: crate::progress::Progress,
 }
 
@@ -1065,6 +1132,7 @@ impl WalkCtx {
     ) -> ModuleScope<'a> {
         ModuleScope {
             values,
+            instances: &self.instances,
             module,
             cfg,
             root_dir: &self.root.dir,
@@ -1163,7 +1231,8 @@ fn provider_string(catalog: &ProviderCatalog, root: &ModuleConfig, r: &ResourceB
 impl Walk {
     /// Plans (and in apply mode applies) the configuration.
     pub async fn run(input: WalkInput, opts: WalkOptions) -> Result<WalkResult, ConfigError> {
-        let graph = build_graph(&input.root)?;
+        let instances = ModuleInstances::expand(&input.root, &input.vars)?;
+        let graph = build_graph(&input.root, Some(&instances))?;
         let mut prior = input.prior;
         let mut moved_from = HashMap::new();
         apply_moves(&input.root, &mut prior, &mut moved_from)?;
@@ -1213,6 +1282,7 @@ impl Walk {
             import_ids,
             moved_from,
             targeted,
+            instances,
             progress: input.progress,
         });
         let mut result = WalkResult::default();
@@ -1268,12 +1338,68 @@ impl Walk {
     }
 }
 
+/// A `moved` block between module instances (`module.a` to `module.a[0]`):
+/// every resource under `from` moves under `to`, unless `to` already has
+/// resources in state (the move happened before).
+fn move_module(
+    prior: &mut StateSnapshot,
+    from: &[String],
+    to: &[String],
+    moved_from: &mut HashMap<InstanceAddr, InstanceAddr>,
+) {
+    let path_of = |r: &plumb_state::ResourceState| {
+        ResourceAddr::from_state(r.module.as_deref(), &r.mode, &r.ty, &r.name)
+    };
+    if prior
+        .resources
+        .iter()
+        .any(|r| path_of(r).module.starts_with(to))
+    {
+        return;
+    }
+    for r in &mut prior.resources {
+        let before = path_of(r);
+        if !before.module.starts_with(from) {
+            continue;
+        }
+        let mut after = before.clone();
+        after.module = to
+            .iter()
+            .chain(&before.module[from.len()..])
+            .cloned()
+            .collect();
+        r.module = after.module_string();
+        for i in &r.instances {
+            let key = i.index_key.as_ref().and_then(InstanceKey::from_json);
+            moved_from.insert(
+                InstanceAddr {
+                    resource: after.clone(),
+                    key: key.clone(),
+                },
+                InstanceAddr {
+                    resource: before.clone(),
+                    key,
+                },
+            );
+        }
+    }
+}
+
 fn apply_moves(
     root: &ModuleConfig,
     prior: &mut StateSnapshot,
     moved_from: &mut HashMap<InstanceAddr, InstanceAddr>,
 ) -> Result<(), ConfigError> {
     for m in &root.moved {
+        if let (Ok((fpath, "")), Ok((tpath, ""))) = (
+            crate::addr::split_module_path(m.from.trim()),
+            crate::addr::split_module_path(m.to.trim()),
+        ) && !fpath.is_empty()
+            && !tpath.is_empty()
+        {
+            move_module(prior, &fpath, &tpath, moved_from);
+            continue;
+        }
         let from = crate::addr::parse_instance(&m.from)
             .map_err(|e| ConfigError::from(m.origin.diag(e)))?;
         let to =
@@ -1439,7 +1565,7 @@ async fn run_node(ctx: &Arc<WalkCtx>, node: &Node) -> Result<(), Vec<Diag>> {
     match node {
         Node::Var(m, name) => eval_var(ctx, m, name).map_err(|d| vec![d]),
         Node::Local(m, name) => {
-            let cfg = module_of(&ctx.root, m).ok_or_else(|| vec![Diag::new("module vanished")])?;
+            let cfg = module_at(&ctx.root, m).ok_or_else(|| vec![Diag::new("module vanished")])?;
             let (expr, origin) = &cfg.locals[name];
             let v = {
                 let values = ctx.values.read().unwrap_or_else(|e| e.into_inner());
@@ -1456,7 +1582,7 @@ async fn run_node(ctx: &Arc<WalkCtx>, node: &Node) -> Result<(), Vec<Diag>> {
             Ok(())
         }
         Node::Output(m, name) => {
-            let cfg = module_of(&ctx.root, m).ok_or_else(|| vec![Diag::new("module vanished")])?;
+            let cfg = module_at(&ctx.root, m).ok_or_else(|| vec![Diag::new("module vanished")])?;
             let o = &cfg.outputs[name];
             let v = {
                 let values = ctx.values.read().unwrap_or_else(|e| e.into_inner());
@@ -1519,19 +1645,30 @@ async fn run_node(ctx: &Arc<WalkCtx>, node: &Node) -> Result<(), Vec<Diag>> {
 }
 
 fn eval_var(ctx: &Arc<WalkCtx>, m: &[String], name: &str) -> Result<(), Diag> {
-    let cfg = module_of(&ctx.root, m).ok_or_else(|| Diag::new("module vanished"))?;
+    let cfg = module_at(&ctx.root, m).ok_or_else(|| Diag::new("module vanished"))?;
     let var = &cfg.variables[name];
     let given: Option<Value> = if m.is_empty() {
         ctx.root_vars.get(name).cloned()
     } else {
         // A module's variables come from its call's arguments, evaluated in the parent.
-        let parent = &m[..m.len() - 1];
-        let pcfg = module_of(&ctx.root, parent).ok_or_else(|| Diag::new("module vanished"))?;
-        let call = &pcfg.modules[&m[m.len() - 1]];
+        let (elem, parent) = m.split_last().ok_or_else(|| Diag::new("module vanished"))?;
+        let pcfg = module_at(&ctx.root, parent).ok_or_else(|| Diag::new("module vanished"))?;
+        let call = pcfg
+            .modules
+            .get(crate::addr::module_call_name(elem))
+            .ok_or_else(|| Diag::new("module vanished"))?;
         match call.inputs.get(name) {
             Some(e) => {
                 let values = ctx.values.read().unwrap_or_else(|e| e.into_inner());
-                let scope = ctx.scope(&values, parent, pcfg);
+                let mut scope = ctx.scope(&values, parent, pcfg);
+                // The call's arguments see this instance's count.index / each.
+                if let Some(i) = ctx.instances.instance(parent, elem) {
+                    scope.count_index = match &i.key {
+                        Some(InstanceKey::Int(n)) if call.count.is_some() => Some(*n),
+                        _ => None,
+                    };
+                    scope.each = i.each.clone();
+                }
                 let mut ev = Evaluator::new(&scope, &call.origin.file.text);
                 Some(
                     ev.eval(e)
@@ -1550,7 +1687,7 @@ fn eval_var(ctx: &Arc<WalkCtx>, m: &[String], name: &str) -> Result<(), Diag> {
     Ok(())
 }
 
-/// Expands count / for_each into instance keys with their each values.
+/// Expands a resource's count / for_each into instance keys with their each values.
 fn expand(
     ctx: &WalkCtx,
     r: &ResourceBlock,
@@ -1559,33 +1696,39 @@ fn expand(
 ) -> Result<Option<Vec<Expansion>>, Diag> {
     let values = ctx.values.read().unwrap_or_else(|e| e.into_inner());
     let scope = ctx.scope(&values, m, cfg);
-    let mut ev = Evaluator::new(&scope, &r.origin.file.text);
-    if let Some(c) = &r.count {
-        let v = ev
-            .eval(c)
-            .map_err(|e| r.origin.diag_at(e.span, e.message))?;
+    expand_in(&scope, r.count.as_ref(), r.for_each.as_ref(), &r.origin)
+}
+
+/// Evaluates count / for_each in `scope` into instance keys with their each
+/// values; `None` when the value is not known yet.
+pub(crate) fn expand_in(
+    scope: &dyn Scope,
+    count: Option<&Expression>,
+    for_each: Option<&Expression>,
+    origin: &Origin,
+) -> Result<Option<Vec<Expansion>>, Diag> {
+    let mut ev = Evaluator::new(scope, &origin.file.text);
+    if let Some(c) = count {
+        let v = ev.eval(c).map_err(|e| origin.diag_at(e.span, e.message))?;
         if v.is_unknown() {
             return Ok(None);
         }
         let n = crate::eval::to_number(&v)
-            .map_err(|e| r.origin.diag_at(c.span(), format!("count: {e}")))?;
+            .map_err(|e| origin.diag_at(c.span(), format!("count: {e}")))?;
         let n = n.to_i64().filter(|n| *n >= 0).ok_or_else(|| {
-            r.origin
-                .diag_at(c.span(), "count must be a whole number, zero or more")
+            origin.diag_at(c.span(), "count must be a whole number, zero or more")
         })?;
         return Ok(Some(
             (0..n).map(|i| (Some(InstanceKey::Int(i)), None)).collect(),
         ));
     }
-    if let Some(f) = &r.for_each {
-        let v = ev
-            .eval(f)
-            .map_err(|e| r.origin.diag_at(e.span, e.message))?;
+    if let Some(f) = for_each {
+        let v = ev.eval(f).map_err(|e| origin.diag_at(e.span, e.message))?;
         if v.is_unknown() {
             return Ok(None);
         }
         if v.is_sensitive() {
-            return Err(r.origin.diag_at(
+            return Err(origin.diag_at(
                 f.span(),
                 "for_each cannot use sensitive values (they would show up as instance keys)",
             ));
@@ -1594,8 +1737,7 @@ fn expand(
             Value::Map(m) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             Value::Set(s) | Value::List(s) => {
                 if matches!(v.unmarked(), Value::List(_)) && !s.is_empty() {
-                    return Err(r
-                        .origin
+                    return Err(origin
                         .diag_at(
                             f.span(),
                             "for_each needs a map or a set of strings, not a list",
@@ -1605,11 +1747,11 @@ fn expand(
                 s.iter()
                     .map(|x| value_to_string(x).map(|k| (k.clone(), Value::string(k))))
                     .collect::<Result<_, _>>()
-                    .map_err(|e| r.origin.diag_at(f.span(), format!("for_each: {e}")))?
+                    .map_err(|e| origin.diag_at(f.span(), format!("for_each: {e}")))?
             }
-            Value::Null => return Err(r.origin.diag_at(f.span(), "for_each must not be null")),
+            Value::Null => return Err(origin.diag_at(f.span(), "for_each must not be null")),
             other => {
-                return Err(r.origin.diag_at(
+                return Err(origin.diag_at(
                     f.span(),
                     format!(
                         "for_each needs a map or a set of strings, not a {}",
@@ -1641,7 +1783,7 @@ struct InstanceOutcome {
 
 async fn run_resource(ctx: &Arc<WalkCtx>, addr: &ResourceAddr) -> Result<(), Vec<Diag>> {
     let cfg =
-        module_of(&ctx.root, &addr.module).ok_or_else(|| vec![Diag::new("module vanished")])?;
+        module_at(&ctx.root, &addr.module).ok_or_else(|| vec![Diag::new("module vanished")])?;
     let r = cfg
         .resources
         .iter()
@@ -2052,7 +2194,7 @@ async fn run_instance(
     provider_str: &str,
     validate: bool,
 ) -> Result<(Value, Option<Change>), Vec<Diag>> {
-    let cfg = module_of(&ctx.root, &inst.resource.module)
+    let cfg = module_at(&ctx.root, &inst.resource.module)
         .ok_or_else(|| vec![Diag::new("module vanished")])?;
     let block = &schema.block;
     let config = {
@@ -2449,7 +2591,7 @@ async fn provider_for_state(
     ctx: &Arc<WalkCtx>,
     inst: &InstanceAddr,
 ) -> Result<(Arc<Provider>, Block), Diag> {
-    let cfg = module_of(&ctx.root, &inst.resource.module);
+    let cfg = module_at(&ctx.root, &inst.resource.module);
     let rb = cfg.and_then(|c| {
         c.resources.iter().find(|x| {
             x.mode == inst.resource.mode && x.ty == inst.resource.ty && x.name == inst.resource.name
@@ -2542,7 +2684,7 @@ async fn destroy_in_order(
                     let ctx = ctx.clone();
                     set.spawn(async move {
                         let (p, block) = provider_for_state(&ctx, &inst).await?;
-                        let prevent = module_of(&ctx.root, &inst.resource.module)
+                        let prevent = module_at(&ctx.root, &inst.resource.module)
                             .and_then(|c| {
                                 c.resources.iter().find(|x| {
                                     x.mode == inst.resource.mode
@@ -2600,11 +2742,14 @@ async fn destroy_orphans(ctx: &Arc<WalkCtx>) -> Result<(), Vec<Diag>> {
     let orphans: Vec<(InstanceAddr, Vec<String>)> = state_instances(&snapshot)
         .into_iter()
         .filter(|(i, _)| {
-            let declared = module_of(&ctx.root, &i.resource.module).is_some_and(|c| {
-                c.resources.iter().any(|x| {
-                    x.mode == i.resource.mode && x.ty == i.resource.ty && x.name == i.resource.name
-                })
-            });
+            let declared = ctx.instances.contains(&i.resource.module)
+                && module_at(&ctx.root, &i.resource.module).is_some_and(|c| {
+                    c.resources.iter().any(|x| {
+                        x.mode == i.resource.mode
+                            && x.ty == i.resource.ty
+                            && x.name == i.resource.name
+                    })
+                });
             !declared
                 && ctx
                     .targeted

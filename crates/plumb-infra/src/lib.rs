@@ -18,6 +18,7 @@ pub mod engine;
 pub mod eval;
 pub mod fmt;
 pub mod functions;
+pub mod modules;
 pub mod progress;
 pub mod providers;
 pub mod render;
