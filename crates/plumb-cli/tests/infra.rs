@@ -105,6 +105,23 @@ impl Stack {
     }
 }
 
+/// The lines of a `-json` run, each parsed (a line that is not a JSON
+/// object fails the test).
+fn ui_lines(stdout: &str) -> Vec<serde_json::Value> {
+    stdout
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: not JSON: {l}"));
+            assert!(
+                v["@level"].is_string() && v["@timestamp"].is_string(),
+                "{l}"
+            );
+            v
+        })
+        .collect()
+}
+
 /// Provider processes re-parented to init: left behind by a dead plumb.
 fn orphaned_providers() -> usize {
     let mut n = 0;
@@ -196,7 +213,8 @@ output "password" {{
         !plan.all().contains("hunter2"),
         "a secret reached the plan output"
     );
-    let json_plan = s.run(&["plan", "-json"]).ok();
+    s.run(&["plan", "-out=json.plan"]).ok();
+    let json_plan = s.run(&["show", "-json", "json.plan"]).ok();
     let j: serde_json::Value = serde_json::from_str(&json_plan.stdout).unwrap();
     assert_eq!(j["format_version"], "1.2");
     assert_eq!(
@@ -208,6 +226,30 @@ output "password" {{
         !json_plan.all().contains("hunter2"),
         "a secret reached the JSON plan"
     );
+    // The streaming UI: one JSON object per line, Terraform's shapes.
+    let ui = s.run(&["plan", "-json"]).ok();
+    let lines = ui_lines(&ui.stdout);
+    assert_eq!(lines[0]["type"], "version", "{}", ui.stdout);
+    let planned: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["type"] == "planned_change")
+        .collect();
+    assert_eq!(planned.len(), 3, "{}", ui.stdout);
+    assert!(
+        planned.iter().any(|l| l["change"]["action"] == "read"
+            && l["change"]["resource"]["resource_type"] == "plumbtest_echo"),
+        "{}",
+        ui.stdout
+    );
+    let summary = lines.last().unwrap();
+    assert_eq!(summary["type"], "change_summary", "{}", ui.stdout);
+    assert_eq!(summary["changes"]["add"], 2);
+    assert_eq!(summary["changes"]["operation"], "plan");
+    assert_eq!(
+        summary["@message"],
+        "Plan: 2 to add, 0 to change, 0 to destroy."
+    );
+    assert!(!ui.all().contains("hunter2"), "a secret reached plan -json");
     let apply = s.run(&["apply", "-auto-approve"]).ok();
     assert!(
         apply
@@ -254,6 +296,17 @@ output "password" {{
         !shown.stdout.contains("hunter2"),
         "a secret reached show -json"
     );
+    // apply -json ends with the outputs, a sensitive one without its value.
+    let again = s.run(&["apply", "-auto-approve", "-json"]).ok();
+    assert!(
+        !again.all().contains("hunter2"),
+        "a secret reached apply -json"
+    );
+    let lines = ui_lines(&again.stdout);
+    let outs = lines.iter().rfind(|l| l["type"] == "outputs").unwrap();
+    assert_eq!(outs["outputs"]["name"]["value"], name.as_str(), "{outs}");
+    assert_eq!(outs["outputs"]["password"]["sensitive"], true, "{outs}");
+    assert!(outs["outputs"]["password"].get("value").is_none(), "{outs}");
     let plain = s.run(&["output"]).ok();
     assert!(
         plain.stdout.contains("password = <sensitive>"),
@@ -539,7 +592,31 @@ output "file" {
         "{}",
         plan.stdout
     );
-    s.run(&["apply", "-auto-approve"]).ok();
+    let applied = s.run(&["apply", "-auto-approve", "-json"]).ok();
+    let lines = ui_lines(&applied.stdout);
+    let hooks = |kind: &str| {
+        lines
+            .iter()
+            .filter(|l| l["type"] == kind)
+            .map(|l| l["hook"]["resource"]["addr"].as_str().unwrap().to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert_eq!(hooks("apply_start").len(), 8, "{}", applied.stdout);
+    assert_eq!(hooks("apply_start"), hooks("apply_complete"));
+    assert!(hooks("apply_complete").contains("module.shard[1].local_file.f"));
+    let done = lines
+        .iter()
+        .find(|l| l["type"] == "change_summary" && l["changes"]["operation"] == "apply")
+        .unwrap();
+    assert_eq!(done["changes"]["add"], 8, "{}", applied.stdout);
+    let outputs = lines.iter().rfind(|l| l["type"] == "outputs").unwrap();
+    assert_eq!(
+        outputs["outputs"]["files"]["value"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{outputs}"))
+            .len(),
+        2
+    );
     assert_eq!(s.instance_count(), 8);
     for name in ["dev", "prod", "shard-0", "shard-1"] {
         let text = std::fs::read_to_string(s.path().join(format!("out/{name}.txt"))).unwrap();
@@ -584,8 +661,27 @@ output "file" {
         t.all()
     );
     // Dropping a key destroys that module instance and nothing else.
-    s.run(&["apply", "-auto-approve", "-var=sites=[\"dev\"]"])
+    let dropped = s
+        .run(&["apply", "-auto-approve", "-json", "-var=sites=[\"dev\"]"])
         .ok();
+    let deleted: Vec<String> = ui_lines(&dropped.stdout)
+        .iter()
+        .filter(|l| l["type"] == "apply_complete")
+        .map(|l| {
+            assert_eq!(l["hook"]["action"], "delete", "{l}");
+            l["hook"]["resource"]["addr"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(
+        deleted.len(),
+        2,
+        "the two instances of module.site[\"prod\"]: {deleted:?}"
+    );
+    assert!(
+        deleted
+            .iter()
+            .all(|a| a.starts_with("module.site[\"prod\"]."))
+    );
     assert!(!s.path().join("out/prod.txt").exists());
     assert!(s.path().join("out/dev.txt").exists());
     assert_eq!(s.instance_count(), 6);
@@ -639,6 +735,22 @@ output "file" {
         bad.all()
     );
     assert!(bad.all().contains("extra.tf:3:"), "{}", bad.all());
+    // With -json the same error is a diagnostic line with its range.
+    let bad = s.run(&["plan", "-json", "-var=sites=[\"dev\"]"]);
+    assert_eq!(bad.code, 1, "{}", bad.all());
+    let diag = ui_lines(&bad.stdout)
+        .into_iter()
+        .find(|l| l["type"] == "diagnostic")
+        .unwrap();
+    assert_eq!(diag["diagnostic"]["severity"], "error");
+    assert!(
+        diag["diagnostic"]["range"]["filename"]
+            .as_str()
+            .unwrap()
+            .ends_with("extra.tf"),
+        "{diag}"
+    );
+    assert_eq!(diag["diagnostic"]["range"]["start"]["line"], 3);
 }
 
 #[test]

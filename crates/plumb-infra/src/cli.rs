@@ -63,7 +63,8 @@ pub struct PlanFlags {
     /// Wait this long for the state lock (e.g. 30s).
     #[arg(long = "lock-timeout", default_value = "0s")]
     pub lock_timeout: String,
-    /// Machine-readable output.
+    /// Stream the machine-readable UI: one JSON object per line (for the
+    /// plan as a JSON document, save it with -out and run show -json).
     #[arg(long)]
     pub json: bool,
     /// Never prompt.
@@ -424,7 +425,64 @@ fn options(flags: &PlanFlags, mode: WalkMode) -> Result<WalkOptions, InfraError>
     })
 }
 
-fn print_errors(result: &WalkResult) {
+/// `apply` and `destroy`: lock, plan, ask, apply, unlock.
+async fn apply_cmd(
+    dir: &Path,
+    flags: &PlanFlags,
+    auto_approve: bool,
+    destroy: bool,
+    plan_file: Option<&Path>,
+) -> Result<i32, InfraError> {
+    if flags.json {
+        crate::ui::version(TOOL_VERSION);
+    }
+    let r = async {
+        let stack = Stack::load(dir)?;
+        let catalog = Arc::new(ProviderCatalog::load(dir, &stack.config)?);
+        let backend = stack.backend()?;
+        let lease = lock(&backend, "OperationTypeApply", &flags.lock_timeout).await?;
+        let r = apply_inner(
+            &stack,
+            &catalog,
+            &backend,
+            flags,
+            auto_approve,
+            destroy,
+            plan_file,
+        )
+        .await;
+        backend.unlock(lease).await?;
+        r
+    }
+    .await;
+    json_errors(flags.json, r)
+}
+
+/// With `-json`, an error becomes `diagnostic` lines and exit code 1.
+fn json_errors(json: bool, r: Result<i32, InfraError>) -> Result<i32, InfraError> {
+    match r {
+        Err(e) if json => {
+            match &e {
+                InfraError::Config(c) => c.diags.iter().for_each(crate::ui::diagnostic),
+                InfraError::Other { message, hint } => {
+                    let mut d = Diag::new(message.clone());
+                    d.hint = hint.clone();
+                    crate::ui::diagnostic(&d);
+                }
+            }
+            Ok(1)
+        }
+        r => r,
+    }
+}
+
+fn print_errors(result: &WalkResult, json: bool) {
+    if json {
+        for e in &result.errors {
+            crate::ui::diagnostic(&e.diag);
+        }
+        return;
+    }
     for e in &result.errors {
         let loc = e
             .diag
@@ -533,19 +591,26 @@ async fn run_parsed(args: InfraArgs) -> Result<i32, InfraError> {
             detailed_exitcode,
             destroy,
         } => {
-            let stack = Stack::load(&dir)?;
-            let catalog = Arc::new(ProviderCatalog::load(&dir, &stack.config)?);
-            let backend = stack.backend()?;
-            let lease = lock(&backend, "OperationTypePlan", &flags.lock_timeout).await?;
-            let result =
-                plan_inner(&stack, &catalog, &backend, &flags, destroy, out.as_deref()).await;
-            backend.unlock(lease).await?;
-            let (result, changed) = result?;
-            if !result.errors.is_empty() {
-                print_errors(&result);
-                return Ok(1);
+            if flags.json {
+                crate::ui::version(TOOL_VERSION);
             }
-            Ok(if detailed_exitcode && changed { 2 } else { 0 })
+            let r = async {
+                let stack = Stack::load(&dir)?;
+                let catalog = Arc::new(ProviderCatalog::load(&dir, &stack.config)?);
+                let backend = stack.backend()?;
+                let lease = lock(&backend, "OperationTypePlan", &flags.lock_timeout).await?;
+                let result =
+                    plan_inner(&stack, &catalog, &backend, &flags, destroy, out.as_deref()).await;
+                backend.unlock(lease).await?;
+                let (result, changed) = result?;
+                if !result.errors.is_empty() {
+                    print_errors(&result, flags.json);
+                    return Ok(1);
+                }
+                Ok(if detailed_exitcode && changed { 2 } else { 0 })
+            }
+            .await;
+            json_errors(flags.json, r)
         }
         Command::Apply {
             flags,
@@ -553,35 +618,13 @@ async fn run_parsed(args: InfraArgs) -> Result<i32, InfraError> {
             destroy,
             plan_file,
         } => {
-            let stack = Stack::load(&dir)?;
-            let catalog = Arc::new(ProviderCatalog::load(&dir, &stack.config)?);
-            let backend = stack.backend()?;
-            let lease = lock(&backend, "OperationTypeApply", &flags.lock_timeout).await?;
-            let r = apply_inner(
-                &stack,
-                &catalog,
-                &backend,
-                &flags,
-                auto_approve || plan_file.is_some(),
-                destroy,
-                plan_file.as_deref(),
-            )
-            .await;
-            backend.unlock(lease).await?;
-            r
+            let auto_approve = auto_approve || plan_file.is_some();
+            apply_cmd(&dir, &flags, auto_approve, destroy, plan_file.as_deref()).await
         }
         Command::Destroy {
             flags,
             auto_approve,
-        } => {
-            let stack = Stack::load(&dir)?;
-            let catalog = Arc::new(ProviderCatalog::load(&dir, &stack.config)?);
-            let backend = stack.backend()?;
-            let lease = lock(&backend, "OperationTypeApply", &flags.lock_timeout).await?;
-            let r = apply_inner(&stack, &catalog, &backend, &flags, auto_approve, true, None).await;
-            backend.unlock(lease).await?;
-            r
-        }
+        } => apply_cmd(&dir, &flags, auto_approve, true, None).await,
         Command::Output {
             name,
             json,
@@ -748,10 +791,12 @@ async fn plan_inner(
     };
     let rendered = render::human_plan(&result, destroy);
     let json = render::json_plan(&result);
-    if flags.json {
-        println!("{json}");
-    } else if result.errors.is_empty() {
-        print!("{rendered}");
+    if result.errors.is_empty() {
+        if flags.json {
+            crate::ui::plan(&result);
+        } else {
+            print!("{rendered}");
+        }
     }
     let changed = result
         .changes
@@ -904,10 +949,12 @@ async fn apply_inner(
             .await?
         };
         if !planned.errors.is_empty() {
-            print_errors(&planned);
+            print_errors(&planned, flags.json);
             return Ok(1);
         }
-        if !flags.json {
+        if flags.json {
+            crate::ui::plan(&planned);
+        } else {
             print!("{}", render::human_plan(&planned, destroy));
         }
         let changed = planned
@@ -916,7 +963,19 @@ async fn apply_inner(
             .any(|c| c.action != Action::NoOp || c.imported || c.moved_from.is_some())
             || !planned.output_changes.is_empty();
         if !changed && existing.is_some() {
+            if flags.json {
+                crate::ui::summary(if destroy { "destroy" } else { "apply" }, 0, 0, 0, 0);
+                if !destroy {
+                    crate::ui::outputs(&planned.outputs);
+                }
+            }
             return Ok(0);
+        }
+        if !auto_approve && flags.json {
+            return Err(other(
+                "-json cannot ask for approval",
+                "pass -auto-approve, or apply a saved plan",
+            ));
         }
         if !auto_approve {
             if !flags.input {
@@ -959,7 +1018,7 @@ async fn apply_inner(
         opts.mode = WalkMode::Destroy;
     }
     let progress = if flags.json {
-        Progress::hidden()
+        Progress::json()
     } else {
         Progress::stderr(if destroy { "Destroying" } else { "Applying" })
     };
@@ -997,10 +1056,17 @@ async fn apply_inner(
         snap.terraform_version = TOOL_VERSION.to_string();
         backend_arc.write(&snap).await?;
     }
-    let (a, c, d, _) = render::counts(&result.changes);
+    let (a, c, d, i) = render::counts(&result.changes);
     if !result.errors.is_empty() {
-        print_errors(&result);
+        print_errors(&result, flags.json);
         return Ok(1);
+    }
+    if flags.json {
+        crate::ui::summary(if destroy { "destroy" } else { "apply" }, a, c, d, i);
+        if !destroy {
+            crate::ui::outputs(&result.outputs);
+        }
+        return Ok(0);
     }
     if destroy {
         println!("\nDestroy complete! Resources: {d} destroyed.");

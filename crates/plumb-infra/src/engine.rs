@@ -2414,16 +2414,17 @@ async fn run_instance(
             prior.clone()
         }
         Action::Create | Action::Update => {
-            let (new, private) = provider
-                .apply_resource_change(
-                    &r.ty,
-                    &prior.deep_unmark(),
-                    &planned,
-                    &plain_config,
-                    &planned_private,
-                )
-                .await
-                .map_err(at)?;
+            let (new, private) = apply_value(
+                ctx,
+                inst,
+                provider,
+                &prior,
+                &planned,
+                &plain_config,
+                &planned_private,
+            )
+            .await
+            .map_err(at)?;
             let st =
                 make_instance_state(&inst.key, &new, block, schema.version, &private, &deps, cbd);
             record(ctx, inst, provider_str, Some(st))
@@ -2432,22 +2433,23 @@ async fn run_instance(
             mark_schema_sensitive(new, block)
         }
         Action::DeleteThenCreate => {
-            destroy_value(provider, &r.ty, &prior, &prior_private)
+            destroy_value(ctx, inst, provider, &prior, &prior_private)
                 .await
                 .map_err(at)?;
             record(ctx, inst, provider_str, None)
                 .await
                 .map_err(|d| vec![d])?;
-            let (new, private) = provider
-                .apply_resource_change(
-                    &r.ty,
-                    &Value::Null,
-                    &planned,
-                    &plain_config,
-                    &planned_private,
-                )
-                .await
-                .map_err(at)?;
+            let (new, private) = apply_value(
+                ctx,
+                inst,
+                provider,
+                &Value::Null,
+                &planned,
+                &plain_config,
+                &planned_private,
+            )
+            .await
+            .map_err(at)?;
             let st =
                 make_instance_state(&inst.key, &new, block, schema.version, &private, &deps, cbd);
             record(ctx, inst, provider_str, Some(st))
@@ -2456,22 +2458,23 @@ async fn run_instance(
             mark_schema_sensitive(new, block)
         }
         Action::CreateThenDelete => {
-            let (new, private) = provider
-                .apply_resource_change(
-                    &r.ty,
-                    &Value::Null,
-                    &planned,
-                    &plain_config,
-                    &planned_private,
-                )
-                .await
-                .map_err(at)?;
+            let (new, private) = apply_value(
+                ctx,
+                inst,
+                provider,
+                &Value::Null,
+                &planned,
+                &plain_config,
+                &planned_private,
+            )
+            .await
+            .map_err(at)?;
             let st =
                 make_instance_state(&inst.key, &new, block, schema.version, &private, &deps, cbd);
             record(ctx, inst, provider_str, Some(st))
                 .await
                 .map_err(|d| vec![d])?;
-            destroy_value(provider, &r.ty, &prior, &prior_private)
+            destroy_value(ctx, inst, provider, &prior, &prior_private)
                 .await
                 .map_err(at)?;
             mark_schema_sensitive(new, block)
@@ -2494,7 +2497,59 @@ async fn record_if_apply(
     Ok(())
 }
 
+/// Creates or updates an instance through the provider (`prior` is null for
+/// a create), between its progress start and end.
+#[allow(clippy::too_many_arguments)]
+async fn apply_value(
+    ctx: &WalkCtx,
+    inst: &InstanceAddr,
+    provider: &Provider,
+    prior: &Value,
+    planned: &Value,
+    config: &Value,
+    private: &[u8],
+) -> Result<(Value, Vec<u8>), plumb_tfplugin::Error> {
+    let action = if prior.is_null() {
+        Action::Create
+    } else {
+        Action::Update
+    };
+    let started = ctx.progress.apply_start(inst, action, prior);
+    let out = provider
+        .apply_resource_change(
+            &inst.resource.ty,
+            &prior.deep_unmark(),
+            planned,
+            config,
+            private,
+        )
+        .await;
+    ctx.progress
+        .apply_end(inst, action, out.as_ref().ok().map(|(v, _)| v), started);
+    out
+}
+
+/// Destroys an instance through the provider, between its progress start
+/// and end.
 async fn destroy_value(
+    ctx: &WalkCtx,
+    inst: &InstanceAddr,
+    provider: &Provider,
+    prior: &Value,
+    private: &[u8],
+) -> Result<(), plumb_tfplugin::Error> {
+    let started = ctx.progress.apply_start(inst, Action::Delete, prior);
+    let out = destroy_through(provider, &inst.resource.ty, prior, private).await;
+    ctx.progress.apply_end(
+        inst,
+        Action::Delete,
+        out.as_ref().ok().map(|_| &Value::Null),
+        started,
+    );
+    out
+}
+
+async fn destroy_through(
     provider: &Provider,
     ty: &str,
     prior: &Value,
@@ -2561,7 +2616,7 @@ async fn delete_instance(
         .await
         .map_err(|_| Diag::new("walk cancelled"))?;
     if inst.resource.mode == Mode::Managed {
-        destroy_value(provider, &inst.resource.ty, &prior, &private_bytes(&st))
+        destroy_value(ctx, inst, provider, &prior, &private_bytes(&st))
             .await
             .map_err(|e| Diag::new(format!("{inst}: {e}")))?;
     }

@@ -25,6 +25,7 @@ pub mod render;
 pub mod show;
 pub mod statewriter;
 pub mod timefmt;
+pub mod ui;
 pub mod validate;
 pub mod vars;
 

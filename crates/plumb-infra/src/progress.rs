@@ -1,11 +1,15 @@
 //! Progress for long walks: a bar on a terminal, a line every few seconds
-//! otherwise.
+//! otherwise, or, for `-json`, a line of the machine-readable UI as each
+//! instance's provider call starts and ends.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use plumb_tfplugin::Value;
+
 use crate::addr::InstanceAddr;
+use crate::engine::Action;
 
 /// Progress reporting; cheap to clone.
 #[derive(Clone, Default)]
@@ -20,6 +24,8 @@ struct Inner {
     started: Instant,
     last_line: std::sync::Mutex<Instant>,
     verb: &'static str,
+    /// Machine-readable UI lines instead of a bar or text lines.
+    json: bool,
 }
 
 impl Progress {
@@ -53,7 +59,53 @@ impl Progress {
                 started: Instant::now(),
                 last_line: std::sync::Mutex::new(Instant::now()),
                 verb,
+                json: false,
             })),
+        }
+    }
+
+    /// `apply_start` / `apply_complete` / `apply_errored` lines on stdout
+    /// (`-json`).
+    pub fn json() -> Progress {
+        Progress {
+            inner: Some(Arc::new(Inner {
+                bar: None,
+                done: AtomicU64::new(0),
+                total: AtomicU64::new(0),
+                started: Instant::now(),
+                last_line: std::sync::Mutex::new(Instant::now()),
+                verb: "",
+                json: true,
+            })),
+        }
+    }
+
+    fn json_on(&self) -> bool {
+        self.inner.as_ref().is_some_and(|i| i.json)
+    }
+
+    /// An instance's provider call begins (`prior` is its value before);
+    /// returns when, for [`Progress::apply_end`].
+    pub fn apply_start(&self, addr: &InstanceAddr, action: Action, prior: &Value) -> Instant {
+        if self.json_on() {
+            crate::ui::apply_start(addr, action, prior);
+        }
+        Instant::now()
+    }
+
+    /// An instance's provider call ended: with its new value, or failed.
+    pub fn apply_end(
+        &self,
+        addr: &InstanceAddr,
+        action: Action,
+        outcome: Option<&Value>,
+        started: Instant,
+    ) {
+        if self.json_on() {
+            match outcome {
+                Some(v) => crate::ui::apply_complete(addr, action, v, started.elapsed()),
+                None => crate::ui::apply_errored(addr, action, started.elapsed()),
+            }
         }
     }
 
@@ -75,6 +127,9 @@ impl Progress {
         let d = i.done.fetch_add(1, Ordering::Relaxed) + 1;
         if let Some(b) = &i.bar {
             b.set_position(d);
+            return;
+        }
+        if i.json {
             return;
         }
         let mut last = i.last_line.lock().unwrap_or_else(|e| e.into_inner());
