@@ -129,7 +129,9 @@ fn live_manifests(
 /// Run GC once. Holds the registry's GC lock; other work continues.
 pub async fn collect(registry: &Registry, dry_run: bool) -> Result<GcReport, RegistryError> {
     let _only_one = registry.gc_lock.lock().await;
-    tokio::task::block_in_place(|| collect_now(registry, dry_run, now()))
+    let report = tokio::task::block_in_place(|| collect_now(registry, dry_run, now()))?;
+    registry.metrics.gc(&report);
+    Ok(report)
 }
 
 /// Run GC synchronously at time `now` (the caller serialises runs).

@@ -21,6 +21,10 @@ type Result<T> = std::result::Result<T, RegistryError>;
 /// Path of plumb's GC endpoint (an extension outside `/v2/`).
 pub const GC_PATH: &str = "/plumb/v1/gc";
 
+/// Path of the Prometheus metrics (outside `/v2/`; readable by anyone who
+/// may pull).
+pub const METRICS_PATH: &str = "/metrics";
+
 /// The axum application serving `registry`.
 pub fn router(registry: Arc<Registry>) -> axum::Router {
     axum::Router::new().fallback(dispatch).with_state(registry)
@@ -30,6 +34,8 @@ enum Endpoint<'a> {
     Base,
     /// plumb's own extension: run GC now (`POST /plumb/v1/gc[?dry_run=true]`).
     Gc,
+    /// Prometheus metrics (`GET /metrics`).
+    Metrics,
     Catalog,
     Tags(RepositoryName),
     Manifest(RepositoryName, &'a str),
@@ -43,9 +49,30 @@ fn name(s: &str) -> Result<RepositoryName> {
     RepositoryName::parse(s).map_err(|e| RegistryError::NameInvalid(e.to_string()))
 }
 
+impl Endpoint<'_> {
+    /// The endpoint kind, as the request metrics label it.
+    fn kind(&self) -> &'static str {
+        match self {
+            Endpoint::Base => "base",
+            Endpoint::Gc => "gc",
+            Endpoint::Metrics => "metrics",
+            Endpoint::Catalog => "catalog",
+            Endpoint::Tags(_) => "tags",
+            Endpoint::Manifest(..) => "manifest",
+            Endpoint::Blob(..) => "blob",
+            Endpoint::Uploads(_) => "uploads",
+            Endpoint::Upload(..) => "upload",
+            Endpoint::Referrers(..) => "referrers",
+        }
+    }
+}
+
 fn route(path: &str) -> Result<Endpoint<'_>> {
     if path == GC_PATH {
         return Ok(Endpoint::Gc);
+    }
+    if path == METRICS_PATH {
+        return Ok(Endpoint::Metrics);
     }
     let Some(rest) = path.strip_prefix("/v2") else {
         return Err(RegistryError::NotFound);
@@ -221,12 +248,51 @@ async fn read_limited(body: Body, limit: u64, what: &'static str) -> Result<byte
 /// How far past a size limit a refused body is still read before answering.
 const DRAIN_FACTOR: u64 = 16;
 
-/// The single entry point: authorise, route, handle.
+/// The single entry point: authorise, route, handle, count.
 pub async fn dispatch(State(registry): State<Arc<Registry>>, request: Request) -> Response {
-    match handle(&registry, request).await {
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let kind = route(request.uri().path()).map_or("unknown", |e| e.kind());
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    let response = match handle(&registry, request).await {
         Ok(r) => r,
-        Err(e) => e.into_response(),
+        Err(e) => {
+            if let RegistryError::PolicyDenied { policy, .. } = &e {
+                registry
+                    .metrics
+                    .policy_refusals
+                    .get_or_create(&crate::metrics::PolicyLabel {
+                        policy: policy.clone(),
+                    })
+                    .inc();
+            }
+            e.into_response()
+        }
+    };
+    let m = &registry.metrics;
+    let status = response.status();
+    match (kind, &method) {
+        ("upload" | "uploads" | "manifest", &Method::PUT | &Method::PATCH | &Method::POST)
+            if status.is_success() =>
+        {
+            m.bytes_received.inc_by(declared);
+        }
+        ("blob" | "manifest", &Method::GET) if status.is_success() => {
+            let sent = response
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                .unwrap_or(0);
+            m.bytes_sent.inc_by(sent);
+        }
+        _ => {}
     }
+    m.observe(kind, method.as_str(), status.as_u16(), started.elapsed());
+    response
 }
 
 async fn handle(registry: &Arc<Registry>, request: Request) -> Result<Response> {
@@ -256,6 +322,15 @@ async fn handle(registry: &Arc<Registry>, request: Request) -> Result<Response> 
                 ),
             ],
             "{}",
+        )
+            .into_response()),
+        (Endpoint::Metrics, Method::GET) => Ok((
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            registry.metrics.encode(),
         )
             .into_response()),
         (Endpoint::Gc, Method::POST) => {

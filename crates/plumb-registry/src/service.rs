@@ -96,6 +96,8 @@ pub struct Registry {
     pub(crate) recent: Mutex<HashMap<Digest, i64>>,
     /// Serialises GC runs.
     pub(crate) gc_lock: tokio::sync::Mutex<()>,
+    /// What the registry counts, for `GET /metrics`.
+    pub metrics: crate::metrics::RegistryMetrics,
 }
 
 /// Why the registry could not open.
@@ -155,6 +157,7 @@ impl Registry {
             uploads: Mutex::new(HashMap::new()),
             recent: Mutex::new(HashMap::new()),
             gc_lock: tokio::sync::Mutex::new(()),
+            metrics: crate::metrics::RegistryMetrics::new(),
         })
     }
 

@@ -594,3 +594,113 @@ fn large_chunked_uploads_are_hashed_across_chunks() {
         0
     );
 }
+
+/// The value of the first sample of `name` whose labels include every one
+/// of `labels` (`key="value"` pairs), from a Prometheus text exposition.
+fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .find(|l| labels.iter().all(|p| l.contains(p)))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[test]
+fn metrics_count_requests_bytes_refusals_and_gc_without_naming_repositories() {
+    let reg = TestRegistry::start();
+    let h = reg.http();
+    // Pull rights are needed to read them.
+    assert_eq!(reg.http().anonymous().get("/metrics").status(), 401);
+    let layer = vec![7u8; 10_000];
+    let (_, manifest) = h.push_image("team/secret-app", SHA_TAG, &[&layer]);
+    let (_, other) = h.push_image("team/secret-app", "scratch", &[b"other"]);
+    assert_eq!(
+        h.put_manifest("team/secret-app", SHA_TAG, &other).status(),
+        409
+    );
+    let d = Digest::sha256_of(&layer);
+    let got = h.get(&format!("/v2/team/secret-app/blobs/{d}"));
+    assert_eq!(got.status(), 200);
+    assert_eq!(got.bytes().unwrap().len(), layer.len());
+    let r = h.req(Method::POST, "/plumb/v1/gc").send().unwrap();
+    assert_eq!(r.status(), 200);
+    let r = h
+        .req(Method::POST, "/plumb/v1/gc?dry_run=true")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    let reader = reg.http().with_user(READER, READER_PASSWORD);
+    let r = reader.get("/metrics");
+    assert_eq!(r.status(), 200);
+    let text = r.text().unwrap();
+    let requests = "plumb_registry_http_requests_total";
+    assert_eq!(
+        sample(
+            &text,
+            requests,
+            &[r#"endpoint="manifest""#, r#"method="PUT""#, r#"code="409""#]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    // Two images, each a config and one layer, pushed in single POSTs.
+    assert_eq!(
+        sample(
+            &text,
+            requests,
+            &[r#"endpoint="uploads""#, r#"method="POST""#, r#"code="201""#]
+        ),
+        Some(4.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            requests,
+            &[r#"endpoint="blob""#, r#"method="GET""#, r#"code="200""#]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "plumb_registry_http_request_duration_seconds_count",
+            &[r#"endpoint="blob""#, r#"method="GET""#]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "plumb_registry_policy_refusals_total",
+            &[r#"policy="immutable_tags""#]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    let received = sample(&text, "plumb_registry_received_bytes_total", &[]).unwrap();
+    assert!(
+        received >= (layer.len() + manifest.len()) as f64,
+        "{received}: {text}"
+    );
+    assert_eq!(
+        sample(&text, "plumb_registry_sent_bytes_total", &[]),
+        Some(layer.len() as f64),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "plumb_registry_gc_runs_total", &[]),
+        Some(1.0),
+        "dry runs are not counted: {text}"
+    );
+    assert!(
+        !text.contains("secret-app"),
+        "a repository name in the metrics: {text}"
+    );
+    // Writing to it is not a thing.
+    let r = h.req(Method::PUT, "/metrics").send().unwrap();
+    assert!(r.status().is_client_error(), "{}", r.status());
+}
