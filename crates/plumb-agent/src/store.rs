@@ -57,6 +57,22 @@ impl std::str::FromStr for Role {
     }
 }
 
+/// How many hex digits of a token's hash name it in `plumb token list`.
+pub const TOKEN_ID_LEN: usize = 12;
+
+/// A stored token, as `plumb token list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenInfo {
+    /// The first hex digits of the token's hash.
+    pub id: String,
+    /// The name given at creation.
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// When it was made (Unix seconds).
+    pub created: i64,
+}
+
 /// The store.
 pub struct Store {
     path: PathBuf,
@@ -258,6 +274,56 @@ impl Store {
         Ok(role.and_then(|r| r.parse().ok()))
     }
 
+    /// Every token, oldest first: its id, name, role and creation time
+    /// (never the token, nor more of its hash than the id).
+    pub fn tokens(&self) -> Result<Vec<TokenInfo>, StoreError> {
+        let rows: Vec<(String, String, String, i64)> = self.with(|c| {
+            let mut st =
+                c.prepare("SELECT hash, name, role, created FROM token ORDER BY created, hash")?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+            rows.collect()
+        })?;
+        rows.into_iter()
+            .map(|(hash, name, role, created)| {
+                Ok(TokenInfo {
+                    id: hash[..TOKEN_ID_LEN.min(hash.len())].to_string(),
+                    name,
+                    role: role.parse().map_err(|message| StoreError::Corrupt {
+                        path: self.path.clone(),
+                        message,
+                    })?,
+                    created,
+                })
+            })
+            .collect()
+    }
+
+    /// Revokes the one token whose id or name is `which`; returns what it
+    /// was. Nothing changes when none or several match.
+    pub fn revoke_token(&self, which: &str) -> Result<Result<TokenInfo, String>, StoreError> {
+        let matching: Vec<TokenInfo> = self
+            .tokens()?
+            .into_iter()
+            .filter(|t| t.id == which || (!t.name.is_empty() && t.name == which))
+            .collect();
+        match matching.as_slice() {
+            [one] => {
+                let pattern = format!("{}%", one.id);
+                self.with(|c| c.execute("DELETE FROM token WHERE hash LIKE ?1", params![pattern]))?;
+                Ok(Ok(one.clone()))
+            }
+            [] => Ok(Err(format!("no token has the id or name {which:?}"))),
+            many => Ok(Err(format!(
+                "{} tokens are named {which:?}; revoke one by its id ({})",
+                many.len(),
+                many.iter()
+                    .map(|t| t.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+
     /// How many tokens exist.
     pub fn token_count(&self) -> Result<usize, StoreError> {
         self.with(|c| c.query_row("SELECT COUNT(*) FROM token", [], |r| r.get::<_, i64>(0)))
@@ -315,6 +381,38 @@ mod tests {
         a.add_token(&t, Role::Readonly, "ci").unwrap();
         assert_eq!(b.token_role(&t).unwrap(), Some(Role::Readonly));
         assert_eq!(b.token_role("plumb_wrong").unwrap(), None);
+        // Listed without the token; revoked by name, everywhere at once.
+        let list = a.tokens().unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(
+            (list[0].name.as_str(), list[0].role),
+            ("ci", Role::Readonly)
+        );
+        assert!(t.len() > list[0].id.len() && !t.contains(&list[0].id));
+        let other = new_token();
+        a.add_token(&other, Role::Admin, "ci").unwrap();
+        assert!(a.revoke_token("ci").unwrap().is_err(), "two are named ci");
+        assert!(a.revoke_token("nobody").unwrap().is_err());
+        assert_eq!(
+            b.token_count().unwrap(),
+            2,
+            "a refused revoke changes nothing"
+        );
+        let id = a
+            .tokens()
+            .unwrap()
+            .into_iter()
+            .find(|x| x.role == Role::Readonly)
+            .unwrap()
+            .id;
+        let gone = a.revoke_token(&id).unwrap().unwrap();
+        assert_eq!(gone.id, id);
+        assert_eq!(b.token_count().unwrap(), 1);
+        assert_eq!(
+            b.token_role(&t).unwrap(),
+            None,
+            "the revoked token no longer works"
+        );
         let raw = std::fs::read(dir.path().join("plumb.db")).unwrap();
         let wal = std::fs::read(dir.path().join("plumb.db-wal")).unwrap_or_default();
         let needle = t.as_bytes();

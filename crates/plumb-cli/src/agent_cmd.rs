@@ -204,6 +204,69 @@ pub fn token_create(data_dir: &Path, args: TokenCreateArgs) -> miette::Result<Ex
     Ok(ExitCode::SUCCESS)
 }
 
+#[derive(Debug, Args)]
+pub struct TokenListArgs {
+    /// `table` or `json`.
+    #[arg(long, short = 'o', value_parser = ["table", "json"], default_value = "table")]
+    output: String,
+}
+
+/// List the data directory's tokens.
+pub fn token_list(data_dir: &Path, args: TokenListArgs) -> miette::Result<ExitCode> {
+    let store = Store::open(data_dir).into_diagnostic()?;
+    let tokens = store.tokens().into_diagnostic()?;
+    if args.output == "json" {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&tokens).into_diagnostic()?
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{:<14}{:<10}{:<22}NAME", "ID", "ROLE", "CREATED");
+    for t in &tokens {
+        let created = jiff::Timestamp::from_second(t.created)
+            .map(|ts| ts.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+            .unwrap_or_else(|_| t.created.to_string());
+        let role = match t.role {
+            Role::Admin => "admin",
+            Role::Readonly => "readonly",
+        };
+        println!("{:<14}{role:<10}{created:<22}{}", t.id, t.name);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct TokenRevokeArgs {
+    /// The token's id (from `plumb token list`) or its name.
+    which: String,
+}
+
+/// Revoke one token; a running agent trusts a token it verified for at most
+/// 5 seconds, so it is refused within that.
+pub fn token_revoke(data_dir: &Path, args: TokenRevokeArgs) -> miette::Result<ExitCode> {
+    let store = Store::open(data_dir).into_diagnostic()?;
+    match store.revoke_token(&args.which).into_diagnostic()? {
+        Ok(t) => {
+            let left = store.tokens().into_diagnostic()?;
+            println!(
+                "revoked token {} ({}); a running agent refuses it within 5 seconds",
+                t.id, t.name
+            );
+            if !left.iter().any(|t| t.role == Role::Admin) {
+                eprintln!(
+                    "warning: no admin token is left; make one with plumb token create --role admin"
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(why) => Err(miette::miette!(
+            help = "plumb token list shows every token's id and name",
+            "{why}"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

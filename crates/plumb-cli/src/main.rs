@@ -70,6 +70,10 @@ enum Command {
 enum TokenCommand {
     /// Create a token (works whether or not an agent runs on the data dir); prints it alone on stdout.
     Create(agent_cmd::TokenCreateArgs),
+    /// List tokens: id, name, role and creation time (never the tokens themselves).
+    List(agent_cmd::TokenListArgs),
+    /// Revoke a token by its id (from `plumb token list`) or its name; a running agent refuses it within 5 seconds.
+    Revoke(agent_cmd::TokenRevokeArgs),
 }
 
 fn main() -> ExitCode {
@@ -136,6 +140,8 @@ fn main() -> ExitCode {
             Command::Rollback(args) => remote::rollback(args).await,
             Command::Resume(args) => remote::resume(args).await,
             Command::Token(TokenCommand::Create(args)) => agent_cmd::token_create(&data_dir, args),
+            Command::Token(TokenCommand::List(args)) => agent_cmd::token_list(&data_dir, args),
+            Command::Token(TokenCommand::Revoke(args)) => agent_cmd::token_revoke(&data_dir, args),
             Command::Registry(_) | Command::Artifact(_) | Command::Infra { .. } => {
                 Ok(ExitCode::SUCCESS)
             }

@@ -169,6 +169,52 @@ fn tokens_are_made_while_the_agent_runs_and_roles_hold() {
     );
     assert_eq!(request(agent.port, "GET", "/healthz", None).0, 200);
 
+    // Listed by id, name and role, never by the token; revoked while the
+    // agent runs, a token is refused from the next request on.
+    let plumb = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_plumb"))
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, listed, _) = plumb(&["token", "list", "-o", "json"]);
+    assert!(ok);
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    let (ok, table, _) = plumb(&["token", "list"]);
+    assert!(ok);
+    for t in [&admin, &reader, &second_admin] {
+        assert!(!table.contains(t.as_str()), "a token in the list: {table}");
+    }
+    let reader_id = listed.iter().find(|t| t["role"] == "readonly").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(table.contains(&reader_id), "{table}");
+    let (ok, _, err) = plumb(&["token", "revoke", "no-such-token"]);
+    assert!(!ok && err.contains("no token has the id or name"), "{err}");
+    let (ok, out, err) = plumb(&["token", "revoke", &reader_id]);
+    assert!(ok, "{err}");
+    assert!(out.contains(&reader_id), "{out}");
+    // The agent trusts a verified token for at most 5 s before asking the
+    // store again.
+    let revoked_at = Instant::now();
+    while request(agent.port, "GET", list, Some(&reader)).0 != 401 {
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(7),
+            "a revoked token still works"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(request(agent.port, "GET", list, Some(&admin)).0, 200);
+
     let (out, err) = agent.stop();
     assert_eq!(
         out,
@@ -182,7 +228,8 @@ fn tokens_are_made_while_the_agent_runs_and_roles_hold() {
 
     // A second start creates no new token and prints none.
     let agent = Running::start(&data, &apps, &[]);
-    assert_eq!(request(agent.port, "GET", list, Some(&reader)).0, 200);
+    assert_eq!(request(agent.port, "GET", list, Some(&second_admin)).0, 200);
+    assert_eq!(request(agent.port, "GET", list, Some(&reader)).0, 401);
     let (out, _) = agent.stop();
     assert!(out.is_empty(), "{out:?}");
 }
