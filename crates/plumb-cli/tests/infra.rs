@@ -660,6 +660,32 @@ output "file" {
         "{}",
         t.all()
     );
+    // A module instance is a target of its own.
+    let t = s.run(&["plan", "-destroy", "-target=module.site[\"dev\"]"]);
+    assert!(
+        t.stdout
+            .contains("Plan: 0 to add, 0 to change, 2 to destroy."),
+        "{}",
+        t.all()
+    );
+    assert!(
+        t.stdout
+            .contains("module.site[\"dev\"].local_file.f will be destroyed")
+            && !t.stdout.contains("module.site[\"prod\"]"),
+        "{}",
+        t.stdout
+    );
+    let t = s.run(&[
+        "plan",
+        "-replace=module.shard[0].random_id.r",
+        "-target=module.shard",
+    ]);
+    assert!(
+        t.stdout
+            .contains("Plan: 2 to add, 0 to change, 2 to destroy."),
+        "{}",
+        t.all()
+    );
     // Dropping a key destroys that module instance and nothing else.
     let dropped = s
         .run(&["apply", "-auto-approve", "-json", "-var=sites=[\"dev\"]"])

@@ -102,6 +102,17 @@ pub fn module_call_name(elem: &str) -> &str {
     elem.split_once('[').map_or(elem, |(name, _)| name)
 }
 
+/// Whether module instance `path` lies within `target`, a module path as
+/// `-target` names it: an element without a key (`module.net`) takes in
+/// every instance of that call.
+pub fn module_path_within(path: &[String], target: &[String]) -> bool {
+    path.len() >= target.len()
+        && path
+            .iter()
+            .zip(target)
+            .all(|(p, t)| p == t || (!t.contains('[') && module_call_name(p) == t.as_str()))
+}
+
 /// The module path element of one instance of a module call: `net`,
 /// `net[0]` or `net["a"]`, as state files and plans write it.
 pub fn module_elem(name: &str, key: Option<&InstanceKey>) -> String {
@@ -280,5 +291,11 @@ mod tests {
             split_module_path("module.m").unwrap(),
             (vec!["m".to_string()], "")
         );
+        let p = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(module_path_within(&p(&["m[0]", "n"]), &p(&["m"])));
+        assert!(module_path_within(&p(&["m[0]", "n"]), &p(&["m[0]"])));
+        assert!(!module_path_within(&p(&["m[1]", "n"]), &p(&["m[0]"])));
+        assert!(!module_path_within(&p(&["mm[0]"]), &p(&["m"])));
+        assert!(!module_path_within(&p(&["m"]), &p(&["m", "n"])));
     }
 }

@@ -414,11 +414,24 @@ fn options(flags: &PlanFlags, mode: WalkMode) -> Result<WalkOptions, InfraError>
             })
             .collect()
     };
+    // A target that is only a module path takes in everything in it.
+    let (module_targets, targets): (Vec<_>, Vec<_>) = flags.targets.iter().cloned().partition(
+        |t| matches!(crate::addr::split_module_path(t.trim()), Ok((p, "")) if !p.is_empty()),
+    );
+    let module_targets = module_targets
+        .iter()
+        .filter_map(|t| {
+            crate::addr::split_module_path(t.trim())
+                .ok()
+                .map(|(p, _)| p)
+        })
+        .collect();
     Ok(WalkOptions {
         mode,
         refresh: flags.refresh,
         parallelism: flags.parallelism,
-        targets: parse(&flags.targets)?,
+        targets: parse(&targets)?,
+        module_targets,
         replace: parse(&flags.replace)?,
         expected: None,
         plan_only: false,

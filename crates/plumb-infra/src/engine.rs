@@ -106,6 +106,9 @@ pub struct WalkOptions {
     pub parallelism: usize,
     /// Only these resources (and what they depend on).
     pub targets: Vec<InstanceAddr>,
+    /// Only the resources in these module instances (and what they depend
+    /// on): `-target=module.net` or `-target=module.net["eu"]`.
+    pub module_targets: Vec<Vec<String>>,
     /// Force replacement of these instances.
     pub replace: Vec<InstanceAddr>,
     /// A saved plan's actions that apply must reproduce.
@@ -1124,6 +1127,20 @@ struct WalkCtx {
 }
 
 impl WalkCtx {
+    /// Whether a walk with `-target` covers `r`: a target, something a
+    /// target depends on, or anything in a targeted module instance (which
+    /// takes in instances no longer configured there).
+    fn is_targeted(&self, r: &ResourceAddr) -> bool {
+        self.targeted.as_ref().is_none_or(|t| {
+            t.contains(r)
+                || self
+                    .opts
+                    .module_targets
+                    .iter()
+                    .any(|m| crate::addr::module_path_within(&r.module, m))
+        })
+    }
+
     fn scope<'a>(
         &'a self,
         values: &'a Values,
@@ -1242,7 +1259,7 @@ impl Walk {
                 .map_err(|m| ConfigError::from(imp.origin.diag(m)))?;
             import_ids.insert(addr, (imp.id.clone(), imp.origin.clone()));
         }
-        let targeted = if opts.targets.is_empty() {
+        let targeted = if opts.targets.is_empty() && opts.module_targets.is_empty() {
             None
         } else {
             let mut set = HashSet::new();
@@ -1251,6 +1268,9 @@ impl Walk {
                 .iter()
                 .map(|t| Node::Resource(t.resource.clone()))
                 .collect();
+            stack.extend(graph.deps.keys().filter(|n| {
+                matches!(n, Node::Resource(r) if opts.module_targets.iter().any(|m| crate::addr::module_path_within(&r.module, m)))
+            }).cloned());
             let mut seen = HashSet::new();
             while let Some(n) = stack.pop() {
                 if !seen.insert(n.clone()) {
@@ -2805,11 +2825,7 @@ async fn destroy_orphans(ctx: &Arc<WalkCtx>) -> Result<(), Vec<Diag>> {
                             && x.name == i.resource.name
                     })
                 });
-            !declared
-                && ctx
-                    .targeted
-                    .as_ref()
-                    .is_none_or(|t| t.contains(&i.resource))
+            !declared && ctx.is_targeted(&i.resource)
         })
         .collect();
     if orphans.is_empty() {
@@ -2847,11 +2863,7 @@ async fn destroy_all(ctx: &Arc<WalkCtx>) -> Vec<WalkError> {
     let snapshot = ctx.prior.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let all: Vec<(InstanceAddr, Vec<String>)> = state_instances(&snapshot)
         .into_iter()
-        .filter(|(i, _)| {
-            ctx.targeted
-                .as_ref()
-                .is_none_or(|t| t.contains(&i.resource))
-        })
+        .filter(|(i, _)| ctx.is_targeted(&i.resource))
         .collect();
     let (data, managed): (Vec<_>, Vec<_>) = all
         .into_iter()
