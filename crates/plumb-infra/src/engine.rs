@@ -2433,12 +2433,25 @@ async fn run_instance(
             }
             prior.clone()
         }
-        Action::Create | Action::Update => {
+        Action::Create | Action::Update | Action::DeleteThenCreate | Action::CreateThenDelete => {
+            if action == Action::DeleteThenCreate {
+                destroy_value(ctx, inst, provider, &prior, &prior_private)
+                    .await
+                    .map_err(at)?;
+                record(ctx, inst, provider_str, None)
+                    .await
+                    .map_err(|d| vec![d])?;
+            }
+            // A replacement is created from nothing.
+            let before = match action {
+                Action::Create | Action::Update => prior.clone(),
+                _ => Value::Null,
+            };
             let (new, private) = apply_value(
                 ctx,
                 inst,
                 provider,
-                &prior,
+                &before,
                 &planned,
                 &plain_config,
                 &planned_private,
@@ -2450,53 +2463,11 @@ async fn run_instance(
             record(ctx, inst, provider_str, Some(st))
                 .await
                 .map_err(|d| vec![d])?;
-            mark_schema_sensitive(new, block)
-        }
-        Action::DeleteThenCreate => {
-            destroy_value(ctx, inst, provider, &prior, &prior_private)
-                .await
-                .map_err(at)?;
-            record(ctx, inst, provider_str, None)
-                .await
-                .map_err(|d| vec![d])?;
-            let (new, private) = apply_value(
-                ctx,
-                inst,
-                provider,
-                &Value::Null,
-                &planned,
-                &plain_config,
-                &planned_private,
-            )
-            .await
-            .map_err(at)?;
-            let st =
-                make_instance_state(&inst.key, &new, block, schema.version, &private, &deps, cbd);
-            record(ctx, inst, provider_str, Some(st))
-                .await
-                .map_err(|d| vec![d])?;
-            mark_schema_sensitive(new, block)
-        }
-        Action::CreateThenDelete => {
-            let (new, private) = apply_value(
-                ctx,
-                inst,
-                provider,
-                &Value::Null,
-                &planned,
-                &plain_config,
-                &planned_private,
-            )
-            .await
-            .map_err(at)?;
-            let st =
-                make_instance_state(&inst.key, &new, block, schema.version, &private, &deps, cbd);
-            record(ctx, inst, provider_str, Some(st))
-                .await
-                .map_err(|d| vec![d])?;
-            destroy_value(ctx, inst, provider, &prior, &prior_private)
-                .await
-                .map_err(at)?;
+            if action == Action::CreateThenDelete {
+                destroy_value(ctx, inst, provider, &prior, &prior_private)
+                    .await
+                    .map_err(at)?;
+            }
             mark_schema_sensitive(new, block)
         }
         Action::Delete | Action::Read => prior.clone(),
