@@ -303,6 +303,21 @@ output "password" {{
         "a secret reached apply -json"
     );
     let lines = ui_lines(&again.stdout);
+    // Each managed instance is refreshed once, by the walk that plans.
+    let refreshed: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["type"] == "refresh_complete")
+        .map(|l| l["hook"]["resource"]["addr"].as_str().unwrap())
+        .collect();
+    assert_eq!(refreshed.len(), 2, "{}", again.stdout);
+    assert!(refreshed.contains(&"plumbtest_object.o"), "{refreshed:?}");
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l["type"] == "refresh_start")
+            .count(),
+        2
+    );
     let outs = lines.iter().rfind(|l| l["type"] == "outputs").unwrap();
     assert_eq!(outs["outputs"]["name"]["value"], name.as_str(), "{outs}");
     assert_eq!(outs["outputs"]["password"]["sensitive"], true, "{outs}");

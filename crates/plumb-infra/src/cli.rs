@@ -438,6 +438,15 @@ fn options(flags: &PlanFlags, mode: WalkMode) -> Result<WalkOptions, InfraError>
     })
 }
 
+/// Progress of a walk that plans: refresh lines with `-json`, else none.
+fn planning_progress(flags: &PlanFlags) -> Progress {
+    if flags.json {
+        Progress::json(true)
+    } else {
+        Progress::hidden()
+    }
+}
+
 /// `apply` and `destroy`: lock, plan, ask, apply, unlock.
 async fn apply_cmd(
     dir: &Path,
@@ -798,7 +807,7 @@ async fn plan_inner(
             prior.clone(),
             planning,
             None,
-            Progress::hidden(),
+            planning_progress(flags),
         )
         .await?
     };
@@ -957,7 +966,7 @@ async fn apply_inner(
                 prior.clone(),
                 o,
                 None,
-                Progress::hidden(),
+                planning_progress(&flags),
             )
             .await?
         };
@@ -1031,7 +1040,7 @@ async fn apply_inner(
         opts.mode = WalkMode::Destroy;
     }
     let progress = if flags.json {
-        Progress::json()
+        Progress::json(false)
     } else {
         Progress::stderr(if destroy { "Destroying" } else { "Applying" })
     };

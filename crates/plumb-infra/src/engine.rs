@@ -2320,11 +2320,13 @@ async fn run_instance(
             imported = true;
         }
     } else if ctx.opts.refresh {
+        ctx.progress.refresh_start(inst, &prior);
         let (v, p) = provider
             .read_resource(&r.ty, &prior.deep_unmark(), &prior_private)
             .await
             .map_err(at)?;
         let v = mark_schema_sensitive(v, block);
+        ctx.progress.refresh_complete(inst, &v);
         refreshed_changed = !v.same(&prior);
         prior = v;
         prior_private = p;

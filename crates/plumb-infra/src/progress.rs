@@ -26,6 +26,8 @@ struct Inner {
     verb: &'static str,
     /// Machine-readable UI lines instead of a bar or text lines.
     json: bool,
+    /// With `json`: also `refresh_start` / `refresh_complete` lines.
+    refresh_lines: bool,
 }
 
 impl Progress {
@@ -60,13 +62,15 @@ impl Progress {
                 last_line: std::sync::Mutex::new(Instant::now()),
                 verb,
                 json: false,
+                refresh_lines: false,
             })),
         }
     }
 
     /// `apply_start` / `apply_complete` / `apply_errored` lines on stdout
-    /// (`-json`).
-    pub fn json() -> Progress {
+    /// (`-json`), and the refresh lines when `refresh_lines` (the walk that
+    /// plans; the one that applies would repeat them).
+    pub fn json(refresh_lines: bool) -> Progress {
         Progress {
             inner: Some(Arc::new(Inner {
                 bar: None,
@@ -76,6 +80,7 @@ impl Progress {
                 last_line: std::sync::Mutex::new(Instant::now()),
                 verb: "",
                 json: true,
+                refresh_lines,
             })),
         }
     }
@@ -91,6 +96,20 @@ impl Progress {
             crate::ui::apply_start(addr, action, prior);
         }
         Instant::now()
+    }
+
+    /// Refreshing an instance's state from its provider begins.
+    pub fn refresh_start(&self, addr: &InstanceAddr, prior: &Value) {
+        if self.inner.as_ref().is_some_and(|i| i.refresh_lines) {
+            crate::ui::refresh(addr, prior, false);
+        }
+    }
+
+    /// Refreshing an instance's state ended with `value`.
+    pub fn refresh_complete(&self, addr: &InstanceAddr, value: &Value) {
+        if self.inner.as_ref().is_some_and(|i| i.refresh_lines) {
+            crate::ui::refresh(addr, value, true);
+        }
     }
 
     /// An instance's provider call ended: with its new value, or failed.

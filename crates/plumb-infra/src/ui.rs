@@ -225,6 +225,27 @@ pub fn apply_errored(addr: &InstanceAddr, action: Action, elapsed: Duration) {
     );
 }
 
+/// `refresh_start` (before the provider reads an instance) or
+/// `refresh_complete` (after).
+pub fn refresh(addr: &InstanceAddr, value: &Value, done: bool) {
+    let mut h = json!({"resource": resource(addr)});
+    if let Some(id) = id_of(value) {
+        h["id_key"] = json!("id");
+        h["id_value"] = json!(id);
+    }
+    let (kind, what) = if done {
+        ("refresh_complete", "Refresh complete")
+    } else {
+        ("refresh_start", "Refreshing state...")
+    };
+    emit(
+        "info",
+        &format!("{addr}: {}", with_id(what, value)),
+        kind,
+        &[("hook", h)],
+    );
+}
+
 fn with_id(text: &str, v: &Value) -> String {
     match id_of(v) {
         Some(id) => format!("{text} [id={id}]"),
