@@ -493,6 +493,13 @@ output "shout" {
     let p = s.run(&["plan", "-detailed-exitcode"]);
     assert_eq!(p.code, 2, "{}", p.all());
     assert!(p.stdout.contains("local_file.f[0]"), "{}", p.stdout);
+    let ui = s.run(&["plan", "-json"]).ok();
+    let drift: Vec<serde_json::Value> = ui_lines(&ui.stdout)
+        .into_iter()
+        .filter(|l| l["type"] == "resource_drift")
+        .collect();
+    assert_eq!(drift.len(), 1, "{}", ui.stdout);
+    assert_eq!(drift[0]["change"]["resource"]["addr"], "local_file.f[0]");
     s.run(&["apply", "-auto-approve"]).ok();
     assert_eq!(
         std::fs::read_to_string(s.path().join("out-0.txt")).unwrap(),

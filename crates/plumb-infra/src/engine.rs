@@ -2328,6 +2328,9 @@ async fn run_instance(
         let v = mark_schema_sensitive(v, block);
         ctx.progress.refresh_complete(inst, &v);
         refreshed_changed = !v.same(&prior);
+        if refreshed_changed {
+            ctx.progress.drift(inst, v.is_null());
+        }
         prior = v;
         prior_private = p;
         if prior.is_null() {

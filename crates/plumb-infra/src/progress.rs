@@ -112,6 +112,13 @@ impl Progress {
         }
     }
 
+    /// Refreshing found an instance changed (or `gone`) outside plumb.
+    pub fn drift(&self, addr: &InstanceAddr, gone: bool) {
+        if self.inner.as_ref().is_some_and(|i| i.refresh_lines) {
+            crate::ui::drift(addr, gone);
+        }
+    }
+
     /// An instance's provider call ended: with its new value, or failed.
     pub fn apply_end(
         &self,

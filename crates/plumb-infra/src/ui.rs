@@ -246,6 +246,21 @@ pub fn refresh(addr: &InstanceAddr, value: &Value, done: bool) {
     );
 }
 
+/// `resource_drift`: refreshing found the object changed outside plumb, or
+/// gone.
+pub fn drift(addr: &InstanceAddr, gone: bool) {
+    let action = if gone { "delete" } else { "update" };
+    emit(
+        "info",
+        &format!("{addr}: Drift detected ({action})"),
+        "resource_drift",
+        &[(
+            "change",
+            json!({"resource": resource(addr), "action": action}),
+        )],
+    );
+}
+
 fn with_id(text: &str, v: &Value) -> String {
     match id_of(v) {
         Some(id) => format!("{text} [id={id}]"),
