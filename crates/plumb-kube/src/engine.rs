@@ -486,11 +486,23 @@ impl<'a> Engine<'a> {
 
         for step in steps {
             // Kinds whose CRD was created in an earlier step resolve now.
+            // The API server may list a new kind in discovery a moment after
+            // its CRD reports Established, so an unresolved kind waits for
+            // discovery to catch up, within the same timeout.
+            let deadline = tokio::time::Instant::now() + opts.wait_timeout;
             for d in desired
                 .iter_mut()
                 .filter(|d| d.step == step && d.resolved.is_none())
             {
                 d.resolved = self.cluster.resolve(&d.gvk).await;
+                while d.resolved.is_none()
+                    && !opts.dry_run
+                    && tokio::time::Instant::now() < deadline
+                {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    self.cluster.refresh().await?;
+                    d.resolved = self.cluster.resolve(&d.gvk).await;
+                }
                 if d.resolved.is_none() && !opts.dry_run {
                     return Err(SyncError::UnknownKind {
                         origin: d.origin.clone(),
