@@ -251,14 +251,12 @@ const DRAIN_FACTOR: u64 = 16;
 /// The single entry point: authorise, route, handle, count.
 pub async fn dispatch(State(registry): State<Arc<Registry>>, request: Request) -> Response {
     let started = std::time::Instant::now();
-    let method = request.method().clone();
-    let kind = route(request.uri().path()).map_or("unknown", |e| e.kind());
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-        .unwrap_or(0);
-    let response = match handle(&registry, request).await {
+    let (parts, body) = request.into_parts();
+    let method = parts.method.clone();
+    let endpoint = route(parts.uri.path());
+    let kind = endpoint.as_ref().map_or("unknown", Endpoint::kind);
+    let declared = content_length(&parts.headers);
+    let response = match handle(&registry, &parts, body, endpoint).await {
         Ok(r) => r,
         Err(e) => {
             if let RegistryError::PolicyDenied { policy, .. } = &e {
@@ -282,12 +280,7 @@ pub async fn dispatch(State(registry): State<Arc<Registry>>, request: Request) -
             m.bytes_received.inc_by(declared);
         }
         ("blob" | "manifest", &Method::GET) if status.is_success() => {
-            let sent = response
-                .headers()
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-                .unwrap_or(0);
-            m.bytes_sent.inc_by(sent);
+            m.bytes_sent.inc_by(content_length(response.headers()));
         }
         _ => {}
     }
@@ -295,10 +288,21 @@ pub async fn dispatch(State(registry): State<Arc<Registry>>, request: Request) -
     response
 }
 
-async fn handle(registry: &Arc<Registry>, request: Request) -> Result<Response> {
-    let (parts, body) = request.into_parts();
+/// A message's declared body length (0 when absent or unreadable).
+fn content_length(headers: &HeaderMap) -> u64 {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn handle(
+    registry: &Arc<Registry>,
+    parts: &axum::http::request::Parts,
+    body: Body,
+    endpoint: Result<Endpoint<'_>>,
+) -> Result<Response> {
     let method = parts.method.clone();
-    let endpoint = route(parts.uri.path());
     let push = !matches!(method, Method::GET | Method::HEAD);
     let access = registry.access(
         parts
