@@ -16,6 +16,9 @@
 //! carrying plumb's label, so nothing unmanaged is cached. Status, history and
 //! rollback pins live in the [`store::Store`].
 //!
+//! Rendering goes through `plumb-pipeline`, the same code `plumb sync` runs,
+//! so a check added there holds for the agent too.
+//!
 //! This crate must not serve HTTP; `plumb-server` does, through [`Agent`]'s
 //! methods.
 
@@ -25,9 +28,20 @@ pub mod status;
 pub mod store;
 pub mod webhook;
 
+mod agent;
+mod config;
+mod error;
+mod files;
+mod ops;
+mod poll;
 mod reconcile;
+mod record;
+mod state;
 mod watch;
 
-pub use reconcile::{Agent, AgentConfig, AgentError, ApplicationFilter, Page};
+pub use agent::Agent;
+pub use config::AgentConfig;
+pub use error::AgentError;
+pub use ops::{ApplicationFilter, Page};
 pub use status::{AppStatus, HistoryEntry, Phase};
 pub use store::{Role, Store};

@@ -1,7 +1,7 @@
 //! What the agent knows and says about each Application.
 
 use plumb_kube::ObjectStatus;
-use plumb_kube::engine::ResourceCounts;
+use plumb_kube::ResourceCounts;
 use plumb_model::sync::{ActionCounts, ObjectResult};
 use plumb_model::{HealthStatus, SyncStatus};
 use serde::{Deserialize, Serialize};

@@ -19,7 +19,8 @@ use plumb_kube::Cluster;
 use plumb_model::inventory::{APP_LABEL, FIELD_MANAGER, TRACKING_ANNOTATION};
 use plumb_model::{Gvk, ObjectRef};
 
-use crate::reconcile::Agent;
+/// Told which Application a changed object belongs to, and how it changed.
+pub(crate) type OnChange = std::sync::Arc<dyn Fn(&str, Change) + Send + Sync>;
 
 /// The running watches.
 #[derive(Default)]
@@ -89,7 +90,7 @@ impl Watches {
     /// Make sure every (kind, namespace) of `objects` is watched on `cluster`.
     pub(crate) async fn ensure(
         &self,
-        agent: &Agent,
+        on_change: OnChange,
         cluster: &Cluster,
         objects: &[(ObjectRef, String)],
     ) {
@@ -128,9 +129,9 @@ impl Watches {
                     }
                     _ => kube::Api::all_with(cluster.client().clone(), &resolved.resource),
                 };
-            let agent = agent.clone();
+            let on_change = on_change.clone();
             let label = key.clone();
-            let handle = tokio::spawn(async move { run(api, agent, label).await });
+            let handle = tokio::spawn(async move { run(api, on_change, label).await });
             let mut map = match self.map.lock() {
                 Ok(m) => m,
                 Err(p) => p.into_inner(),
@@ -151,7 +152,7 @@ impl Watches {
     }
 }
 
-async fn run(api: kube::Api<PartialObjectMeta<DynamicObject>>, agent: Agent, label: String) {
+async fn run(api: kube::Api<PartialObjectMeta<DynamicObject>>, on_change: OnChange, label: String) {
     tracing::debug!(watch = %label, "watching");
     let config = watcher::Config::default().labels(APP_LABEL);
     let stream = watcher::watcher(api, config).default_backoff();
@@ -160,15 +161,15 @@ async fn run(api: kube::Api<PartialObjectMeta<DynamicObject>>, agent: Agent, lab
         match event {
             // Objects seen by the initial (or a re-)list count too: a change
             // made before the watch started is still a change.
-            Ok(Event::Apply(o)) | Ok(Event::InitApply(o)) => handle(&agent, &o, false),
-            Ok(Event::Delete(o)) => handle(&agent, &o, true),
+            Ok(Event::Apply(o)) | Ok(Event::InitApply(o)) => handle(&on_change, &o, false),
+            Ok(Event::Delete(o)) => handle(&on_change, &o, true),
             Ok(_) => {}
             Err(e) => tracing::debug!(watch = %label, error = %e, "watch interrupted; retrying"),
         }
     }
 }
 
-fn handle(agent: &Agent, o: &PartialObjectMeta<DynamicObject>, deleted: bool) {
+fn handle(on_change: &OnChange, o: &PartialObjectMeta<DynamicObject>, deleted: bool) {
     let Some(app_key) = o
         .metadata
         .annotations
@@ -178,11 +179,7 @@ fn handle(agent: &Agent, o: &PartialObjectMeta<DynamicObject>, deleted: bool) {
     else {
         return;
     };
-    match classify(&o.metadata, deleted) {
-        Change::Own => {}
-        Change::StatusOnly => agent.object_changed(&app_key, true),
-        Change::Foreign => agent.object_changed(&app_key, false),
-    }
+    on_change(&app_key, classify(&o.metadata, deleted));
 }
 
 #[cfg(test)]

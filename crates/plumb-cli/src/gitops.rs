@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use miette::{Diagnostic, IntoDiagnostic};
-use plumb_git::{Commit, Credentials, GitCache, GitError};
-use plumb_kube::{Cluster, Engine, Progress, SyncOptions};
-use plumb_model::Application;
+use plumb_git::{Credentials, GitCache};
+use plumb_kube::{Cluster, Progress, SyncOptions};
 use plumb_model::sync::ObjectResult;
+use plumb_model::{Application, Revision};
+use plumb_pipeline::{Clusters, Pipeline, PipelineError, Prepared};
 use plumb_render::application::ApplicationFile;
-use plumb_render::{Rendered, Renderer, Tools};
+use plumb_render::{Renderer, Tools};
 
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
@@ -48,8 +49,8 @@ pub struct Common {
     #[arg(required = true, value_name = "APP.yaml")]
     pub apps: Vec<PathBuf>,
     /// Use this commit, branch or tag instead of each source's targetRevision.
-    #[arg(long, value_name = "REV")]
-    pub revision: Option<String>,
+    #[arg(long, value_name = "REV", value_parser = Revision::parse)]
+    pub revision: Option<Revision>,
     /// Kubeconfig to use (default: $KUBECONFIG, then ~/.kube/config).
     #[arg(long, value_name = "PATH")]
     pub kubeconfig: Option<PathBuf>,
@@ -67,91 +68,46 @@ pub enum CommandError {
         "plumb reads Argo CD Application manifests (apiVersion argoproj.io/v1alpha1, kind Application)"
     ))]
     Load(#[from] plumb_render::application::LoadError),
-    /// Git failed.
-    #[error("{app}: {cause}")]
-    #[diagnostic(help(
-        "check spec.source.repoURL and targetRevision, and credentials (PLUMB_GIT_* or --git-credentials)"
-    ))]
-    Git {
+    /// The Application could not be taken from Git to the cluster.
+    #[error("{app}{at}: {cause}")]
+    Pipeline {
         /// The Application.
         app: String,
+        /// ` at COMMIT` when a commit is to blame.
+        at: String,
         /// Why.
-        cause: GitError,
-    },
-    /// Rendering failed.
-    #[error("{app} at {commit}: {cause}")]
-    #[diagnostic(help("fix the manifest in Git; nothing was changed in the cluster"))]
-    Render {
-        /// The Application.
-        app: String,
-        /// The commit.
-        commit: String,
-        /// Why.
-        cause: Box<plumb_render::RenderError>,
-    },
-    /// The destination could not be reached.
-    #[error("{app}: {cause}")]
-    #[diagnostic(help("check spec.destination and your kubeconfig"))]
-    Destination {
-        /// The Application.
-        app: String,
-        /// Why.
-        cause: plumb_kube::DestinationError,
-    },
-    /// Discovery failed.
-    #[error("{app}: {cause}")]
-    Cluster {
-        /// The Application.
-        app: String,
-        /// Why.
-        cause: plumb_kube::ClusterError,
-    },
-    /// The sync could not run.
-    #[error("{app}: {cause}")]
-    #[diagnostic(help(
-        "nothing after the reported point was changed; fix the cause and sync again"
-    ))]
-    Sync {
-        /// The Application.
-        app: String,
-        /// Why.
-        cause: plumb_kube::SyncError,
+        cause: PipelineError,
+        /// What to do.
+        #[help]
+        hint: &'static str,
     },
 }
 
-/// Everything needed to turn an Application into manifests.
-pub struct Pipeline {
-    git: GitCache,
-    renderer: Renderer,
-    kubeconfig: Option<PathBuf>,
-    revision: Option<String>,
-}
-
-/// An Application rendered at a commit.
-pub struct Prepared {
-    /// The Application.
-    pub app: Application,
-    /// The commit of each source.
-    pub commits: Vec<Commit>,
-    /// The rendered objects.
-    pub rendered: Rendered,
-}
-
-impl Prepared {
-    /// The revision to report: the first source's commit (all of them joined
-    /// for multi-source Applications).
-    pub fn revision(&self) -> String {
-        self.commits
-            .iter()
-            .map(|c| c.id.as_str())
-            .collect::<Vec<_>>()
-            .join(",")
+impl CommandError {
+    fn of(app: &Application, cause: PipelineError) -> CommandError {
+        let at = match &cause {
+            PipelineError::Render { commit, .. } => format!(" at {}", short(commit)),
+            _ => String::new(),
+        };
+        CommandError::Pipeline {
+            app: app.metadata.name.clone(),
+            at,
+            hint: cause.hint(),
+            cause,
+        }
     }
 }
 
-impl Pipeline {
-    /// A pipeline over `data_dir`.
-    pub fn new(data_dir: &Path, common: &Common) -> miette::Result<Pipeline> {
+/// The pipeline and the clusters, set up from the command line.
+pub struct Session {
+    pipeline: Pipeline,
+    clusters: Clusters,
+    revision: Option<Revision>,
+}
+
+impl Session {
+    /// A session over `data_dir`.
+    pub fn new(data_dir: &Path, common: &Common) -> miette::Result<Session> {
         let mut creds = Credentials::from_env();
         let file = common
             .git_credentials
@@ -160,85 +116,35 @@ impl Pipeline {
         if let Some(f) = file {
             creds = creds.with_file(&f).into_diagnostic()?;
         }
-        Ok(Pipeline {
-            git: GitCache::new(data_dir.join("git"), creds),
-            renderer: Renderer::new(Tools::from_env(), data_dir.join("render")),
-            kubeconfig: common.kubeconfig.clone(),
+        let git = GitCache::new(data_dir.join("git"), creds);
+        let renderer = Renderer::new(Tools::from_env(), data_dir.join("render"));
+        Ok(Session {
+            pipeline: Pipeline::new(git, renderer),
+            clusters: Clusters::new(common.kubeconfig.clone()),
             revision: common.revision.clone(),
         })
     }
 
-    /// Fetch and render one Application (blocking work off the runtime).
-    pub async fn prepare(&self, file: ApplicationFile) -> Result<Prepared, CommandError> {
-        let git = self.git.clone();
-        let renderer = self.renderer.clone();
-        let revision = self.revision.clone();
+    /// Fetch, render and check one Application, and connect to its destination.
+    pub async fn prepare(
+        &self,
+        file: ApplicationFile,
+    ) -> Result<(Prepared, Cluster), CommandError> {
         let app = file.application;
-        let task = tokio::task::spawn_blocking(move || -> Result<Prepared, CommandError> {
-            let name = app.metadata.name.clone();
-            let mut commits = Vec::new();
-            let mut snapshots = Vec::new();
-            for source in app.sources() {
-                let rev = revision.as_deref().unwrap_or(source.revision());
-                let commit =
-                    git.fetch(&source.repo_url, rev)
-                        .map_err(|source| CommandError::Git {
-                            app: name.clone(),
-                            cause: source,
-                        })?;
-                let snap = git
-                    .snapshot(&source.repo_url, &commit.id)
-                    .map_err(|source| CommandError::Git {
-                        app: name.clone(),
-                        cause: source,
-                    })?;
-                commits.push(commit);
-                snapshots.push(snap);
-            }
-            let rendered = renderer
-                .render_application(&app, &snapshots)
-                .map_err(|source| CommandError::Render {
-                    app: name.clone(),
-                    commit: commits
-                        .first()
-                        .map(|c| c.short().to_string())
-                        .unwrap_or_default(),
-                    cause: Box::new(source),
-                })?;
-            Ok(Prepared {
-                app,
-                commits,
-                rendered,
-            })
-        });
-        match task.await {
-            Ok(r) => r,
-            Err(e) => Err(CommandError::Render {
-                app: String::new(),
-                commit: String::new(),
-                cause: Box::new(plumb_render::RenderError::InvalidOption(format!(
-                    "render task failed: {e}"
-                ))),
-            }),
-        }
-    }
-
-    /// Connect to the Application's destination.
-    pub async fn cluster(&self, app: &Application) -> Result<Cluster, CommandError> {
-        let name = app.metadata.name.clone();
-        let (client, server) =
-            plumb_kube::connect(&app.spec.destination, self.kubeconfig.as_deref())
-                .await
-                .map_err(|source| CommandError::Destination {
-                    app: name.clone(),
-                    cause: source,
-                })?;
-        Cluster::new(client, server)
+        let prepared = self
+            .pipeline
+            .prepare(&app, self.revision.as_ref())
             .await
-            .map_err(|source| CommandError::Cluster {
-                app: name,
-                cause: source,
-            })
+            .map_err(|e| CommandError::of(&app, e))?;
+        for w in &prepared.rendered.warnings {
+            eprintln!("warning: {}: {w}", prepared.app.metadata.name);
+        }
+        let cluster = self
+            .clusters
+            .get(&app.spec.destination)
+            .await
+            .map_err(|e| CommandError::of(&app, e))?;
+        Ok((prepared, cluster))
     }
 }
 
@@ -250,12 +156,6 @@ fn load_all(paths: &[PathBuf]) -> miette::Result<Vec<ApplicationFile>> {
         }
     }
     Ok(files)
-}
-
-fn warn_render(p: &Prepared) {
-    for w in &p.rendered.warnings {
-        eprintln!("warning: {}: {w}", p.app.metadata.name);
-    }
 }
 
 /// `plumb sync` arguments.
@@ -354,14 +254,11 @@ fn object_line(r: &ObjectResult) -> String {
 /// Run `plumb sync`.
 pub async fn sync(data_dir: &Path, args: SyncArgs) -> miette::Result<ExitCode> {
     let files = load_all(&args.common.apps)?;
-    let pipeline = Pipeline::new(data_dir, &args.common)?;
+    let session = Session::new(data_dir, &args.common)?;
     let mut ok = true;
     let mut reports = Vec::new();
     for file in files {
-        let prepared = pipeline.prepare(file).await?;
-        warn_render(&prepared);
-        let cluster = pipeline.cluster(&prepared.app).await?;
-        let engine = Engine::new(&cluster, &prepared.app);
+        let (prepared, cluster) = session.prepare(file).await?;
         let automated_prune = prepared.app.automated().is_some_and(|a| a.prune);
         let opts = SyncOptions {
             dry_run: args.dry_run,
@@ -378,28 +275,21 @@ pub async fn sync(data_dir: &Path, args: SyncArgs) -> miette::Result<ExitCode> {
             ..Default::default()
         };
         let bar = Bar::new(&format!("syncing {}", prepared.app.metadata.name));
-        let revision = prepared.revision();
-        let report = engine
-            .sync(&prepared.rendered.manifests, &revision, &opts, &bar)
-            .await;
+        let report = prepared.sync(&cluster, &opts, &bar).await;
         bar.finish();
-        let report = report.map_err(|source| CommandError::Sync {
-            app: prepared.app.metadata.name.clone(),
-            cause: source,
-        })?;
+        let report = report.map_err(|e| CommandError::of(&prepared.app, e))?;
         ok &= report.succeeded;
         if args.output == Output::Text {
             for r in &report.results {
                 println!("{}", object_line(r));
             }
             let c = report.counts;
-            let short: Vec<&str> = prepared.commits.iter().map(|c| c.short()).collect();
             println!(
                 "{} {} {} to {}: {} created, {} configured, {} unchanged, {} pruned, {} skipped, {} failed",
                 if report.succeeded { "✓" } else { "✗" },
                 if args.dry_run { "dry run of" } else { "synced" },
                 prepared.app.metadata.name,
-                short.join(","),
+                prepared.revision.short(),
                 c.created,
                 c.configured,
                 c.unchanged,
@@ -444,22 +334,16 @@ pub struct DiffArgs {
 /// Run `plumb diff`: exit 0 when the cluster matches Git, 1 when it differs.
 pub async fn diff(data_dir: &Path, args: DiffArgs) -> miette::Result<ExitCode> {
     let files = load_all(&args.common.apps)?;
-    let pipeline = Pipeline::new(data_dir, &args.common)?;
+    let session = Session::new(data_dir, &args.common)?;
     let color = std::io::stdout().is_terminal();
     let mut in_sync = true;
     let mut reports = Vec::new();
     for file in files {
-        let prepared = pipeline.prepare(file).await?;
-        warn_render(&prepared);
-        let cluster = pipeline.cluster(&prepared.app).await?;
-        let engine = Engine::new(&cluster, &prepared.app);
-        let report = engine
-            .diff(&prepared.rendered.manifests, &prepared.revision(), false)
+        let (prepared, cluster) = session.prepare(file).await?;
+        let report = prepared
+            .diff(&cluster, false)
             .await
-            .map_err(|source| CommandError::Sync {
-                app: prepared.app.metadata.name.clone(),
-                cause: source,
-            })?;
+            .map_err(|e| CommandError::of(&prepared.app, e))?;
         in_sync &= report.in_sync();
         if args.output == Output::Text {
             for o in &report.objects {
@@ -497,20 +381,14 @@ pub struct StatusArgs {
 /// Run `plumb status`.
 pub async fn status(data_dir: &Path, args: StatusArgs) -> miette::Result<ExitCode> {
     let files = load_all(&args.common.apps)?;
-    let pipeline = Pipeline::new(data_dir, &args.common)?;
+    let session = Session::new(data_dir, &args.common)?;
     let mut reports = Vec::new();
     for file in files {
-        let prepared = pipeline.prepare(file).await?;
-        warn_render(&prepared);
-        let cluster = pipeline.cluster(&prepared.app).await?;
-        let engine = Engine::new(&cluster, &prepared.app);
-        let report = engine
-            .status(&prepared.rendered.manifests, &prepared.revision())
+        let (prepared, cluster) = session.prepare(file).await?;
+        let report = prepared
+            .status(&cluster)
             .await
-            .map_err(|source| CommandError::Sync {
-                app: prepared.app.metadata.name.clone(),
-                cause: source,
-            })?;
+            .map_err(|e| CommandError::of(&prepared.app, e))?;
         if args.output == Output::Text {
             let r = &report;
             println!("Name:      {}", r.name);
@@ -518,8 +396,11 @@ pub async fn status(data_dir: &Path, args: StatusArgs) -> miette::Result<ExitCod
             println!("Health:    {}", r.health);
             println!(
                 "Revision:  {} (Git is at {})",
-                r.revision.as_deref().map(short).unwrap_or("never synced"),
-                short(&r.target_revision)
+                r.revision
+                    .as_ref()
+                    .map(|r| short(r.first()))
+                    .unwrap_or("never synced"),
+                short(r.target_revision.first())
             );
             println!(
                 "Resources: {} total, {} synced, {} out of sync, {} missing, {} to prune, {} healthy",

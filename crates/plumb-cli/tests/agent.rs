@@ -174,7 +174,7 @@ async fn kill_9_during_a_1000_object_sync_loses_nothing() {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let inv = inventory(&client, "argocd/crash").await.unwrap();
-        if inv.revision.as_deref() == Some(commit.as_str()) && inv.pending_revision.is_none() {
+        if inv.revision.as_ref().is_some_and(|r| *r == commit) && inv.pending_revision.is_none() {
             break;
         }
         assert!(

@@ -19,13 +19,17 @@
 pub mod cluster;
 pub mod destination;
 pub mod engine;
+pub mod error;
 pub mod inventory;
 mod prepare;
+pub mod report;
 pub mod textdiff;
 
 pub use cluster::{Cluster, ClusterError};
 pub use destination::{DestinationError, config_for, connect};
-pub use engine::{
-    DiffReport, Engine, ObjectDiff, ObjectStatus, Progress, StatusReport, SyncError, SyncOptions,
+pub use engine::Engine;
+pub use error::{SyncError, api_error_text};
+pub use report::{
+    DiffReport, ObjectDiff, ObjectStatus, Progress, ResourceCounts, StatusReport, SyncOptions,
     SyncReport,
 };

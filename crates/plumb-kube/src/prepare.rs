@@ -12,12 +12,12 @@ use std::collections::BTreeMap;
 use plumb_model::inventory::{APP_LABEL, TRACKING_ANNOTATION, tracking_id};
 use plumb_model::sync::{ObjectOptions, Stage, Step, sync_wave};
 use plumb_model::{Gvk, ObjectRef};
-use plumb_render::{Manifest, Origin};
+use plumb_model::{Manifest, Origin};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::cluster::{Cluster, Resolved};
-use crate::engine::SyncError;
+use crate::error::SyncError;
 
 /// An object ready to apply.
 #[derive(Debug, Clone)]

@@ -5,13 +5,19 @@ use similar::TextDiff;
 
 /// A unified diff from `live` to `desired` (either may be absent), as YAML.
 pub fn unified(live: Option<&Value>, desired: Option<&Value>, name: &str) -> String {
-    let a = live.map(plumb_render::yaml::to_yaml).unwrap_or_default();
-    let b = desired.map(plumb_render::yaml::to_yaml).unwrap_or_default();
+    let a = live.map(to_yaml).unwrap_or_default();
+    let b = desired.map(to_yaml).unwrap_or_default();
     TextDiff::from_lines(&a, &b)
         .unified_diff()
         .context_radius(3)
         .header(&format!("live/{name}"), &format!("git/{name}"))
         .to_string()
+}
+
+/// A value as YAML for people (JSON when YAML cannot say it).
+pub fn to_yaml(value: &Value) -> String {
+    serde_saphyr::to_string(value)
+        .unwrap_or_else(|_| serde_json::to_string_pretty(value).unwrap_or_default())
 }
 
 /// Colour a unified diff for a terminal: additions green, removals red, hunks cyan.

@@ -7,10 +7,14 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use plumb_kube::{Cluster, Engine, SyncError, SyncOptions, SyncReport};
 use plumb_model::application::{Application, IgnoreDifferences};
 use plumb_model::sync::Action;
-use plumb_model::{HealthStatus, SyncStatus};
-use plumb_render::{Manifest, Origin};
+use plumb_model::{HealthStatus, Manifest, Origin, Revision, SyncStatus};
 use plumb_testenv::{TestNamespace, testenv};
 use serde_json::{Value, json};
+
+/// A revision from its text.
+fn revision(text: &str) -> Revision {
+    Revision::parse(text).unwrap()
+}
 
 struct Ctx {
     client: kube::Client,
@@ -109,7 +113,7 @@ async fn sync(
     opts: &SyncOptions,
 ) -> SyncReport {
     Engine::new(&c.cluster, a)
-        .sync(ms, rev, opts, &())
+        .sync(ms, &revision(rev), opts, &())
         .await
         .unwrap()
 }
@@ -145,7 +149,7 @@ async fn creates_then_reports_unchanged_and_never_a_diff_after_sync() {
 
     // Server defaults (clusterIP, strategy, terminationGracePeriod, ...) never read as drift.
     let engine = Engine::new(&c.cluster, &a);
-    let diff = engine.diff(&ms, "c1", false).await.unwrap();
+    let diff = engine.diff(&ms, &revision("c1"), false).await.unwrap();
     assert!(diff.in_sync(), "{:#?}", diff.objects);
 
     let r = sync(&c, &a, &ms, "c1", &SyncOptions::default()).await;
@@ -175,17 +179,23 @@ async fn creates_then_reports_unchanged_and_never_a_diff_after_sync() {
         deployment("web", "nginx:1.28"),
         service("web"),
     ];
-    let status = engine.status(&ms2, "c2").await.unwrap();
+    let status = engine.status(&ms2, &revision("c2")).await.unwrap();
     assert_eq!(status.sync, SyncStatus::OutOfSync);
     assert_eq!(status.resources.out_of_sync, 2);
-    assert_eq!(status.revision.as_deref(), Some("c1"));
+    assert_eq!(
+        status.revision.as_ref().map(Revision::to_string).as_deref(),
+        Some("c1")
+    );
     let r = sync(&c, &a, &ms2, "c2", &SyncOptions::default()).await;
     assert_eq!(action_of(&r, "ConfigMap", "settings"), Action::Configured);
     assert_eq!(action_of(&r, "Deployment", "web"), Action::Configured);
     assert_eq!(action_of(&r, "Service", "web"), Action::Unchanged);
-    let status = engine.status(&ms2, "c2").await.unwrap();
+    let status = engine.status(&ms2, &revision("c2")).await.unwrap();
     assert_eq!(status.sync, SyncStatus::Synced);
-    assert_eq!(status.revision.as_deref(), Some("c2"));
+    assert_eq!(
+        status.revision.as_ref().map(Revision::to_string).as_deref(),
+        Some("c2")
+    );
     // No pods run in the testenv: the Deployment never becomes available.
     assert_eq!(status.health, HealthStatus::Progressing);
 }
@@ -208,7 +218,7 @@ async fn drift_shows_in_diff_and_sync_reverts_it_taking_over_fields() {
     .await
     .unwrap();
     let engine = Engine::new(&c.cluster, &a);
-    let diff = engine.diff(&ms, "c1", false).await.unwrap();
+    let diff = engine.diff(&ms, &revision("c1"), false).await.unwrap();
     assert_eq!(diff.objects.len(), 1);
     assert_eq!(diff.objects[0].state, "modified");
     assert!(
@@ -228,7 +238,13 @@ async fn drift_shows_in_diff_and_sync_reverts_it_taking_over_fields() {
         cms.get("settings").await.unwrap().data.unwrap()["color"],
         "blue"
     );
-    assert!(engine.diff(&ms, "c1", false).await.unwrap().in_sync());
+    assert!(
+        engine
+            .diff(&ms, &revision("c1"), false)
+            .await
+            .unwrap()
+            .in_sync()
+    );
 }
 
 #[tokio::test]
@@ -316,20 +332,28 @@ async fn prune_guards_refuse_and_change_nothing() {
 
     // An empty render would delete everything.
     let engine = Engine::new(&c.cluster, &a);
-    let err = engine.sync(&[], "c2", &pruning(), &()).await.unwrap_err();
+    let err = engine
+        .sync(&[], &revision("c2"), &pruning(), &())
+        .await
+        .unwrap_err();
     assert!(matches!(err, SyncError::PruneRefused(_)), "{err}");
     assert!(err.to_string().contains("allowEmpty"), "{err}");
 
     // Deleting 3 of 4 (75 %) is over the default 50 %.
     let err = engine
-        .sync(&four[..1], "c2", &pruning(), &())
+        .sync(&four[..1], &revision("c2"), &pruning(), &())
         .await
         .unwrap_err();
     assert!(err.to_string().contains("--force-prune"), "{err}");
     // Nothing changed: the new object of a refused sync was not created either.
     let mut with_new = four[..1].to_vec();
     with_new.push(cm("new", json!({})));
-    assert!(engine.sync(&with_new, "c2", &pruning(), &()).await.is_err());
+    assert!(
+        engine
+            .sync(&with_new, &revision("c2"), &pruning(), &())
+            .await
+            .is_err()
+    );
     assert!(cms.get_opt("new").await.unwrap().is_none());
     for i in 0..4 {
         assert!(cms.get_opt(&format!("m{i}")).await.unwrap().is_some());
@@ -400,7 +424,7 @@ async fn crds_and_custom_resources_sync_in_one_pass_with_waves() {
     assert_eq!(widgets.get("w1").await.unwrap().data["spec"]["size"], 3);
     assert!(
         Engine::new(&c.cluster, &a)
-            .diff(&ms, "c1", false)
+            .diff(&ms, &revision("c1"), false)
             .await
             .unwrap()
             .in_sync()
@@ -449,7 +473,7 @@ async fn unknown_kinds_name_their_file() {
     let err = Engine::new(&c.cluster, &a)
         .sync(
             &[cm("ok", json!({})), bad],
-            "c1",
+            &revision("c1"),
             &SyncOptions::default(),
             &(),
         )
@@ -512,7 +536,7 @@ async fn ignore_differences_apply_to_diff_and_sync() {
     .unwrap();
 
     let engine = Engine::new(&c.cluster, &a);
-    let diff = engine.diff(&ms, "c1", false).await.unwrap();
+    let diff = engine.diff(&ms, &revision("c1"), false).await.unwrap();
     assert!(diff.in_sync(), "{:#?}", diff.objects);
     sync(&c, &a, &ms, "c1", &SyncOptions::default()).await;
     assert_eq!(
@@ -526,7 +550,7 @@ async fn ignore_differences_apply_to_diff_and_sync() {
     let plain = app("ignore", &ns, json!({}));
     assert!(
         !Engine::new(&c.cluster, &plain)
-            .diff(&ms, "c1", false)
+            .diff(&ms, &revision("c1"), false)
             .await
             .unwrap()
             .in_sync()
@@ -672,9 +696,12 @@ async fn an_inventory_in_the_cluster_is_all_a_fresh_engine_needs() {
         .unwrap()
         .unwrap();
     assert_eq!(inv.members.len(), 2);
-    assert_eq!(inv.revision.as_deref(), Some("c1"));
+    assert_eq!(
+        inv.revision.as_ref().map(Revision::to_string).as_deref(),
+        Some("c1")
+    );
     let r = Engine::new(&cluster, &a)
-        .sync(&[cm("x", json!({}))], "c2", &pruning(), &())
+        .sync(&[cm("x", json!({}))], &revision("c2"), &pruning(), &())
         .await
         .unwrap();
     assert_eq!(action_of(&r, "ConfigMap", "x"), Action::Unchanged);
@@ -711,7 +738,7 @@ async fn secret_values_never_appear_in_diffs() {
         .unwrap();
     let engine = Engine::new(&c.cluster, &a);
     let diff = engine
-        .diff(&[secret("hunter2-in-git")], "c1", false)
+        .diff(&[secret("hunter2-in-git")], &revision("c1"), false)
         .await
         .unwrap();
     assert_eq!(diff.objects.len(), 1);

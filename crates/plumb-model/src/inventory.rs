@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::id::{Gvk, ObjectRef};
+use crate::revision::Revision;
 
 /// Annotation carrying an object's tracking id.
 pub const TRACKING_ANNOTATION: &str = "plumb.dev/tracking-id";
@@ -88,10 +89,10 @@ pub struct Inventory {
     pub application: String,
     /// Commit of the last completed sync.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revision: Option<String>,
+    pub revision: Option<Revision>,
     /// A sync that started and has not completed: its commit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending_revision: Option<String>,
+    pub pending_revision: Option<Revision>,
     /// The members, keyed by identity.
     #[serde(default)]
     pub members: Vec<InventoryEntry>,

@@ -31,54 +31,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+pub use plumb_model::{Manifest, Origin};
 pub use tool::Tools;
-pub use yaml::{Origin, ParseError};
+pub use yaml::ParseError;
 
 /// Bumped whenever rendering changes, so old cache entries are not reused.
 const RENDER_VERSION: u32 = 1;
 
 /// Files named like this make a directory a kustomization.
 const KUSTOMIZATION_FILES: &[&str] = &["kustomization.yaml", "kustomization.yml", "Kustomization"];
-
-/// One rendered object and where it came from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Manifest {
-    /// The object.
-    pub object: Value,
-    /// Its origin.
-    pub origin: Origin,
-}
-
-impl Manifest {
-    /// `apiVersion`.
-    pub fn api_version(&self) -> &str {
-        self.object
-            .get("apiVersion")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-    }
-    /// `kind`.
-    pub fn kind(&self) -> &str {
-        self.object
-            .get("kind")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-    }
-    /// `metadata.name`.
-    pub fn name(&self) -> &str {
-        self.object
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-    }
-    /// `metadata.namespace`, when set.
-    pub fn namespace(&self) -> Option<&str> {
-        self.object
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-    }
-}
 
 /// How a source was rendered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -20,8 +20,13 @@ pub struct Tools {
 }
 
 impl Default for Tools {
+    /// `kustomize` and `helm` found on `PATH`.
     fn default() -> Tools {
-        Tools::from_env()
+        Tools {
+            kustomize: PathBuf::from("kustomize"),
+            helm: PathBuf::from("helm"),
+            timeout: crate::DEFAULT_TOOL_TIMEOUT,
+        }
     }
 }
 

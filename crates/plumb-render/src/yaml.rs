@@ -9,23 +9,7 @@
 
 use serde_json::Value;
 
-/// Where something came from: a file in the repository and a 1-based line.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Origin {
-    /// Path relative to the repository root (or a description for tool output).
-    pub file: String,
-    /// 1-based line.
-    pub line: usize,
-    /// 1-based column.
-    #[serde(default)]
-    pub column: usize,
-}
-
-impl std::fmt::Display for Origin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}:{}", self.file, self.line, self.column.max(1))
-    }
-}
+pub use plumb_model::Origin;
 
 /// A parse failure, located.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -170,12 +154,6 @@ fn first_line(message: &str) -> String {
         Some(i) => line[..i].to_string(),
         None => line.to_string(),
     }
-}
-
-/// Serialise a value as YAML for display (diffs, `--output yaml`).
-pub fn to_yaml(value: &Value) -> String {
-    serde_saphyr::to_string(value)
-        .unwrap_or_else(|_| serde_json::to_string_pretty(value).unwrap_or_default())
 }
 
 #[cfg(test)]

@@ -77,10 +77,14 @@ fn agent_error(e: AgentError) -> Response {
     let status = match &e {
         AgentError::NotFound(_) => StatusCode::NOT_FOUND,
         AgentError::Invalid(_) => StatusCode::BAD_REQUEST,
-        AgentError::Failed(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        AgentError::Pipeline(_) | AgentError::SyncFailed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         AgentError::Store(_) | AgentError::Load(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    error(status, e.to_string())
+    (
+        status,
+        Json(json!({"error": e.to_string(), "hint": e.hint(), "code": status.as_u16()})),
+    )
+        .into_response()
 }
 
 macro_rules! authorize {

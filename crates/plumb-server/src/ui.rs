@@ -598,10 +598,10 @@ fn phase_label(p: Phase) -> &'static str {
 }
 
 fn short(rev: &str) -> String {
-    rev.split(',')
-        .map(|r| r.get(..7).unwrap_or(r))
-        .collect::<Vec<_>>()
-        .join(",")
+    match plumb_model::Revision::parse(rev) {
+        Ok(r) => r.short(),
+        Err(_) => rev.to_string(),
+    }
 }
 
 fn repo_name(url: &str) -> &str {
@@ -965,7 +965,7 @@ async fn diff_fragment(
                 .filter(|o| o.state == "unchanged")
                 .count();
             DiffFragment {
-                revision: short(&report.revision),
+                revision: report.revision.short(),
                 objects: report
                     .objects
                     .iter()

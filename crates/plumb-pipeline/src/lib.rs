@@ -1,0 +1,225 @@
+//! The GitOps pipeline: from an Application to the objects the cluster
+//! engine applies.
+//!
+//! ```text
+//! Application ──► resolve ──► fetch ──► render ──► checks ──► engine (diff | sync | status)
+//!                 (refs)      (commit)  (objects)  (refuse or adjust)
+//! ```
+//!
+//! `plumb sync|diff|status` and the agent both run exactly this code, so a
+//! stage added here (a deploy gate, SOPS decryption, a secret scan) holds for
+//! both. [`Pipeline::prepare`] runs resolve → fetch → render → checks and
+//! returns a [`Prepared`] Application; [`Clusters`] turns its destination into
+//! a [`Cluster`](plumb_kube::Cluster); [`Prepared::engine`] hands both to
+//! plumb-kube. A [`Check`] sees every rendered object before anything is
+//! written to a cluster: refusing there changes nothing.
+//!
+//! This crate owns the order of the stages and the short-lived cache of
+//! resolved revisions that lets many Applications share one ref lookup. It
+//! does not schedule (the agent does), present (the CLI does) or render and
+//! apply by itself (plumb-render and plumb-kube do).
+
+mod check;
+mod clusters;
+mod error;
+mod prepared;
+mod resolve;
+
+pub use check::{Check, CheckFuture, Refusal};
+pub use clusters::{ClientFactory, Clusters};
+pub use error::{PipelineError, Stage};
+pub use prepared::Prepared;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use plumb_git::{Commit, GitCache};
+use plumb_model::{Application, Revision};
+use plumb_render::{Rendered, Renderer};
+
+use crate::resolve::ResolveCache;
+
+/// Everything needed to take an Application from Git to rendered, checked
+/// objects. Cheap to clone; clones share the resolve cache.
+#[derive(Clone)]
+pub struct Pipeline {
+    git: GitCache,
+    renderer: Renderer,
+    checks: Vec<Arc<dyn Check>>,
+    resolved: Arc<ResolveCache>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field(
+                "checks",
+                &self.checks.iter().map(|c| c.name()).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pipeline {
+    /// A pipeline fetching through `git` and rendering with `renderer`; no
+    /// checks, and every resolve asks Git.
+    pub fn new(git: GitCache, renderer: Renderer) -> Pipeline {
+        Pipeline {
+            git,
+            renderer,
+            checks: Vec::new(),
+            resolved: Arc::new(ResolveCache::new(Duration::ZERO)),
+        }
+    }
+
+    /// Reuse a resolved (repository, revision) for up to `ttl`, so that the
+    /// many Applications one push refreshes share one ref lookup. Pinned
+    /// revisions are always resolved afresh.
+    pub fn with_resolve_ttl(mut self, ttl: Duration) -> Pipeline {
+        self.resolved = Arc::new(ResolveCache::new(ttl));
+        self
+    }
+
+    /// Run `check` on every render, after the ones already added.
+    pub fn with_check(mut self, check: Arc<dyn Check>) -> Pipeline {
+        self.checks.push(check);
+        self
+    }
+
+    /// The Git cache (for ref polling).
+    pub fn git(&self) -> &GitCache {
+        &self.git
+    }
+
+    /// Forget cached resolutions of repositories whose URL `matches`, so the
+    /// next resolve asks Git.
+    pub fn forget_resolved(&self, matches: impl Fn(&str) -> bool) {
+        self.resolved.forget(matches);
+    }
+
+    /// Resolve → fetch → render → checks: the Application's objects at
+    /// `pin` (default: each source's targetRevision), ready for the engine.
+    pub async fn prepare(
+        &self,
+        app: &Application,
+        pin: Option<&Revision>,
+    ) -> Result<Prepared, PipelineError> {
+        let commits = self.resolve(app, pin).await?;
+        self.prepare_commits(app, commits).await
+    }
+
+    /// Render → checks at commits already resolved (one per source).
+    pub async fn prepare_commits(
+        &self,
+        app: &Application,
+        commits: Vec<Commit>,
+    ) -> Result<Prepared, PipelineError> {
+        let mut rendered = self.render(app, &commits).await?;
+        self.check(app, &mut rendered).await?;
+        Prepared::new(app.clone(), commits, rendered)
+    }
+
+    /// The commit of each source: fetched (exactly that commit, shallow)
+    /// from `pin`'s entry for the source or its targetRevision.
+    pub async fn resolve(
+        &self,
+        app: &Application,
+        pin: Option<&Revision>,
+    ) -> Result<Vec<Commit>, PipelineError> {
+        let wanted: Vec<(String, String)> = app
+            .sources()
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let rev = match pin {
+                    Some(p) => p.for_source(i).to_string(),
+                    None => s.revision().to_string(),
+                };
+                (s.repo_url.clone(), rev)
+            })
+            .collect();
+        let git = self.git.clone();
+        let cache = self.resolved.clone();
+        let fresh_only = pin.is_some();
+        let commits = blocking(Stage::Fetch, move || {
+            wanted
+                .iter()
+                .map(|(url, rev)| {
+                    if !fresh_only && let Some(c) = cache.get(url, rev) {
+                        return Ok(c);
+                    }
+                    let commit = git.fetch(url, rev).map_err(|source| PipelineError::Git {
+                        repo: plumb_git::redact_url(url),
+                        source,
+                    })?;
+                    if !fresh_only {
+                        cache.put(url, rev, &commit);
+                    }
+                    Ok(commit)
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await?;
+        Ok(commits)
+    }
+
+    /// Render every source at its commit and merge them.
+    pub async fn render(
+        &self,
+        app: &Application,
+        commits: &[Commit],
+    ) -> Result<Rendered, PipelineError> {
+        let git = self.git.clone();
+        let renderer = self.renderer.clone();
+        let app = app.clone();
+        let ids: Vec<String> = commits.iter().map(|c| c.id.clone()).collect();
+        blocking(Stage::Render, move || {
+            let snapshots = app
+                .sources()
+                .iter()
+                .zip(&ids)
+                .map(|(s, id)| {
+                    git.snapshot(&s.repo_url, id)
+                        .map_err(|source| PipelineError::Git {
+                            repo: plumb_git::redact_url(&s.repo_url),
+                            source,
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            renderer
+                .render_application(&app, &snapshots)
+                .map_err(|source| PipelineError::Render {
+                    commit: ids.first().cloned().unwrap_or_default(),
+                    source: Box::new(source),
+                })
+        })
+        .await
+    }
+
+    /// Run every check, in order; the first refusal stops the Application.
+    pub async fn check(
+        &self,
+        app: &Application,
+        rendered: &mut Rendered,
+    ) -> Result<(), PipelineError> {
+        for check in &self.checks {
+            check
+                .check(app, rendered)
+                .await
+                .map_err(PipelineError::Refused)?;
+        }
+        Ok(())
+    }
+}
+
+/// Run blocking work (Git, file system, render tools) off the async runtime.
+async fn blocking<T, F>(stage: Stage, work: F) -> Result<T, PipelineError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, PipelineError> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(work).await {
+        Ok(result) => result,
+        Err(source) => Err(PipelineError::Task { stage, source }),
+    }
+}
