@@ -268,21 +268,25 @@ impl Registry {
         Ok(linked && self.blobs.blob_path(digest).exists())
     }
 
+    /// The digest `reference` names in `repo` (a tag is looked up).
+    fn digest_of(&self, repo: &RepositoryName, reference: &ManifestRef) -> Result<Digest> {
+        match reference {
+            ManifestRef::Digest(d) => Ok(d.clone()),
+            ManifestRef::Tag(t) => Ok(self
+                .meta
+                .tag(repo.as_str(), t.as_str())?
+                .ok_or_else(|| RegistryError::ManifestUnknown(t.to_string()))?
+                .digest),
+        }
+    }
+
     /// Resolve a manifest reference in `repo`.
     pub fn resolve(
         &self,
         repo: &RepositoryName,
         reference: &ManifestRef,
     ) -> Result<(Digest, ManifestRecord)> {
-        let digest = match reference {
-            ManifestRef::Digest(d) => d.clone(),
-            ManifestRef::Tag(t) => {
-                self.meta
-                    .tag(repo.as_str(), t.as_str())?
-                    .ok_or_else(|| RegistryError::ManifestUnknown(t.to_string()))?
-                    .digest
-            }
-        };
+        let digest = self.digest_of(repo, reference)?;
         let record = self
             .meta
             .manifest(repo.as_str(), &digest)?
@@ -296,15 +300,7 @@ impl Registry {
         repo: &RepositoryName,
         reference: &ManifestRef,
     ) -> Result<ServedManifest> {
-        let digest = match reference {
-            ManifestRef::Digest(d) => d.clone(),
-            ManifestRef::Tag(t) => {
-                self.meta
-                    .tag(repo.as_str(), t.as_str())?
-                    .ok_or_else(|| RegistryError::ManifestUnknown(t.to_string()))?
-                    .digest
-            }
-        };
+        let digest = self.digest_of(repo, reference)?;
         let (record, bytes) = self
             .meta
             .manifest_with_bytes(repo.as_str(), &digest)?
@@ -420,21 +416,16 @@ impl Registry {
 
     /// Delete a manifest (by digest, with its tags) or a tag.
     pub fn delete_manifest(&self, repo: &RepositoryName, reference: &ManifestRef) -> Result<()> {
-        let found =
-            match reference {
-                ManifestRef::Digest(d) => self.meta.delete_manifest(repo.as_str(), d, |tags| {
-                    match tags.iter().find_map(|t| self.immutable_denial(repo, t)) {
-                        Some(e) => Err(e),
-                        None => Ok(()),
-                    }
-                })?,
-                ManifestRef::Tag(t) => self.meta.delete_tag(repo.as_str(), t.as_str(), |_| {
-                    match self.immutable_denial(repo, t.as_str()) {
-                        Some(e) => Err(e),
-                        None => Ok(()),
-                    }
-                })?,
-            };
+        let found = match reference {
+            ManifestRef::Digest(d) => self.meta.delete_manifest(repo.as_str(), d, |tags| {
+                tags.iter()
+                    .find_map(|t| self.immutable_denial(repo, t))
+                    .map_or(Ok(()), Err)
+            })?,
+            ManifestRef::Tag(t) => self.meta.delete_tag(repo.as_str(), t.as_str(), |_| {
+                self.immutable_denial(repo, t.as_str()).map_or(Ok(()), Err)
+            })?,
+        };
         if !found {
             return Err(RegistryError::ManifestUnknown(match reference {
                 ManifestRef::Digest(d) => d.to_string(),
