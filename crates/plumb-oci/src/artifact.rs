@@ -408,12 +408,7 @@ impl ArtifactPlan {
         let empty = Digest::sha256_of(b"{}");
         let config = DescriptorBuilder::default()
             .media_type(MediaType::EmptyJSON)
-            .digest(
-                empty
-                    .to_string()
-                    .parse::<oci_spec::image::Digest>()
-                    .map_err(build_err)?,
-            )
+            .digest(empty.to_oci().map_err(build_err)?)
             .size(2u64)
             .build()
             .map_err(build_err)?;
@@ -422,12 +417,7 @@ impl ArtifactPlan {
             .map(|l| {
                 DescriptorBuilder::default()
                     .media_type(MediaType::Other(l.media_type.to_owned()))
-                    .digest(
-                        l.digest
-                            .to_string()
-                            .parse::<oci_spec::image::Digest>()
-                            .map_err(build_err)?,
-                    )
+                    .digest(l.digest.to_oci().map_err(build_err)?)
                     .size(l.size)
                     .annotations(l.annotations.clone().into_iter().collect::<HashMap<_, _>>())
                     .build()
@@ -474,9 +464,8 @@ impl ArtifactPlan {
         mut progress: impl FnMut(&str),
         on_bytes: Option<crate::client::ByteCounter>,
     ) -> Result<(), ArtifactError> {
-        let empty = Digest::sha256_of(b"{}");
         client
-            .blob_put(registry, repo, &empty, Bytes::from_static(b"{}"))
+            .blob_push(registry, repo, Bytes::from_static(b"{}"))
             .await?;
         for l in &self.layers {
             progress(&format!(

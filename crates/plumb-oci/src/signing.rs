@@ -155,14 +155,8 @@ async fn sign_tag(
     ))
     .map_err(build_err)?;
     let signature = B64.encode(key.sign(&payload));
-    let payload_digest = Digest::sha256_of(&payload);
-    client
-        .blob_put(
-            registry,
-            repo,
-            &payload_digest,
-            Bytes::from(payload.clone()),
-        )
+    let payload_digest = client
+        .blob_push(registry, repo, Bytes::from(payload.clone()))
         .await?;
 
     let tag = digest.cosign_signature_tag();
@@ -182,12 +176,7 @@ async fn sign_tag(
     if !already {
         let layer = DescriptorBuilder::default()
             .media_type(MediaType::Other(SIMPLE_SIGNING_MEDIA_TYPE.into()))
-            .digest(
-                payload_digest
-                    .to_string()
-                    .parse::<oci_spec::image::Digest>()
-                    .map_err(build_err)?,
-            )
+            .digest(payload_digest.to_oci().map_err(build_err)?)
             .size(payload.len() as u64)
             .annotations(
                 [(SIGNATURE_ANNOTATION.to_owned(), signature)]
@@ -208,9 +197,8 @@ async fn sign_tag(
         "rootfs": {"type": "layers", "diff_ids": diff_ids}
     });
     let config = serde_json::to_vec(&config).map_err(build_err)?;
-    let config_digest = Digest::sha256_of(&config);
-    client
-        .blob_put(registry, repo, &config_digest, Bytes::from(config.clone()))
+    let config_digest = client
+        .blob_push(registry, repo, Bytes::from(config.clone()))
         .await?;
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
@@ -218,12 +206,7 @@ async fn sign_tag(
         .config(
             DescriptorBuilder::default()
                 .media_type(MediaType::ImageConfig)
-                .digest(
-                    config_digest
-                        .to_string()
-                        .parse::<oci_spec::image::Digest>()
-                        .map_err(build_err)?,
-                )
+                .digest(config_digest.to_oci().map_err(build_err)?)
                 .size(config.len() as u64)
                 .build()
                 .map_err(build_err)?,
@@ -249,18 +232,11 @@ async fn sign_bundle(
     let (registry, repo) = (&reference.registry, &reference.repository);
     let bundle = SigstoreBundle::sign(key, digest)?;
     let bundle_bytes = serde_json::to_vec(&bundle).map_err(build_err)?;
-    let bundle_digest = Digest::sha256_of(&bundle_bytes);
-    client
-        .blob_put(
-            registry,
-            repo,
-            &bundle_digest,
-            Bytes::from(bundle_bytes.clone()),
-        )
+    let bundle_digest = client
+        .blob_push(registry, repo, Bytes::from(bundle_bytes.clone()))
         .await?;
-    let empty = Digest::sha256_of(b"{}");
-    client
-        .blob_put(registry, repo, &empty, Bytes::from_static(b"{}"))
+    let empty = client
+        .blob_push(registry, repo, Bytes::from_static(b"{}"))
         .await?;
     let manifest = serde_json::json!({
         "schemaVersion": 2,
