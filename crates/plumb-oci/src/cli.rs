@@ -218,7 +218,7 @@ impl From<ArtifactError> for ArtifactCommandError {
 fn client_for(registry: &str, args: &RegistryArgs) -> Result<RegistryClient, ArtifactCommandError> {
     Ok(RegistryClient::new(ClientOptions {
         plain_http: args.plain_http.then_some(true),
-        credentials: Credentials::from_environment(registry),
+        credentials: Credentials::from_environment(registry, |name| std::env::var_os(name)),
         ca_file: args.ca_file.clone(),
     })?)
 }

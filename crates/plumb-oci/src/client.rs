@@ -22,46 +22,7 @@ use crate::digest::Digest;
 use crate::manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
 use crate::reference::RepositoryName;
 
-/// A user name and password for a registry.
-#[derive(Clone)]
-pub struct Credentials {
-    /// User name.
-    pub username: String,
-    /// Password (never printed).
-    pub password: String,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Credentials({}, <redacted>)", self.username)
-    }
-}
-
-impl Credentials {
-    /// Credentials from `PLUMB_REGISTRY_USERNAME`/`PLUMB_REGISTRY_PASSWORD`,
-    /// else from `~/.docker/config.json` (`auths.<host>.auth`) for `registry`.
-    pub fn from_environment(registry: &str) -> Option<Credentials> {
-        if let (Ok(username), Ok(password)) = (
-            std::env::var("PLUMB_REGISTRY_USERNAME"),
-            std::env::var("PLUMB_REGISTRY_PASSWORD"),
-        ) {
-            return Some(Credentials { username, password });
-        }
-        let config = std::env::var_os("DOCKER_CONFIG")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".docker")))?
-            .join("config.json");
-        let text = std::fs::read_to_string(config).ok()?;
-        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-        let auth = v["auths"][registry]["auth"].as_str()?;
-        let decoded = String::from_utf8(B64.decode(auth).ok()?).ok()?;
-        let (username, password) = decoded.split_once(':')?;
-        Some(Credentials {
-            username: username.to_owned(),
-            password: password.to_owned(),
-        })
-    }
-}
+pub use crate::credentials::Credentials;
 
 /// How to reach registries.
 #[derive(Debug, Clone, Default)]
@@ -688,14 +649,5 @@ mod tests {
         assert!(is_loopback("127.0.0.1:5000"));
         assert!(is_loopback("localhost:1"));
         assert!(!is_loopback("registry.example:443"));
-    }
-
-    #[test]
-    fn credentials_debug_is_redacted() {
-        let c = Credentials {
-            username: "u".into(),
-            password: "hunter2".into(),
-        };
-        assert!(!format!("{c:?}").contains("hunter2"));
     }
 }

@@ -11,6 +11,7 @@ pub mod artifact;
 pub mod cli;
 pub mod client;
 pub mod cosign;
+pub mod credentials;
 pub mod digest;
 pub mod manifest;
 pub mod reference;

@@ -107,7 +107,9 @@ async fn remote_gc(url: &str, dry_run: bool) -> Result<crate::gc::GcReport, Regi
         .unwrap_or(url);
     let client = plumb_oci::client::RegistryClient::new(plumb_oci::client::ClientOptions {
         plain_http: Some(url.starts_with("http://")),
-        credentials: plumb_oci::client::Credentials::from_environment(registry),
+        credentials: plumb_oci::client::Credentials::from_environment(registry, |name| {
+            std::env::var_os(name)
+        }),
         ca_file: None,
     })
     .map_err(|e| fail(e.to_string()))?;
