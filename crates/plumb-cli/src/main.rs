@@ -100,6 +100,8 @@ fn main() -> ExitCode {
         .data_dir
         .clone()
         .unwrap_or_else(gitops::default_data_dir);
+    // One TLS provider for every client and server in the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     // These run their own runtimes.
     let command = match cli.command {
         Command::Registry(c) => {

@@ -112,6 +112,10 @@ fn is_loopback(registry: &str) -> bool {
 }
 
 /// Install ring as rustls's process-wide crypto provider (idempotent).
+///
+/// The provider is the process's choice, so library code never calls this:
+/// the `plumb` binary installs it once in `main`, and tests and benches that
+/// make clients or TLS servers call it for themselves.
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
@@ -124,9 +128,9 @@ fn challenge_param(header: &str, name: &str) -> Option<String> {
 }
 
 impl RegistryClient {
-    /// A client with `options`.
+    /// A client with `options`. The process's rustls crypto provider must be
+    /// installed first (see [`install_crypto_provider`]).
     pub fn new(options: ClientOptions) -> Result<Self, ClientError> {
-        install_crypto_provider();
         let mut builder =
             reqwest::Client::builder().user_agent(concat!("plumb/", env!("CARGO_PKG_VERSION")));
         if let Some(ca) = &options.ca_file {

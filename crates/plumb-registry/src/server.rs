@@ -36,11 +36,11 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
-/// Load a rustls server configuration from PEM files.
+/// Load a rustls server configuration from PEM files. The process's rustls
+/// crypto provider must be installed first (the binary does it in `main`).
 pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, ServeError> {
     use rustls::pki_types::pem::PemObject as _;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    plumb_oci::client::install_crypto_provider();
     let certs = CertificateDer::pem_file_iter(cert)
         .map_err(|e| ServeError::Tls(format!("{}: {e}", cert.display())))?
         .collect::<Result<Vec<_>, _>>()
