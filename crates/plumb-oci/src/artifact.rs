@@ -7,16 +7,18 @@
 //! are sorted with fixed owners, modes and times, gzip carries no timestamp,
 //! JSON keys are sorted and `created` comes from `SOURCE_DATE_EPOCH` or the
 //! commit time; so the same inputs always give the same digest.
+//! [`ArtifactPlan::push`] uploads it, telling a [`PushProgress`] how far it got.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use oci_spec::image::{DescriptorBuilder, ImageManifestBuilder, MediaType};
 
-use crate::client::{ClientError, RegistryClient};
+use crate::client::{ByteCounter, ClientError, RegistryClient};
 use crate::digest::{ContentHasher, Digest};
 use crate::manifest::{OCI_MANIFEST, canonical_json};
 use crate::reference::{RepositoryName, Tag};
@@ -196,6 +198,34 @@ impl ArtifactSpec {
         }
     }
 }
+
+/// One step of [`ArtifactPlan::push`].
+#[derive(Debug, Clone, Copy)]
+pub enum PushStep<'a> {
+    /// A layer's upload starts (the registry may already hold it).
+    Layer {
+        /// Its title (the input's file name).
+        title: &'a str,
+        /// Its size in bytes.
+        size: u64,
+        /// Its digest.
+        digest: &'a Digest,
+    },
+    /// The manifest is put under a tag.
+    Tag(&'a Tag),
+}
+
+/// What [`ArtifactPlan::push`] reports as it goes; the command line draws it
+/// as a progress bar. Both methods default to saying nothing, and `()` is the
+/// progress that says nothing.
+pub trait PushProgress: Send + Sync {
+    /// A step starts.
+    fn step(&self, _step: PushStep<'_>) {}
+    /// `bytes` more layer bytes went out.
+    fn sent(&self, _bytes: u64) {}
+}
+
+impl PushProgress for () {}
 
 fn hash_file(path: &Path) -> Result<(Digest, u64), ArtifactError> {
     use std::io::Read as _;
@@ -454,30 +484,34 @@ impl ArtifactPlan {
         self.layers.iter().map(|l| l.size).sum()
     }
 
-    /// Upload the layers and the manifest under every tag. `progress` hears
-    /// each step; `on_bytes` each chunk of layer bytes sent.
+    /// Upload the layers and the manifest under every tag, telling
+    /// `progress` each step and each chunk of layer bytes sent.
     pub async fn push(
         &self,
         client: &RegistryClient,
         registry: &str,
         repo: &RepositoryName,
-        mut progress: impl FnMut(&str),
-        on_bytes: Option<crate::client::ByteCounter>,
+        progress: Arc<dyn PushProgress>,
     ) -> Result<(), ArtifactError> {
         client
             .blob_push(registry, repo, Bytes::from_static(b"{}"))
             .await?;
+        let on_bytes: ByteCounter = {
+            let progress = Arc::clone(&progress);
+            Arc::new(move |n| progress.sent(n))
+        };
         for l in &self.layers {
-            progress(&format!(
-                "pushing {} ({} bytes, {})",
-                l.title, l.size, l.digest
-            ));
+            progress.step(PushStep::Layer {
+                title: &l.title,
+                size: l.size,
+                digest: &l.digest,
+            });
             client
-                .blob_put_file(registry, repo, &l.digest, &l.path, on_bytes.clone())
+                .blob_put_file(registry, repo, &l.digest, &l.path, Some(on_bytes.clone()))
                 .await?;
         }
         for t in &self.tags {
-            progress(&format!("tagging {t}"));
+            progress.step(PushStep::Tag(t));
             client
                 .manifest_put(
                     registry,

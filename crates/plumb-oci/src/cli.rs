@@ -6,7 +6,9 @@
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
-use crate::artifact::{ArtifactError, ArtifactPlan, ArtifactSpec, DEFAULT_ARTIFACT_TYPE};
+use crate::artifact::{
+    ArtifactError, ArtifactPlan, ArtifactSpec, DEFAULT_ARTIFACT_TYPE, PushProgress, PushStep,
+};
 use crate::client::{ClientError, ClientOptions, Credentials, RegistryClient};
 use crate::cosign::{CosignPublicKey, CosignSigningKey, KeyError};
 use crate::reference::{Reference, ReferenceError, parse_repository_ref};
@@ -240,6 +242,38 @@ fn password() -> Vec<u8> {
         .into_bytes()
 }
 
+/// A push drawn as a progress bar on stderr.
+struct PushBar(indicatif::ProgressBar);
+
+impl PushBar {
+    fn new(total: u64) -> Self {
+        let bar = indicatif::ProgressBar::new(total);
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{msg:40!} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        PushBar(bar)
+    }
+}
+
+impl PushProgress for PushBar {
+    fn step(&self, step: PushStep<'_>) {
+        self.0.set_message(match step {
+            PushStep::Layer {
+                title,
+                size,
+                digest,
+            } => format!("pushing {title} ({size} bytes, {digest})"),
+            PushStep::Tag(t) => format!("tagging {t}"),
+        });
+    }
+
+    fn sent(&self, bytes: u64) {
+        self.0.inc(bytes);
+    }
+}
+
 /// Run an artifact command to completion.
 pub fn run(command: ArtifactCommand) -> Result<(), ArtifactCommandError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -283,34 +317,14 @@ async fn run_async(command: ArtifactCommand) -> Result<(), ArtifactCommandError>
                 })??;
             if !dry_run {
                 let client = client_for(&host, &registry)?;
-                let bar = tty.then(|| {
-                    let bar = indicatif::ProgressBar::new(plan.layer_bytes());
-                    if let Ok(style) = indicatif::ProgressStyle::with_template(
-                        "{msg:40!} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
-                    ) {
-                        bar.set_style(style.progress_chars("=> "));
-                    }
-                    bar
-                });
-                let counter = bar.clone().map(|b| {
-                    let f: crate::client::ByteCounter = std::sync::Arc::new(move |n| b.inc(n));
-                    f
-                });
-                let shown = bar.clone();
-                plan.push(
-                    &client,
-                    &host,
-                    &repository,
-                    move |msg| {
-                        if let Some(b) = &shown {
-                            b.set_message(msg.to_owned());
-                        }
-                    },
-                    counter,
-                )
-                .await?;
-                if let Some(b) = bar {
-                    b.finish_and_clear();
+                let bar = tty.then(|| std::sync::Arc::new(PushBar::new(plan.layer_bytes())));
+                let progress: std::sync::Arc<dyn PushProgress> = match &bar {
+                    Some(bar) => bar.clone(),
+                    None => std::sync::Arc::new(()),
+                };
+                plan.push(&client, &host, &repository, progress).await?;
+                if let Some(bar) = bar {
+                    bar.0.finish_and_clear();
                 }
             }
             let tags: Vec<String> = plan.tags.iter().map(|t| t.to_string()).collect();
