@@ -5,9 +5,10 @@
 //! marked for unpacking), reads the commit facts from git, and builds the
 //! manifest. Everything that feeds the manifest is deterministic: tar entries
 //! are sorted with fixed owners, modes and times, gzip carries no timestamp,
-//! JSON keys are sorted and `created` comes from `SOURCE_DATE_EPOCH` or the
-//! commit time; so the same inputs always give the same digest.
-//! [`ArtifactPlan::push`] uploads it, telling a [`PushProgress`] how far it got.
+//! JSON keys are sorted and `created` comes from the caller's
+//! `SOURCE_DATE_EPOCH` ([`ArtifactSpec::source_date_epoch`]) or the commit
+//! time; so the same inputs always give the same digest. [`ArtifactPlan::push`]
+//! uploads it, telling a [`PushProgress`] how far it got.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
@@ -186,15 +187,16 @@ pub struct ArtifactSpec {
 }
 
 impl ArtifactSpec {
-    /// Read `SOURCE_DATE_EPOCH` from the environment (absent: `None`).
-    pub fn source_date_epoch_from_env() -> Result<Option<i64>, ArtifactError> {
-        match std::env::var("SOURCE_DATE_EPOCH") {
-            Ok(s) => s
+    /// The creation time a `SOURCE_DATE_EPOCH` value asks for (the caller
+    /// reads the variable; absent: `None`, the commit time then).
+    pub fn parse_source_date_epoch(value: Option<&str>) -> Result<Option<i64>, ArtifactError> {
+        match value {
+            Some(s) => s
                 .trim()
                 .parse::<i64>()
                 .map(Some)
-                .map_err(|_| ArtifactError::BadEpoch(s)),
-            Err(_) => Ok(None),
+                .map_err(|_| ArtifactError::BadEpoch(s.to_owned())),
+            None => Ok(None),
         }
     }
 }

@@ -307,7 +307,9 @@ async fn run_async(command: ArtifactCommand) -> Result<(), ArtifactCommandError>
                     path: PathBuf::from("."),
                     source,
                 })?,
-                source_date_epoch: ArtifactSpec::source_date_epoch_from_env()?,
+                source_date_epoch: ArtifactSpec::parse_source_date_epoch(
+                    std::env::var("SOURCE_DATE_EPOCH").ok().as_deref(),
+                )?,
             };
             let plan = tokio::task::spawn_blocking(move || ArtifactPlan::prepare(&spec))
                 .await
@@ -366,7 +368,10 @@ async fn run_async(command: ArtifactCommand) -> Result<(), ArtifactCommandError>
                 }
             })?;
             let client = client_for(&reference.registry, &registry)?;
-            let report = sign(&client, &reference, &signing_key, format).await?;
+            let created = std::env::var("SOURCE_DATE_EPOCH")
+                .ok()
+                .and_then(|s| s.parse::<i64>().ok());
+            let report = sign(&client, &reference, &signing_key, format, created).await?;
             match output {
                 OutputFormat::Json => print_json(&report),
                 OutputFormat::Text => {

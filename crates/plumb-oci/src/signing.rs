@@ -107,21 +107,25 @@ async fn resolve(
         .ok_or_else(|| SigningError::NotFound(reference.to_string()))
 }
 
-fn created_now() -> String {
-    let secs = std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|s| s.parse::<i64>().ok())
+/// `created` as the bundle referrer records it: the time given in seconds
+/// since the epoch (`SOURCE_DATE_EPOCH`), else now.
+fn created_at(source_date_epoch: Option<i64>) -> String {
+    source_date_epoch
         .and_then(|s| jiff::Timestamp::from_second(s).ok())
-        .unwrap_or_else(jiff::Timestamp::now);
-    secs.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+        .unwrap_or_else(jiff::Timestamp::now)
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
-/// Sign the manifest `reference` points at with `key`.
+/// Sign the manifest `reference` points at with `key`. A bundle referrer
+/// records `source_date_epoch` (seconds; the caller's `SOURCE_DATE_EPOCH`)
+/// as its creation time, or the current time when there is none.
 pub async fn sign(
     client: &RegistryClient,
     reference: &Reference,
     key: &CosignSigningKey,
     format: SignatureFormat,
+    source_date_epoch: Option<i64>,
 ) -> Result<SignReport, SigningError> {
     let (digest, media_type, size) = resolve(client, reference).await?;
     let mut signatures = vec![];
@@ -133,7 +137,8 @@ pub async fn sign(
         });
     }
     if matches!(format, SignatureFormat::Bundle | SignatureFormat::Both) {
-        let d = sign_bundle(client, reference, key, &digest, &media_type, size).await?;
+        let created = created_at(source_date_epoch);
+        let d = sign_bundle(client, reference, key, &digest, &media_type, size, &created).await?;
         signatures.push(WrittenSignature {
             format: SignatureFormat::Bundle,
             location: d.to_string(),
@@ -228,6 +233,7 @@ async fn sign_bundle(
     digest: &Digest,
     subject_media_type: &str,
     subject_size: u64,
+    created: &str,
 ) -> Result<Digest, SigningError> {
     let (registry, repo) = (&reference.registry, &reference.repository);
     let bundle = SigstoreBundle::sign(key, digest)?;
@@ -246,7 +252,7 @@ async fn sign_bundle(
         "layers": [{"mediaType": BUNDLE_MEDIA_TYPE, "digest": bundle_digest.to_string(), "size": bundle_bytes.len()}],
         "subject": {"mediaType": subject_media_type, "digest": digest.to_string(), "size": subject_size},
         "annotations": {
-            "org.opencontainers.image.created": created_now(),
+            "org.opencontainers.image.created": created,
             "dev.sigstore.bundle.content": "dsse-envelope",
             BUNDLE_PREDICATE_ANNOTATION: SIGN_PREDICATE_TYPE,
         }
