@@ -23,7 +23,7 @@ use crate::manifest::{EMPTY_JSON, OCI_MANIFEST, canonical_json};
 use crate::reference::Reference;
 
 /// Where a signature lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SignatureFormat {
     /// A Sigstore bundle referrer (cosign v3's default).

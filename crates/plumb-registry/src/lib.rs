@@ -6,13 +6,15 @@
 //! transactional store ([`meta`]), the rules that govern them ([`config`]),
 //! who may touch them ([`auth`]), the registry's operations ([`service`]) and
 //! its write path ([`upload`]), the HTTP surface ([`http`], [`server`]), what
-//! it counts ([`metrics`]) and their collection ([`gc`]). It speaks OCI through `plumb-oci`'s vocabulary
-//! and must not reach into clusters, Git or infrastructure state; nor does it
-//! sign anything: signatures are ordinary referrers to it.
+//! it counts ([`metrics`]) and their collection ([`gc`]). It is a library with
+//! typed errors and no command line: `plumb registry` lives in plumb-cli, which
+//! owns the flags, the runtime, the TLS provider and the presentation of
+//! errors. It speaks OCI through `plumb-oci`'s vocabulary and must not reach
+//! into clusters, Git or infrastructure state; nor does it sign anything:
+//! signatures are ordinary referrers to it.
 
 pub mod auth;
 pub mod blobs;
-pub mod cli;
 pub mod config;
 pub mod error;
 pub mod gc;

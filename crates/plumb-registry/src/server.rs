@@ -10,14 +10,10 @@ use tokio::net::TcpListener;
 use crate::service::Registry;
 
 /// Why the server could not start or stopped.
-#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// Bind failure.
     #[error("cannot listen on {addr}: {source}")]
-    #[diagnostic(
-        code(plumb::registry::listen),
-        help("pick a free address with --listen, e.g. 127.0.0.1:5000")
-    )]
     Bind {
         /// Address.
         addr: String,
@@ -26,10 +22,6 @@ pub enum ServeError {
     },
     /// TLS material unusable.
     #[error("TLS: {0}")]
-    #[diagnostic(
-        code(plumb::registry::tls),
-        help("give a PEM certificate chain and its PEM private key")
-    )]
     Tls(String),
     /// Serving failed.
     #[error("server failed: {0}")]

@@ -102,42 +102,27 @@ pub struct Registry {
 }
 
 /// Why the registry could not open.
-#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    /// Storage trouble.
+    /// Storage trouble (a running registry may hold the root).
     #[error("cannot open the registry at {root}: {cause}")]
-    #[diagnostic(code(plumb::registry::open), help("{hint}"))]
     Storage {
         /// The root.
         root: PathBuf,
         /// Why.
         cause: RegistryError,
-        /// What to do.
-        hint: String,
     },
     /// htpasswd trouble.
     #[error(transparent)]
-    #[diagnostic(transparent)]
     Htpasswd(#[from] crate::auth::HtpasswdError),
 }
 
 impl Registry {
     /// Open the registry stored under `root`.
     pub fn open(root: &Path, config: RegistryConfig) -> std::result::Result<Self, OpenError> {
-        let storage = |cause: RegistryError| {
-            let text = cause.to_string();
-            let hint = if text.contains("already open") || text.contains("lock") {
-                "a running plumb registry holds this root: stop it first (a running registry \
-                 collects garbage online every gc.interval of its --config)"
-                    .to_owned()
-            } else {
-                "check that the directory is writable".to_owned()
-            };
-            OpenError::Storage {
-                root: root.to_owned(),
-                cause,
-                hint,
-            }
+        let storage = |cause: RegistryError| OpenError::Storage {
+            root: root.to_owned(),
+            cause,
         };
         let blobs = BlobStore::open(root, config.fsync).map_err(|e| storage(e.into()))?;
         let meta = Metadata::open(&root.join("metadata.redb")).map_err(storage)?;

@@ -1,28 +1,26 @@
-//! `plumb artifact push|sign|verify|keygen`: the command-line surface of this crate.
+//! `plumb artifact push|sign|verify|keygen`: plumb-oci presented on the command line.
 //!
-//! plumb-cli only wires [`ArtifactCommand`] in; argument definitions, the
-//! runtime and the error presentation (with hints) live here.
+//! This module owns what a person at a terminal sees of plumb-oci: the flags,
+//! the progress bar of a push, the output for people and for scripts, and the
+//! errors with a hint saying what to do next. It is also where the process's
+//! environment is read (registry credentials, `COSIGN_PASSWORD`,
+//! `SOURCE_DATE_EPOCH`, the current directory) and handed to the library as
+//! plain values, so that plumb-oci itself never reads process-wide state.
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
 
-use crate::artifact::{
+use plumb_oci::artifact::{
     ArtifactError, ArtifactPlan, ArtifactSpec, DEFAULT_ARTIFACT_TYPE, PushProgress, PushStep,
 };
-use crate::client::{ClientError, ClientOptions, Credentials, RegistryClient};
-use crate::cosign::{CosignPublicKey, CosignSigningKey, KeyError};
-use crate::reference::{Reference, ReferenceError, parse_repository_ref};
-use crate::signing::{SignatureFormat, SigningError, sign, verify};
+use plumb_oci::client::{ClientError, ClientOptions, Credentials, RegistryClient};
+use plumb_oci::cosign::{CosignPublicKey, CosignSigningKey, KeyError};
+use plumb_oci::reference::{Reference, ReferenceError, parse_repository_ref};
+use plumb_oci::signing::{SignatureFormat, SigningError, sign, verify};
 
-/// Output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
-pub enum OutputFormat {
-    /// For people.
-    #[default]
-    Text,
-    /// For scripts.
-    Json,
-}
+use crate::gitops::Output;
 
 /// How to reach the registry.
 #[derive(Debug, Clone, clap::Args)]
@@ -33,6 +31,38 @@ pub struct RegistryArgs {
     /// Extra CA certificate (PEM) to trust for HTTPS.
     #[arg(long, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
+}
+
+/// The flags every command that talks to a registry ends with.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RemoteArgs {
+    /// How to reach the registry.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Output,
+}
+
+/// A signature format as written on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FormatArg {
+    /// A Sigstore bundle referrer (cosign v3's default).
+    Bundle,
+    /// A simple-signing layer on the `sha256-<hex>.sig` tag (cosign's classic format).
+    Tag,
+    /// Both.
+    Both,
+}
+
+impl From<FormatArg> for SignatureFormat {
+    fn from(f: FormatArg) -> SignatureFormat {
+        match f {
+            FormatArg::Bundle => SignatureFormat::Bundle,
+            FormatArg::Tag => SignatureFormat::Tag,
+            FormatArg::Both => SignatureFormat::Both,
+        }
+    }
 }
 
 /// Push, sign and verify artifacts in any OCI registry.
@@ -56,12 +86,9 @@ pub enum ArtifactCommand {
         /// Build the manifest and print its digest without pushing.
         #[arg(long)]
         dry_run: bool,
-        /// How to reach the registry.
+        /// How to reach the registry, and the output format.
         #[command(flatten)]
-        registry: RegistryArgs,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t)]
-        output: OutputFormat,
+        remote: RemoteArgs,
     },
     /// Sign the manifest REF points at with a cosign key (password from COSIGN_PASSWORD).
     Sign {
@@ -71,14 +98,11 @@ pub enum ArtifactCommand {
         /// HOST/REPO:TAG or HOST/REPO@DIGEST.
         reference: String,
         /// Signature format: a Sigstore bundle referrer, the sha256-<hex>.sig tag, or both.
-        #[arg(long, value_enum, default_value_t = SignatureFormat::Both)]
-        format: SignatureFormat,
-        /// How to reach the registry.
+        #[arg(long, value_enum, default_value_t = FormatArg::Both)]
+        format: FormatArg,
+        /// How to reach the registry, and the output format.
         #[command(flatten)]
-        registry: RegistryArgs,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t)]
-        output: OutputFormat,
+        remote: RemoteArgs,
     },
     /// Verify the cosign signatures on REF against a public key; fails when none verifies.
     Verify {
@@ -88,14 +112,11 @@ pub enum ArtifactCommand {
         /// HOST/REPO:TAG or HOST/REPO@DIGEST.
         reference: String,
         /// Which signature formats to look for.
-        #[arg(long, value_enum, default_value_t = SignatureFormat::Both)]
-        format: SignatureFormat,
-        /// How to reach the registry.
+        #[arg(long, value_enum, default_value_t = FormatArg::Both)]
+        format: FormatArg,
+        /// How to reach the registry, and the output format.
         #[command(flatten)]
-        registry: RegistryArgs,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t)]
-        output: OutputFormat,
+        remote: RemoteArgs,
     },
     /// Write a cosign-compatible key pair (PREFIX.key encrypted with COSIGN_PASSWORD, PREFIX.pub).
     Keygen {
@@ -217,26 +238,48 @@ impl From<ArtifactError> for ArtifactCommandError {
     }
 }
 
+impl ArtifactCommandError {
+    /// A key file that could not be used, with what to do about it.
+    fn key(path: &std::path::Path, cause: KeyError, hint: &str) -> Self {
+        ArtifactCommandError::Key {
+            path: path.to_owned(),
+            cause,
+            hint: hint.into(),
+        }
+    }
+
+    /// A local file or directory that could not be read or written.
+    fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| ArtifactCommandError::Io { path, source }
+    }
+}
+
+/// Credentials for `registry` from this process's environment (see
+/// [`Credentials::from_environment`]).
+pub fn credentials(registry: &str) -> Option<Credentials> {
+    Credentials::from_environment(registry, |name| std::env::var_os(name))
+}
+
 fn client_for(registry: &str, args: &RegistryArgs) -> Result<RegistryClient, ArtifactCommandError> {
     Ok(RegistryClient::new(ClientOptions {
         plain_http: args.plain_http.then_some(true),
-        credentials: Credentials::from_environment(registry, |name| std::env::var_os(name)),
+        credentials: credentials(registry),
         ca_file: args.ca_file.clone(),
     })?)
 }
 
 fn read(path: &PathBuf) -> Result<String, ArtifactCommandError> {
-    std::fs::read_to_string(path).map_err(|source| ArtifactCommandError::Io {
-        path: path.clone(),
-        source,
-    })
+    std::fs::read_to_string(path).map_err(ArtifactCommandError::io(path))
 }
 
-fn print_json<T: serde::Serialize>(v: &T) {
+/// Print `v` as pretty JSON on stdout.
+pub fn print_json<T: serde::Serialize>(v: &T) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
-fn password() -> Vec<u8> {
+/// The key password cosign reads: `COSIGN_PASSWORD`, empty when unset.
+fn cosign_password() -> Vec<u8> {
     std::env::var("COSIGN_PASSWORD")
         .unwrap_or_default()
         .into_bytes()
@@ -274,20 +317,13 @@ impl PushProgress for PushBar {
     }
 }
 
-/// Run an artifact command to completion.
-pub fn run(command: ArtifactCommand) -> Result<(), ArtifactCommandError> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| ArtifactCommandError::Io {
-            path: PathBuf::from("<runtime>"),
-            source,
-        })?;
-    rt.block_on(run_async(command))
+/// Run an artifact command; its failures come back as reports with hints.
+pub async fn run(command: ArtifactCommand) -> miette::Result<ExitCode> {
+    execute(command).await?;
+    Ok(ExitCode::SUCCESS)
 }
 
-async fn run_async(command: ArtifactCommand) -> Result<(), ArtifactCommandError> {
-    let tty = std::io::stderr().is_terminal();
+async fn execute(command: ArtifactCommand) -> Result<(), ArtifactCommandError> {
     match command {
         ArtifactCommand::Push {
             paths,
@@ -295,86 +331,34 @@ async fn run_async(command: ArtifactCommand) -> Result<(), ArtifactCommandError>
             artifact_type,
             source,
             dry_run,
-            registry,
-            output,
-        } => {
-            let (host, repository) = parse_repository_ref(&repo)?;
-            let spec = ArtifactSpec {
-                paths,
-                artifact_type,
-                source,
-                git_dir: std::env::current_dir().map_err(|source| ArtifactCommandError::Io {
-                    path: PathBuf::from("."),
-                    source,
-                })?,
-                source_date_epoch: ArtifactSpec::parse_source_date_epoch(
-                    std::env::var("SOURCE_DATE_EPOCH").ok().as_deref(),
-                )?,
-            };
-            let plan = tokio::task::spawn_blocking(move || ArtifactPlan::prepare(&spec))
-                .await
-                .map_err(|e| ArtifactCommandError::Io {
-                    path: PathBuf::from("<pack>"),
-                    source: std::io::Error::other(e),
-                })??;
-            if !dry_run {
-                let client = client_for(&host, &registry)?;
-                let bar = tty.then(|| std::sync::Arc::new(PushBar::new(plan.layer_bytes())));
-                let progress: std::sync::Arc<dyn PushProgress> = match &bar {
-                    Some(bar) => bar.clone(),
-                    None => std::sync::Arc::new(()),
-                };
-                plan.push(&client, &host, &repository, progress).await?;
-                if let Some(bar) = bar {
-                    bar.0.finish_and_clear();
-                }
-            }
-            let tags: Vec<String> = plan.tags.iter().map(|t| t.to_string()).collect();
-            match output {
-                OutputFormat::Json => print_json(&serde_json::json!({
-                    "digest": plan.digest,
-                    "repository": format!("{host}/{repository}"),
-                    "tags": tags,
-                    "revision": plan.commit.revision,
-                    "pushed": !dry_run,
-                })),
-                OutputFormat::Text => println!("{}", plan.digest),
-            }
-            Ok(())
-        }
+            remote,
+        } => push(paths, &repo, artifact_type, source, dry_run, remote).await,
         ArtifactCommand::Sign {
             key,
             reference,
             format,
-            registry,
-            output,
+            remote,
         } => {
             let reference: Reference = reference.parse()?;
             let text = read(&key)?;
-            let signing_key = CosignSigningKey::from_pem(&text, &password()).map_err(|source| {
-                let hint = match source {
-                    KeyError::WrongPassword => {
-                        "export COSIGN_PASSWORD with the key's password".into()
-                    }
-                    _ => {
-                        "use a key written by `cosign generate-key-pair` or `plumb artifact keygen`"
-                            .into()
-                    }
-                };
-                ArtifactCommandError::Key {
-                    path: key.clone(),
-                    cause: source,
-                    hint,
-                }
-            })?;
-            let client = client_for(&reference.registry, &registry)?;
+            let signing_key =
+                CosignSigningKey::from_pem(&text, &cosign_password()).map_err(|cause| {
+                    let hint = match cause {
+                        KeyError::WrongPassword => "export COSIGN_PASSWORD with the key's password",
+                        _ => {
+                            "use a key written by `cosign generate-key-pair` or `plumb artifact keygen`"
+                        }
+                    };
+                    ArtifactCommandError::key(&key, cause, hint)
+                })?;
+            let client = client_for(&reference.registry, &remote.registry)?;
             let created = std::env::var("SOURCE_DATE_EPOCH")
                 .ok()
                 .and_then(|s| s.parse::<i64>().ok());
-            let report = sign(&client, &reference, &signing_key, format, created).await?;
-            match output {
-                OutputFormat::Json => print_json(&report),
-                OutputFormat::Text => {
+            let report = sign(&client, &reference, &signing_key, format.into(), created).await?;
+            match remote.output {
+                Output::Json => print_json(&report),
+                Output::Text => {
                     for s in &report.signatures {
                         println!("signed {} ({:?}: {})", report.digest, s.format, s.location);
                     }
@@ -386,20 +370,20 @@ async fn run_async(command: ArtifactCommand) -> Result<(), ArtifactCommandError>
             key,
             reference,
             format,
-            registry,
-            output,
+            remote,
         } => {
             let parsed: Reference = reference.parse()?;
             let text = read(&key)?;
-            let public =
-                CosignPublicKey::from_pem(&text).map_err(|source| ArtifactCommandError::Key {
-                    path: key.clone(),
-                    cause: source,
-                    hint: "pass the PUBLIC KEY file (cosign.pub), not the private key".into(),
-                })?;
-            let client = client_for(&parsed.registry, &registry)?;
-            let report = verify(&client, &parsed, &public, format).await?;
-            if output == OutputFormat::Json {
+            let public = CosignPublicKey::from_pem(&text).map_err(|cause| {
+                ArtifactCommandError::key(
+                    &key,
+                    cause,
+                    "pass the PUBLIC KEY file (cosign.pub), not the private key",
+                )
+            })?;
+            let client = client_for(&parsed.registry, &remote.registry)?;
+            let report = verify(&client, &parsed, &public, format.into()).await?;
+            if remote.output == Output::Json {
                 print_json(&report);
             }
             if report.verified.is_empty() {
@@ -410,7 +394,7 @@ async fn run_async(command: ArtifactCommand) -> Result<(), ArtifactCommandError>
                     rejected: report.rejected,
                 });
             }
-            if output == OutputFormat::Text {
+            if remote.output == Output::Text {
                 for v in &report.verified {
                     println!(
                         "verified {} ({:?} signature in {})",
@@ -420,44 +404,85 @@ async fn run_async(command: ArtifactCommand) -> Result<(), ArtifactCommandError>
             }
             Ok(())
         }
-        ArtifactCommand::Keygen { output_prefix } => {
-            let key = CosignSigningKey::generate().map_err(|source| ArtifactCommandError::Key {
-                path: output_prefix.clone(),
-                cause: source,
-                hint: "retry".into(),
-            })?;
-            let key_path = output_prefix.with_extension("key");
-            let pub_path = output_prefix.with_extension("pub");
-            let io = |path: &PathBuf| {
-                let path = path.clone();
-                move |source| ArtifactCommandError::Io { path, source }
-            };
-            let key_err = |path: &PathBuf| {
-                let path = path.clone();
-                move |source| ArtifactCommandError::Key {
-                    path,
-                    cause: source,
-                    hint: "retry".into(),
-                }
-            };
-            let private = key
-                .to_encrypted_pem(&password())
-                .map_err(key_err(&key_path))?;
-            let public = key.public_key().to_pem().map_err(key_err(&pub_path))?;
-            {
-                use std::io::Write as _;
-                use std::os::unix::fs::OpenOptionsExt as _;
-                let mut f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&key_path)
-                    .map_err(io(&key_path))?;
-                f.write_all(private.as_bytes()).map_err(io(&key_path))?;
-            }
-            std::fs::write(&pub_path, public).map_err(io(&pub_path))?;
-            println!("wrote {} and {}", key_path.display(), pub_path.display());
-            Ok(())
+        ArtifactCommand::Keygen { output_prefix } => keygen(&output_prefix),
+    }
+}
+
+async fn push(
+    paths: Vec<PathBuf>,
+    repo: &str,
+    artifact_type: String,
+    source: Option<String>,
+    dry_run: bool,
+    remote: RemoteArgs,
+) -> Result<(), ArtifactCommandError> {
+    let (host, repository) = parse_repository_ref(repo)?;
+    let epoch = std::env::var("SOURCE_DATE_EPOCH").ok();
+    let spec = ArtifactSpec {
+        paths,
+        artifact_type,
+        source,
+        git_dir: std::env::current_dir().map_err(ArtifactCommandError::io("."))?,
+        source_date_epoch: ArtifactSpec::parse_source_date_epoch(epoch.as_deref())?,
+    };
+    let plan = tokio::task::spawn_blocking(move || ArtifactPlan::prepare(&spec))
+        .await
+        .map_err(|e| ArtifactCommandError::io("<pack>")(std::io::Error::other(e)))??;
+    if !dry_run {
+        let client = client_for(&host, &remote.registry)?;
+        let bar = std::io::stderr()
+            .is_terminal()
+            .then(|| Arc::new(PushBar::new(plan.layer_bytes())));
+        let progress: Arc<dyn PushProgress> = match &bar {
+            Some(bar) => bar.clone(),
+            None => Arc::new(()),
+        };
+        plan.push(&client, &host, &repository, progress).await?;
+        if let Some(bar) = bar {
+            bar.0.finish_and_clear();
         }
     }
+    let tags: Vec<String> = plan.tags.iter().map(|t| t.to_string()).collect();
+    match remote.output {
+        Output::Json => print_json(&serde_json::json!({
+            "digest": plan.digest,
+            "repository": format!("{host}/{repository}"),
+            "tags": tags,
+            "revision": plan.commit.revision,
+            "pushed": !dry_run,
+        })),
+        Output::Text => println!("{}", plan.digest),
+    }
+    Ok(())
+}
+
+/// Write PREFIX.key (encrypted with `COSIGN_PASSWORD`, mode 0600, never
+/// over an existing file) and PREFIX.pub.
+fn keygen(output_prefix: &std::path::Path) -> Result<(), ArtifactCommandError> {
+    let key = CosignSigningKey::generate()
+        .map_err(|cause| ArtifactCommandError::key(output_prefix, cause, "retry"))?;
+    let key_path = output_prefix.with_extension("key");
+    let pub_path = output_prefix.with_extension("pub");
+    let private = key
+        .to_encrypted_pem(&cosign_password())
+        .map_err(|cause| ArtifactCommandError::key(&key_path, cause, "retry"))?;
+    let public = key
+        .public_key()
+        .to_pem()
+        .map_err(|cause| ArtifactCommandError::key(&pub_path, cause, "retry"))?;
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&key_path)
+            .map_err(ArtifactCommandError::io(&key_path))?;
+        f.write_all(private.as_bytes())
+            .map_err(ArtifactCommandError::io(&key_path))?;
+    }
+    std::fs::write(&pub_path, public).map_err(ArtifactCommandError::io(&pub_path))?;
+    println!("wrote {} and {}", key_path.display(), pub_path.display());
+    Ok(())
 }
