@@ -6,7 +6,9 @@
 //! here.
 
 mod agent_cmd;
+mod artifact;
 mod gitops;
+mod registry;
 mod remote;
 
 use std::path::PathBuf;
@@ -52,10 +54,10 @@ enum Command {
     Token(TokenCommand),
     /// Run plumb's OCI registry.
     #[command(subcommand)]
-    Registry(plumb_registry::cli::RegistryCommand),
+    Registry(registry::RegistryCommand),
     /// Push, sign and verify artifacts in any OCI registry.
     #[command(subcommand)]
-    Artifact(plumb_oci::cli::ArtifactCommand),
+    Artifact(artifact::ArtifactCommand),
     /// Plan and apply Terraform-language stacks through real providers
     /// (`plumb infra --help`).
     #[command(disable_help_flag = true)]
@@ -100,14 +102,10 @@ fn main() -> ExitCode {
         .data_dir
         .clone()
         .unwrap_or_else(gitops::default_data_dir);
-    // These run their own runtimes.
+    // One TLS provider for every client and server in the process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // plumb infra runs its own runtime.
     let command = match cli.command {
-        Command::Registry(c) => {
-            return finish(plumb_registry::cli::run(c).map_err(miette::Report::from), 1);
-        }
-        Command::Artifact(c) => {
-            return finish(plumb_oci::cli::run(c).map_err(miette::Report::from), 1);
-        }
         Command::Infra { args } => {
             return match plumb_infra::run(args) {
                 Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
@@ -142,9 +140,9 @@ fn main() -> ExitCode {
             Command::Token(TokenCommand::Create(args)) => agent_cmd::token_create(&data_dir, args),
             Command::Token(TokenCommand::List(args)) => agent_cmd::token_list(&data_dir, args),
             Command::Token(TokenCommand::Revoke(args)) => agent_cmd::token_revoke(&data_dir, args),
-            Command::Registry(_) | Command::Artifact(_) | Command::Infra { .. } => {
-                Ok(ExitCode::SUCCESS)
-            }
+            Command::Registry(c) => registry::run(c).await,
+            Command::Artifact(c) => artifact::run(c).await,
+            Command::Infra { .. } => Ok(ExitCode::SUCCESS),
         }
     });
     match result {

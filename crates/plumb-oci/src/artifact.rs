@@ -5,18 +5,21 @@
 //! marked for unpacking), reads the commit facts from git, and builds the
 //! manifest. Everything that feeds the manifest is deterministic: tar entries
 //! are sorted with fixed owners, modes and times, gzip carries no timestamp,
-//! JSON keys are sorted and `created` comes from `SOURCE_DATE_EPOCH` or the
-//! commit time; so the same inputs always give the same digest.
+//! JSON keys are sorted and `created` comes from the caller's
+//! `SOURCE_DATE_EPOCH` ([`ArtifactSpec::source_date_epoch`]) or the commit
+//! time; so the same inputs always give the same digest. [`ArtifactPlan::push`]
+//! uploads it, telling a [`PushProgress`] how far it got.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use oci_spec::image::{DescriptorBuilder, ImageManifestBuilder, MediaType};
 
-use crate::client::{ClientError, RegistryClient};
+use crate::client::{ByteCounter, ClientError, RegistryClient};
 use crate::digest::{ContentHasher, Digest};
 use crate::manifest::{OCI_MANIFEST, canonical_json};
 use crate::reference::{RepositoryName, Tag};
@@ -184,18 +187,47 @@ pub struct ArtifactSpec {
 }
 
 impl ArtifactSpec {
-    /// Read `SOURCE_DATE_EPOCH` from the environment (absent: `None`).
-    pub fn source_date_epoch_from_env() -> Result<Option<i64>, ArtifactError> {
-        match std::env::var("SOURCE_DATE_EPOCH") {
-            Ok(s) => s
+    /// The creation time a `SOURCE_DATE_EPOCH` value asks for (the caller
+    /// reads the variable; absent: `None`, the commit time then).
+    pub fn parse_source_date_epoch(value: Option<&str>) -> Result<Option<i64>, ArtifactError> {
+        match value {
+            Some(s) => s
                 .trim()
                 .parse::<i64>()
                 .map(Some)
-                .map_err(|_| ArtifactError::BadEpoch(s)),
-            Err(_) => Ok(None),
+                .map_err(|_| ArtifactError::BadEpoch(s.to_owned())),
+            None => Ok(None),
         }
     }
 }
+
+/// One step of [`ArtifactPlan::push`].
+#[derive(Debug, Clone, Copy)]
+pub enum PushStep<'a> {
+    /// A layer's upload starts (the registry may already hold it).
+    Layer {
+        /// Its title (the input's file name).
+        title: &'a str,
+        /// Its size in bytes.
+        size: u64,
+        /// Its digest.
+        digest: &'a Digest,
+    },
+    /// The manifest is put under a tag.
+    Tag(&'a Tag),
+}
+
+/// What [`ArtifactPlan::push`] reports as it goes; the command line draws it
+/// as a progress bar. Both methods default to saying nothing, and `()` is the
+/// progress that says nothing.
+pub trait PushProgress: Send + Sync {
+    /// A step starts.
+    fn step(&self, _step: PushStep<'_>) {}
+    /// `bytes` more layer bytes went out.
+    fn sent(&self, _bytes: u64) {}
+}
+
+impl PushProgress for () {}
 
 fn hash_file(path: &Path) -> Result<(Digest, u64), ArtifactError> {
     use std::io::Read as _;
@@ -408,12 +440,7 @@ impl ArtifactPlan {
         let empty = Digest::sha256_of(b"{}");
         let config = DescriptorBuilder::default()
             .media_type(MediaType::EmptyJSON)
-            .digest(
-                empty
-                    .to_string()
-                    .parse::<oci_spec::image::Digest>()
-                    .map_err(build_err)?,
-            )
+            .digest(empty.to_oci().map_err(build_err)?)
             .size(2u64)
             .build()
             .map_err(build_err)?;
@@ -422,12 +449,7 @@ impl ArtifactPlan {
             .map(|l| {
                 DescriptorBuilder::default()
                     .media_type(MediaType::Other(l.media_type.to_owned()))
-                    .digest(
-                        l.digest
-                            .to_string()
-                            .parse::<oci_spec::image::Digest>()
-                            .map_err(build_err)?,
-                    )
+                    .digest(l.digest.to_oci().map_err(build_err)?)
                     .size(l.size)
                     .annotations(l.annotations.clone().into_iter().collect::<HashMap<_, _>>())
                     .build()
@@ -464,31 +486,34 @@ impl ArtifactPlan {
         self.layers.iter().map(|l| l.size).sum()
     }
 
-    /// Upload the layers and the manifest under every tag. `progress` hears
-    /// each step; `on_bytes` each chunk of layer bytes sent.
+    /// Upload the layers and the manifest under every tag, telling
+    /// `progress` each step and each chunk of layer bytes sent.
     pub async fn push(
         &self,
         client: &RegistryClient,
         registry: &str,
         repo: &RepositoryName,
-        mut progress: impl FnMut(&str),
-        on_bytes: Option<crate::client::ByteCounter>,
+        progress: Arc<dyn PushProgress>,
     ) -> Result<(), ArtifactError> {
-        let empty = Digest::sha256_of(b"{}");
         client
-            .blob_put(registry, repo, &empty, Bytes::from_static(b"{}"))
+            .blob_push(registry, repo, Bytes::from_static(b"{}"))
             .await?;
+        let on_bytes: ByteCounter = {
+            let progress = Arc::clone(&progress);
+            Arc::new(move |n| progress.sent(n))
+        };
         for l in &self.layers {
-            progress(&format!(
-                "pushing {} ({} bytes, {})",
-                l.title, l.size, l.digest
-            ));
+            progress.step(PushStep::Layer {
+                title: &l.title,
+                size: l.size,
+                digest: &l.digest,
+            });
             client
-                .blob_put_file(registry, repo, &l.digest, &l.path, on_bytes.clone())
+                .blob_put_file(registry, repo, &l.digest, &l.path, Some(on_bytes.clone()))
                 .await?;
         }
         for t in &self.tags {
-            progress(&format!("tagging {t}"));
+            progress.step(PushStep::Tag(t));
             client
                 .manifest_put(
                     registry,

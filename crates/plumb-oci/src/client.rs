@@ -22,46 +22,7 @@ use crate::digest::Digest;
 use crate::manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
 use crate::reference::RepositoryName;
 
-/// A user name and password for a registry.
-#[derive(Clone)]
-pub struct Credentials {
-    /// User name.
-    pub username: String,
-    /// Password (never printed).
-    pub password: String,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Credentials({}, <redacted>)", self.username)
-    }
-}
-
-impl Credentials {
-    /// Credentials from `PLUMB_REGISTRY_USERNAME`/`PLUMB_REGISTRY_PASSWORD`,
-    /// else from `~/.docker/config.json` (`auths.<host>.auth`) for `registry`.
-    pub fn from_environment(registry: &str) -> Option<Credentials> {
-        if let (Ok(username), Ok(password)) = (
-            std::env::var("PLUMB_REGISTRY_USERNAME"),
-            std::env::var("PLUMB_REGISTRY_PASSWORD"),
-        ) {
-            return Some(Credentials { username, password });
-        }
-        let config = std::env::var_os("DOCKER_CONFIG")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".docker")))?
-            .join("config.json");
-        let text = std::fs::read_to_string(config).ok()?;
-        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-        let auth = v["auths"][registry]["auth"].as_str()?;
-        let decoded = String::from_utf8(B64.decode(auth).ok()?).ok()?;
-        let (username, password) = decoded.split_once(':')?;
-        Some(Credentials {
-            username: username.to_owned(),
-            password: password.to_owned(),
-        })
-    }
-}
+pub use crate::credentials::Credentials;
 
 /// How to reach registries.
 #[derive(Debug, Clone, Default)]
@@ -151,6 +112,10 @@ fn is_loopback(registry: &str) -> bool {
 }
 
 /// Install ring as rustls's process-wide crypto provider (idempotent).
+///
+/// The provider is the process's choice, so library code never calls this:
+/// the `plumb` binary installs it once in `main`, and tests and benches that
+/// make clients or TLS servers call it for themselves.
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
@@ -163,9 +128,9 @@ fn challenge_param(header: &str, name: &str) -> Option<String> {
 }
 
 impl RegistryClient {
-    /// A client with `options`.
+    /// A client with `options`. The process's rustls crypto provider must be
+    /// installed first (see [`install_crypto_provider`]).
     pub fn new(options: ClientOptions) -> Result<Self, ClientError> {
-        install_crypto_provider();
         let mut builder =
             reqwest::Client::builder().user_agent(concat!("plumb/", env!("CARGO_PKG_VERSION")));
         if let Some(ca) = &options.ca_file {
@@ -189,6 +154,14 @@ impl RegistryClient {
             .plain_http
             .unwrap_or_else(|| is_loopback(registry));
         format!("{}://{registry}", if plain { "http" } else { "https" })
+    }
+
+    fn manifest_url(&self, registry: &str, repo: &RepositoryName, key: &str) -> String {
+        format!("{}/v2/{repo}/manifests/{key}", self.base_url(registry))
+    }
+
+    fn blob_url(&self, registry: &str, repo: &RepositoryName, digest: &Digest) -> String {
+        format!("{}/v2/{repo}/blobs/{digest}", self.base_url(registry))
     }
 
     fn auth_key(registry: &str, repo: &RepositoryName) -> String {
@@ -266,10 +239,7 @@ impl RegistryClient {
         if resp.status() != StatusCode::UNAUTHORIZED {
             return Ok(resp);
         }
-        let challenge = resp
-            .headers()
-            .get(WWW_AUTHENTICATE)
-            .and_then(|v| v.to_str().ok())
+        let challenge = header(&resp, WWW_AUTHENTICATE)
             .unwrap_or("Basic")
             .to_owned();
         let h = self.answer_challenge(registry, repo, &challenge).await?;
@@ -321,7 +291,7 @@ impl RegistryClient {
         repo: &RepositoryName,
         key: &str,
     ) -> Result<Option<(Digest, String, u64)>, ClientError> {
-        let url = format!("{}/v2/{repo}/manifests/{key}", self.base_url(registry));
+        let url = self.manifest_url(registry, repo, key);
         let resp = self
             .send(registry, repo, |c| {
                 c.head(&url).header(ACCEPT, MANIFEST_ACCEPT)
@@ -333,24 +303,13 @@ impl RegistryClient {
         if !resp.status().is_success() {
             return Err(Self::fail("HEAD", resp).await);
         }
-        let media = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
+        let media = header(&resp, CONTENT_TYPE)
             .unwrap_or(OCI_MANIFEST)
             .to_owned();
-        let size = resp
-            .headers()
-            .get(reqwest::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
+        let size = header(&resp, reqwest::header::CONTENT_LENGTH)
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        match resp
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<Digest>().ok())
-        {
+        match header(&resp, "docker-content-digest").and_then(|v| v.parse::<Digest>().ok()) {
             Some(d) => Ok(Some((d, media, size))),
             // Registries may omit the header; fetch and hash instead.
             None => Ok(self
@@ -367,7 +326,7 @@ impl RegistryClient {
         repo: &RepositoryName,
         key: &str,
     ) -> Result<FetchedManifest, ClientError> {
-        let url = format!("{}/v2/{repo}/manifests/{key}", self.base_url(registry));
+        let url = self.manifest_url(registry, repo, key);
         let resp = self
             .send(registry, repo, |c| {
                 c.get(&url).header(ACCEPT, MANIFEST_ACCEPT)
@@ -376,10 +335,7 @@ impl RegistryClient {
         if !resp.status().is_success() {
             return Err(Self::fail("GET", resp).await);
         }
-        let media_type = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
+        let media_type = header(&resp, CONTENT_TYPE)
             .unwrap_or(OCI_MANIFEST)
             .to_owned();
         let bytes = resp.bytes().await?;
@@ -409,7 +365,7 @@ impl RegistryClient {
         media_type: &str,
         bytes: Bytes,
     ) -> Result<Digest, ClientError> {
-        let url = format!("{}/v2/{repo}/manifests/{key}", self.base_url(registry));
+        let url = self.manifest_url(registry, repo, key);
         let resp = self
             .send(registry, repo, |c| {
                 c.put(&url)
@@ -417,9 +373,7 @@ impl RegistryClient {
                     .body(bytes.clone())
             })
             .await?;
-        if resp.status() != StatusCode::CREATED {
-            return Err(Self::fail("PUT", resp).await);
-        }
+        Self::created(resp).await?;
         Ok(Digest::sha256_of(&bytes))
     }
 
@@ -451,7 +405,7 @@ impl RegistryClient {
         repo: &RepositoryName,
         digest: &Digest,
     ) -> Result<bool, ClientError> {
-        let url = format!("{}/v2/{repo}/blobs/{digest}", self.base_url(registry));
+        let url = self.blob_url(registry, repo, digest);
         let resp = self.send(registry, repo, |c| c.head(&url)).await?;
         match resp.status() {
             s if s.is_success() => Ok(true),
@@ -471,10 +425,7 @@ impl RegistryClient {
         if resp.status() != StatusCode::ACCEPTED {
             return Err(Self::fail("POST", resp).await);
         }
-        let loc = resp
-            .headers()
-            .get(LOCATION)
-            .and_then(|v| v.to_str().ok())
+        let loc = header(&resp, LOCATION)
             .ok_or_else(|| ClientError::Protocol("upload started without Location".into()))?;
         Ok(if loc.starts_with('/') {
             format!("{base}{loc}")
@@ -488,6 +439,29 @@ impl RegistryClient {
         format!("{location}{sep}digest={digest}")
     }
 
+    /// Where to PUT the bytes of blob `digest`: a new upload session's
+    /// location, with the digest; `None` when the repository has the blob.
+    async fn upload_target(
+        &self,
+        registry: &str,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<String>, ClientError> {
+        if self.blob_exists(registry, repo, digest).await? {
+            return Ok(None);
+        }
+        let location = self.start_upload(registry, repo).await?;
+        Ok(Some(Self::with_digest(&location, digest)))
+    }
+
+    /// The answer to a PUT of a manifest or of an upload's bytes: `201 Created`, or an error.
+    async fn created(resp: reqwest::Response) -> Result<(), ClientError> {
+        if resp.status() != StatusCode::CREATED {
+            return Err(Self::fail("PUT", resp).await);
+        }
+        Ok(())
+    }
+
     /// Upload `bytes` as blob `digest` unless the repository has it.
     pub async fn blob_put(
         &self,
@@ -496,10 +470,9 @@ impl RegistryClient {
         digest: &Digest,
         bytes: Bytes,
     ) -> Result<(), ClientError> {
-        if self.blob_exists(registry, repo, digest).await? {
+        let Some(loc) = self.upload_target(registry, repo, digest).await? else {
             return Ok(());
-        }
-        let loc = Self::with_digest(&self.start_upload(registry, repo).await?, digest);
+        };
         let resp = self
             .send(registry, repo, |c| {
                 c.put(&loc)
@@ -507,10 +480,19 @@ impl RegistryClient {
                     .body(bytes.clone())
             })
             .await?;
-        if resp.status() != StatusCode::CREATED {
-            return Err(Self::fail("PUT", resp).await);
-        }
-        Ok(())
+        Self::created(resp).await
+    }
+
+    /// Upload `bytes` as a sha256 blob unless the repository has it; returns its digest.
+    pub async fn blob_push(
+        &self,
+        registry: &str,
+        repo: &RepositoryName,
+        bytes: Bytes,
+    ) -> Result<Digest, ClientError> {
+        let digest = Digest::sha256_of(&bytes);
+        self.blob_put(registry, repo, &digest, bytes).await?;
+        Ok(digest)
     }
 
     /// Upload the file at `path` as blob `digest`, streaming it; `on_bytes`
@@ -523,10 +505,9 @@ impl RegistryClient {
         path: &Path,
         on_bytes: Option<ByteCounter>,
     ) -> Result<(), ClientError> {
-        if self.blob_exists(registry, repo, digest).await? {
+        let Some(loc) = self.upload_target(registry, repo, digest).await? else {
             return Ok(());
-        }
-        let loc = Self::with_digest(&self.start_upload(registry, repo).await?, digest);
+        };
         let file_err = |source| ClientError::File {
             path: path.to_owned(),
             source,
@@ -545,11 +526,7 @@ impl RegistryClient {
         if let Some(h) = self.cached_auth(&Self::auth_key(registry, repo)) {
             req = req.header(AUTHORIZATION, h);
         }
-        let resp = req.send().await?;
-        if resp.status() != StatusCode::CREATED {
-            return Err(Self::fail("PUT", resp).await);
-        }
-        Ok(())
+        Self::created(req.send().await?).await
     }
 
     /// Fetch a blob and check its digest.
@@ -559,7 +536,7 @@ impl RegistryClient {
         repo: &RepositoryName,
         digest: &Digest,
     ) -> Result<Bytes, ClientError> {
-        let url = format!("{}/v2/{repo}/blobs/{digest}", self.base_url(registry));
+        let url = self.blob_url(registry, repo, digest);
         let resp = self.send(registry, repo, |c| c.get(&url)).await?;
         if !resp.status().is_success() {
             return Err(Self::fail("GET", resp).await);
@@ -608,6 +585,11 @@ impl RegistryClient {
         }
         Ok(list)
     }
+}
+
+/// A response header's value, when it is text.
+fn header(resp: &reqwest::Response, name: impl reqwest::header::AsHeaderName) -> Option<&str> {
+    resp.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
 /// Whether `media_type` is one a manifest endpoint serves.
@@ -671,14 +653,5 @@ mod tests {
         assert!(is_loopback("127.0.0.1:5000"));
         assert!(is_loopback("localhost:1"));
         assert!(!is_loopback("registry.example:443"));
-    }
-
-    #[test]
-    fn credentials_debug_is_redacted() {
-        let c = Credentials {
-            username: "u".into(),
-            password: "hunter2".into(),
-        };
-        assert!(!format!("{c:?}").contains("hunter2"));
     }
 }

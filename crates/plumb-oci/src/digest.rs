@@ -88,6 +88,11 @@ impl Digest {
     pub fn cosign_signature_tag(&self) -> String {
         format!("{}-{}.sig", self.algorithm.as_str(), self.hex)
     }
+
+    /// The same digest as oci-spec's type, for its descriptor builders.
+    pub fn to_oci(&self) -> Result<oci_spec::image::Digest, oci_spec::OciSpecError> {
+        self.to_string().parse()
+    }
 }
 
 impl FromStr for Digest {

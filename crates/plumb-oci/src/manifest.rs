@@ -95,6 +95,14 @@ fn descriptor(d: &Descriptor) -> Result<DescriptorSummary, ManifestError> {
     })
 }
 
+/// A manifest's annotations, in key order (absent: none).
+fn annotations(a: &Option<std::collections::HashMap<String, String>>) -> BTreeMap<String, String> {
+    a.iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
 fn kind_of(media_type: &str) -> Option<ManifestKind> {
     match media_type {
         OCI_MANIFEST | DOCKER_MANIFEST => Some(ManifestKind::Image),
@@ -159,11 +167,7 @@ impl ManifestSummary {
                     kind,
                     artifact_type,
                     subject: m.subject().as_ref().map(descriptor).transpose()?,
-                    annotations: m
-                        .annotations()
-                        .as_ref()
-                        .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                        .unwrap_or_default(),
+                    annotations: annotations(m.annotations()),
                     blobs,
                     children: vec![],
                 })
@@ -181,11 +185,7 @@ impl ManifestSummary {
                     kind,
                     artifact_type: m.artifact_type().as_ref().map(|t| t.to_string()),
                     subject: m.subject().as_ref().map(descriptor).transpose()?,
-                    annotations: m
-                        .annotations()
-                        .as_ref()
-                        .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                        .unwrap_or_default(),
+                    annotations: annotations(m.annotations()),
                     blobs: vec![],
                     children,
                 })

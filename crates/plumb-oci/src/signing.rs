@@ -23,7 +23,7 @@ use crate::manifest::{EMPTY_JSON, OCI_MANIFEST, canonical_json};
 use crate::reference::Reference;
 
 /// Where a signature lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SignatureFormat {
     /// A Sigstore bundle referrer (cosign v3's default).
@@ -107,21 +107,25 @@ async fn resolve(
         .ok_or_else(|| SigningError::NotFound(reference.to_string()))
 }
 
-fn created_now() -> String {
-    let secs = std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|s| s.parse::<i64>().ok())
+/// `created` as the bundle referrer records it: the time given in seconds
+/// since the epoch (`SOURCE_DATE_EPOCH`), else now.
+fn created_at(source_date_epoch: Option<i64>) -> String {
+    source_date_epoch
         .and_then(|s| jiff::Timestamp::from_second(s).ok())
-        .unwrap_or_else(jiff::Timestamp::now);
-    secs.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+        .unwrap_or_else(jiff::Timestamp::now)
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
-/// Sign the manifest `reference` points at with `key`.
+/// Sign the manifest `reference` points at with `key`. A bundle referrer
+/// records `source_date_epoch` (seconds; the caller's `SOURCE_DATE_EPOCH`)
+/// as its creation time, or the current time when there is none.
 pub async fn sign(
     client: &RegistryClient,
     reference: &Reference,
     key: &CosignSigningKey,
     format: SignatureFormat,
+    source_date_epoch: Option<i64>,
 ) -> Result<SignReport, SigningError> {
     let (digest, media_type, size) = resolve(client, reference).await?;
     let mut signatures = vec![];
@@ -133,7 +137,8 @@ pub async fn sign(
         });
     }
     if matches!(format, SignatureFormat::Bundle | SignatureFormat::Both) {
-        let d = sign_bundle(client, reference, key, &digest, &media_type, size).await?;
+        let created = created_at(source_date_epoch);
+        let d = sign_bundle(client, reference, key, &digest, &media_type, size, &created).await?;
         signatures.push(WrittenSignature {
             format: SignatureFormat::Bundle,
             location: d.to_string(),
@@ -155,14 +160,8 @@ async fn sign_tag(
     ))
     .map_err(build_err)?;
     let signature = B64.encode(key.sign(&payload));
-    let payload_digest = Digest::sha256_of(&payload);
-    client
-        .blob_put(
-            registry,
-            repo,
-            &payload_digest,
-            Bytes::from(payload.clone()),
-        )
+    let payload_digest = client
+        .blob_push(registry, repo, Bytes::from(payload.clone()))
         .await?;
 
     let tag = digest.cosign_signature_tag();
@@ -182,12 +181,7 @@ async fn sign_tag(
     if !already {
         let layer = DescriptorBuilder::default()
             .media_type(MediaType::Other(SIMPLE_SIGNING_MEDIA_TYPE.into()))
-            .digest(
-                payload_digest
-                    .to_string()
-                    .parse::<oci_spec::image::Digest>()
-                    .map_err(build_err)?,
-            )
+            .digest(payload_digest.to_oci().map_err(build_err)?)
             .size(payload.len() as u64)
             .annotations(
                 [(SIGNATURE_ANNOTATION.to_owned(), signature)]
@@ -208,9 +202,8 @@ async fn sign_tag(
         "rootfs": {"type": "layers", "diff_ids": diff_ids}
     });
     let config = serde_json::to_vec(&config).map_err(build_err)?;
-    let config_digest = Digest::sha256_of(&config);
-    client
-        .blob_put(registry, repo, &config_digest, Bytes::from(config.clone()))
+    let config_digest = client
+        .blob_push(registry, repo, Bytes::from(config.clone()))
         .await?;
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
@@ -218,12 +211,7 @@ async fn sign_tag(
         .config(
             DescriptorBuilder::default()
                 .media_type(MediaType::ImageConfig)
-                .digest(
-                    config_digest
-                        .to_string()
-                        .parse::<oci_spec::image::Digest>()
-                        .map_err(build_err)?,
-                )
+                .digest(config_digest.to_oci().map_err(build_err)?)
                 .size(config.len() as u64)
                 .build()
                 .map_err(build_err)?,
@@ -245,22 +233,16 @@ async fn sign_bundle(
     digest: &Digest,
     subject_media_type: &str,
     subject_size: u64,
+    created: &str,
 ) -> Result<Digest, SigningError> {
     let (registry, repo) = (&reference.registry, &reference.repository);
     let bundle = SigstoreBundle::sign(key, digest)?;
     let bundle_bytes = serde_json::to_vec(&bundle).map_err(build_err)?;
-    let bundle_digest = Digest::sha256_of(&bundle_bytes);
-    client
-        .blob_put(
-            registry,
-            repo,
-            &bundle_digest,
-            Bytes::from(bundle_bytes.clone()),
-        )
+    let bundle_digest = client
+        .blob_push(registry, repo, Bytes::from(bundle_bytes.clone()))
         .await?;
-    let empty = Digest::sha256_of(b"{}");
-    client
-        .blob_put(registry, repo, &empty, Bytes::from_static(b"{}"))
+    let empty = client
+        .blob_push(registry, repo, Bytes::from_static(b"{}"))
         .await?;
     let manifest = serde_json::json!({
         "schemaVersion": 2,
@@ -270,7 +252,7 @@ async fn sign_bundle(
         "layers": [{"mediaType": BUNDLE_MEDIA_TYPE, "digest": bundle_digest.to_string(), "size": bundle_bytes.len()}],
         "subject": {"mediaType": subject_media_type, "digest": digest.to_string(), "size": subject_size},
         "annotations": {
-            "org.opencontainers.image.created": created_now(),
+            "org.opencontainers.image.created": created,
             "dev.sigstore.bundle.content": "dsse-envelope",
             BUNDLE_PREDICATE_ANNOTATION: SIGN_PREDICATE_TYPE,
         }

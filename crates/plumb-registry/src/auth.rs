@@ -17,11 +17,10 @@ use sha2::Digest as _;
 use crate::config::Role;
 
 /// Why the htpasswd file is unusable.
-#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[derive(Debug, thiserror::Error)]
 pub enum HtpasswdError {
     /// Unreadable.
     #[error("cannot read {path}: {source}")]
-    #[diagnostic(code(plumb::registry::htpasswd))]
     Read {
         /// The file.
         path: PathBuf,
@@ -30,12 +29,6 @@ pub enum HtpasswdError {
     },
     /// An entry that is not `user:$2y$...`.
     #[error("{path}:{line}:1: entry for {user:?} is not a bcrypt hash")]
-    #[diagnostic(
-        code(plumb::registry::htpasswd),
-        help(
-            "create entries with `htpasswd -B` (bcrypt); MD5, SHA and crypt entries are not accepted"
-        )
-    )]
     NotBcrypt {
         /// The file.
         path: PathBuf,
@@ -108,6 +101,28 @@ impl Htpasswd {
         }
         ok
     }
+}
+
+/// Why an htpasswd entry could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum EntryError {
+    /// A user name with `:` (the field separator), or an empty password.
+    #[error("an htpasswd entry needs a user name without ':' and a non-empty password")]
+    Invalid,
+    /// bcrypt failed.
+    #[error(transparent)]
+    Hash(#[from] bcrypt::BcryptError),
+}
+
+/// The htpasswd line (`user:$2y$...`, bcrypt at its default cost) that lets
+/// `user` in with `password`, as `htpasswd -B` writes it and [`Htpasswd::load`] reads it.
+pub fn htpasswd_entry(user: &str, password: &str) -> Result<String, EntryError> {
+    if user.contains(':') || password.is_empty() {
+        return Err(EntryError::Invalid);
+    }
+    let hash = bcrypt::hash(password, bcrypt::DEFAULT_COST)?;
+    // htpasswd -B writes the $2y$ prefix; the hash is the same algorithm.
+    Ok(format!("{user}:{}", hash.replacen("$2b$", "$2y$", 1)))
 }
 
 /// What a request is allowed.

@@ -27,7 +27,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use plumb_oci::Digest;
+use plumb_oci::{Algorithm, ContentHasher, Digest};
 
 const STRIPES: usize = 64;
 /// Empty upload files kept ready for new sessions.
@@ -200,4 +200,20 @@ pub(crate) fn random_id() -> String {
         b[8..].copy_from_slice(&(t as u64).to_le_bytes());
     }
     hex::encode(b)
+}
+
+/// The digest of the file at `path` under `algorithm`, read in 1 MiB pieces.
+pub fn hash_file(path: &Path, algorithm: Algorithm) -> std::io::Result<Digest> {
+    use std::io::Read as _;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = ContentHasher::new(algorithm);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finish())
 }

@@ -28,11 +28,10 @@ use regex::Regex;
 use serde::Deserialize;
 
 /// Why the configuration is unusable.
-#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// Unreadable file.
     #[error("cannot read {path}: {source}")]
-    #[diagnostic(code(plumb::registry::config))]
     Read {
         /// The file.
         path: PathBuf,
@@ -41,10 +40,6 @@ pub enum ConfigError {
     },
     /// YAML that does not match the schema.
     #[error("{path}: {message}")]
-    #[diagnostic(
-        code(plumb::registry::config),
-        help("see `plumb registry serve --help` for the configuration format")
-    )]
     Parse {
         /// The file.
         path: PathBuf,
@@ -53,7 +48,6 @@ pub enum ConfigError {
     },
     /// A pattern that is not a valid regex.
     #[error("{path}: {field} pattern {pattern:?} is not a valid regular expression: {message}")]
-    #[diagnostic(code(plumb::registry::config))]
     Pattern {
         /// The file.
         path: PathBuf,
@@ -66,7 +60,6 @@ pub enum ConfigError {
     },
     /// A duration like `30d` that does not parse.
     #[error("{path}: {field} = {value:?} is not a duration (use e.g. 90s, 15m, 12h, 30d, 2w)")]
-    #[diagnostic(code(plumb::registry::config))]
     Duration {
         /// The file.
         path: PathBuf,

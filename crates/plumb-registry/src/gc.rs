@@ -130,7 +130,17 @@ fn live_manifests(
 pub async fn collect(registry: &Registry, dry_run: bool) -> Result<GcReport, RegistryError> {
     let _only_one = registry.gc_lock.lock().await;
     let report = tokio::task::block_in_place(|| collect_now(registry, dry_run, now()))?;
-    registry.metrics.gc(&report);
+    if !report.dry_run {
+        registry.metrics.gc_run(
+            [
+                ("tag", report.tags.len()),
+                ("manifest", report.manifests.len()),
+                ("blob", report.blobs.len()),
+                ("upload", report.uploads),
+            ],
+            report.bytes_freed,
+        );
+    }
     Ok(report)
 }
 

@@ -4,14 +4,17 @@
 //! This crate owns the server side of artifacts: the bytes on disk under the
 //! registry root ([`blobs`]), the metadata about them in an embedded
 //! transactional store ([`meta`]), the rules that govern them ([`config`]),
-//! who may touch them ([`auth`]), the HTTP surface ([`http`], [`server`]), what
-//! it counts ([`metrics`]) and their collection ([`gc`]). It speaks OCI through `plumb-oci`'s vocabulary
-//! and must not reach into clusters, Git or infrastructure state; nor does it
-//! sign anything: signatures are ordinary referrers to it.
+//! who may touch them ([`auth`]), the registry's operations ([`service`]) and
+//! its write path ([`upload`]), the HTTP surface ([`http`], [`server`]), what
+//! it counts ([`metrics`]) and their collection ([`gc`]). It is a library with
+//! typed errors and no command line: `plumb registry` lives in plumb-cli, which
+//! owns the flags, the runtime, the TLS provider and the presentation of
+//! errors. It speaks OCI through `plumb-oci`'s vocabulary and must not reach
+//! into clusters, Git or infrastructure state; nor does it sign anything:
+//! signatures are ordinary referrers to it.
 
 pub mod auth;
 pub mod blobs;
-pub mod cli;
 pub mod config;
 pub mod error;
 pub mod gc;
@@ -20,6 +23,7 @@ pub mod meta;
 pub mod metrics;
 pub mod server;
 pub mod service;
+pub mod upload;
 
 pub use config::RegistryConfig;
 pub use error::RegistryError;

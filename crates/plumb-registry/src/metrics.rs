@@ -166,23 +166,16 @@ impl RegistryMetrics {
             .observe(took.as_secs_f64());
     }
 
-    /// Counts what a GC run that deleted removed.
-    pub fn gc(&self, report: &crate::gc::GcReport) {
-        if report.dry_run {
-            return;
-        }
+    /// Counts one GC run that deleted: how many of each kind (`tag`,
+    /// `manifest`, `blob`, `upload`) it removed, and the bytes it freed.
+    pub fn gc_run(&self, removed: [(&'static str, usize); 4], bytes_freed: u64) {
         self.gc_runs.inc();
-        for (kind, n) in [
-            ("tag", report.tags.len()),
-            ("manifest", report.manifests.len()),
-            ("blob", report.blobs.len()),
-            ("upload", report.uploads),
-        ] {
+        for (kind, n) in removed {
             self.gc_removed
                 .get_or_create(&KindLabel { kind })
                 .inc_by(n as u64);
         }
-        self.gc_bytes_freed.inc_by(report.bytes_freed);
+        self.gc_bytes_freed.inc_by(bytes_freed);
     }
 
     /// The text exposition.

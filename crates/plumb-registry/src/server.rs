@@ -10,14 +10,10 @@ use tokio::net::TcpListener;
 use crate::service::Registry;
 
 /// Why the server could not start or stopped.
-#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+#[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// Bind failure.
     #[error("cannot listen on {addr}: {source}")]
-    #[diagnostic(
-        code(plumb::registry::listen),
-        help("pick a free address with --listen, e.g. 127.0.0.1:5000")
-    )]
     Bind {
         /// Address.
         addr: String,
@@ -26,21 +22,17 @@ pub enum ServeError {
     },
     /// TLS material unusable.
     #[error("TLS: {0}")]
-    #[diagnostic(
-        code(plumb::registry::tls),
-        help("give a PEM certificate chain and its PEM private key")
-    )]
     Tls(String),
     /// Serving failed.
     #[error("server failed: {0}")]
     Io(#[from] std::io::Error),
 }
 
-/// Load a rustls server configuration from PEM files.
+/// Load a rustls server configuration from PEM files. The process's rustls
+/// crypto provider must be installed first (the binary does it in `main`).
 pub fn tls_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, ServeError> {
     use rustls::pki_types::pem::PemObject as _;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    plumb_oci::client::install_crypto_provider();
     let certs = CertificateDer::pem_file_iter(cert)
         .map_err(|e| ServeError::Tls(format!("{}: {e}", cert.display())))?
         .collect::<Result<Vec<_>, _>>()

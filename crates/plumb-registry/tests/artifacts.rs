@@ -8,6 +8,7 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 
 use common::{TestRegistry, run, tool};
 use plumb_oci::RepositoryName;
@@ -75,7 +76,7 @@ fn push_tags_with_the_commit_and_version_and_annotates() {
     let tags: Vec<String> = plan.tags.iter().map(|t| t.to_string()).collect();
     assert_eq!(tags, vec![head.clone(), "v1.4.0".to_string()]);
     let repo = RepositoryName::parse("team/app").unwrap();
-    rt().block_on(plan.push(&reg.client(), &reg.host(), &repo, |_| {}, None))
+    rt().block_on(plan.push(&reg.client(), &reg.host(), &repo, Arc::new(())))
         .unwrap();
     let h = reg.http();
     for t in &tags {

@@ -166,6 +166,7 @@ fn signatures_of_deleted_subjects_are_collected() {
             &r,
             &key,
             plumb_oci::signing::SignatureFormat::Both,
+            None,
         ))
         .unwrap();
         subjects.push(d);

@@ -157,7 +157,9 @@ fn plumb_signs_and_cosign_verifies_both_formats() {
         );
         // cosign refuses before plumb signs.
         assert!(!cosign_verify(&reg, &keys, &r, bundle).status.success());
-        let report = rt().block_on(sign(&client, &r, &private, format)).unwrap();
+        let report = rt()
+            .block_on(sign(&client, &r, &private, format, None))
+            .unwrap();
         assert_eq!(report.digest, d);
         let out = cosign_verify(&reg, &keys, &r, bundle);
         assert!(
@@ -185,12 +187,12 @@ fn signing_twice_appends_to_the_signature_tag() {
     let (k2, p2) = read_keys(&other);
     let client = reg.client();
     let (r, d) = image(&reg, "signed/twice", "v1.0.0");
-    rt().block_on(sign(&client, &r, &k1, SignatureFormat::Tag))
+    rt().block_on(sign(&client, &r, &k1, SignatureFormat::Tag, None))
         .unwrap();
     // Same key again: no duplicate layer.
-    rt().block_on(sign(&client, &r, &k1, SignatureFormat::Tag))
+    rt().block_on(sign(&client, &r, &k1, SignatureFormat::Tag, None))
         .unwrap();
-    rt().block_on(sign(&client, &r, &k2, SignatureFormat::Tag))
+    rt().block_on(sign(&client, &r, &k2, SignatureFormat::Tag, None))
         .unwrap();
     let m: serde_json::Value = reg
         .http()

@@ -54,6 +54,7 @@ fn tls_serves_https_to_clients_that_trust_the_certificate() {
         .arg("-out")
         .arg(p("cert.pem")));
     let (cert, key, ca) = (p("cert.pem"), p("key.pem"), p("ca.pem"));
+    plumb_oci::client::install_crypto_provider();
     let tls = plumb_registry::server::tls_config(&cert, &key).unwrap();
     let reg = TestRegistry::start_full("", Some(tls));
     let client = RegistryClient::new(ClientOptions {

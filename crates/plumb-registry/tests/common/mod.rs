@@ -203,6 +203,7 @@ impl TestRegistry {
 
     /// A plumb-oci client logged in as the push user.
     pub fn client(&self) -> plumb_oci::client::RegistryClient {
+        plumb_oci::client::install_crypto_provider();
         plumb_oci::client::RegistryClient::new(plumb_oci::client::ClientOptions {
             plain_http: Some(true),
             credentials: Some(plumb_oci::client::Credentials {
