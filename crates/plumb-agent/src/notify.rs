@@ -114,7 +114,6 @@ impl Notifier {
         if config.webhooks.is_empty() {
             return Notifier::disabled();
         }
-        plumb_git::install_crypto_provider();
         let (tx, mut rx) = mpsc::channel::<Event>(QUEUE);
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))

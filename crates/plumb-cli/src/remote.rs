@@ -27,7 +27,6 @@ struct Client {
 
 impl Client {
     fn new(args: &ServerArgs) -> miette::Result<Client> {
-        plumb_git::install_crypto_provider();
         Ok(Client {
             http: reqwest::Client::builder().build().into_diagnostic()?,
             base: args.server.trim_end_matches('/').to_string(),

@@ -160,8 +160,10 @@ pub struct GitCache {
 
 impl GitCache {
     /// A cache under `root` (created on first fetch).
+    ///
+    /// HTTPS fetches need the process's TLS crypto provider installed (the
+    /// `plumb` binary installs one in `main`).
     pub fn new(root: impl Into<PathBuf>, credentials: Credentials) -> GitCache {
-        install_crypto_provider();
         GitCache {
             root: root.into(),
             credentials: Arc::new(credentials),
@@ -452,14 +454,6 @@ fn error_chain(e: &dyn std::fmt::Debug) -> String {
         parts.push(line.to_string());
     }
     parts.join(": ")
-}
-
-/// Install ring as the process's TLS provider, once; HTTPS fetches need one.
-pub fn install_crypto_provider() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
 }
 
 /// `https://Host/a/b.git/` and `https://host/a/b` name the same repository.

@@ -40,6 +40,7 @@ fn git(dir: &Path, args: &[&str]) -> String {
 impl GitRepo {
     /// An empty repository whose default branch is `main`.
     pub fn new() -> GitRepo {
+        crate::install_crypto_provider();
         let dir = tempfile::tempdir().expect("tempdir");
         let work = dir.path().join("work");
         let bare = dir.path().join("remote.git");

@@ -88,12 +88,24 @@ pub fn tool_path(name: &str) -> PathBuf {
     path
 }
 
+/// Install the TLS crypto provider the `plumb` binary installs in `main`,
+/// once per test process: library code never installs one itself, and the
+/// HTTP clients of Git fetches, notifications and registries need it.
+/// Everything here that hands out a repository or a cluster calls it.
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 /// The shared control plane, started on first use.
 ///
 /// # Panics
 /// When no environment can be reused and `testenv/up` fails; its error output
 /// is part of the panic message.
 pub fn testenv() -> &'static TestEnv {
+    install_crypto_provider();
     ENV.get_or_init(|| match TestEnv::reuse() {
         Some(env) => env,
         None => TestEnv::start(),
