@@ -4,6 +4,7 @@
 //! reconcile loop to an Application's status message; all three show the
 //! same text, and [`AgentError::hint`] says what the user can do.
 
+use plumb_model::RevisionError;
 use plumb_pipeline::PipelineError;
 use plumb_render::application::LoadError;
 
@@ -18,6 +19,9 @@ pub enum AgentError {
     /// The request is not valid.
     #[error("{0}")]
     Invalid(String),
+    /// A revision in the request (or a stored rollback pin) does not parse.
+    #[error(transparent)]
+    Revision(#[from] RevisionError),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -40,7 +44,9 @@ impl AgentError {
     pub fn hint(&self) -> &'static str {
         match self {
             AgentError::NotFound(_) => "list Applications with GET /api/v1/applications",
-            AgentError::Invalid(_) => "correct the request and send it again",
+            AgentError::Invalid(_) | AgentError::Revision(_) => {
+                "correct the request and send it again"
+            }
             AgentError::Store(_) => {
                 "check that the data directory is writable and not on a full disk"
             }

@@ -111,9 +111,7 @@ impl Agent {
     pub(crate) fn pin(&self, key: &str) -> Result<Option<Revision>, AgentError> {
         match self.inner.store.suspension(key)? {
             None => Ok(None),
-            Some(text) => Revision::parse(&text)
-                .map(Some)
-                .map_err(|e| AgentError::Invalid(format!("the rollback pin of {key}: {e}"))),
+            Some(text) => Ok(Some(Revision::parse(&text)?)),
         }
     }
 
@@ -283,5 +281,5 @@ impl Agent {
 
 /// A revision a user typed (a SHA, branch, tag or history revision).
 fn parse_revision(text: &str) -> Result<Revision, AgentError> {
-    Revision::parse(text).map_err(|e| AgentError::Invalid(e.to_string()))
+    Ok(Revision::parse(text)?)
 }

@@ -76,7 +76,7 @@ fn denied(status: StatusCode) -> Response {
 fn agent_error(e: AgentError) -> Response {
     let status = match &e {
         AgentError::NotFound(_) => StatusCode::NOT_FOUND,
-        AgentError::Invalid(_) => StatusCode::BAD_REQUEST,
+        AgentError::Invalid(_) | AgentError::Revision(_) => StatusCode::BAD_REQUEST,
         AgentError::Pipeline(_) | AgentError::SyncFailed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         AgentError::Store(_) | AgentError::Load(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
