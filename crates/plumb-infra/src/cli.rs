@@ -387,7 +387,7 @@ impl Stack {
 }
 
 async fn lock(backend: &AnyBackend, op: &str, timeout: &str) -> Result<LockLease, InfraError> {
-    let info = LockInfo::for_operation(op, &backend.describe(), TOOL_VERSION);
+    let info = LockInfo::for_operation(op, &backend.describe(), TOOL_VERSION, &lock_holder());
     let lease = backend.lock(info, parse_duration(timeout)?).await?;
     if let Some(stale) = &lease.took_over {
         eprintln!(
@@ -396,6 +396,11 @@ async fn lock(backend: &AnyBackend, op: &str, timeout: &str) -> Result<LockLease
         );
     }
     Ok(lease)
+}
+
+/// Who takes state locks: the `USER` running plumb.
+pub(crate) fn lock_holder() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "unknown".into())
 }
 
 fn cli_vars(flags: &PlanFlags) -> Vec<(bool, String)> {

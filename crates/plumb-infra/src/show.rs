@@ -171,7 +171,12 @@ pub async fn state_cmd(
         StateCommand::Rm { addresses } => {
             let lease = backend
                 .lock(
-                    LockInfo::for_operation("OperationTypeStateRm", &backend.describe(), tool),
+                    LockInfo::for_operation(
+                        "OperationTypeStateRm",
+                        &backend.describe(),
+                        tool,
+                        &crate::cli::lock_holder(),
+                    ),
                     std::time::Duration::ZERO,
                 )
                 .await?;
@@ -222,7 +227,12 @@ pub async fn state_cmd(
         } => {
             let lease = backend
                 .lock(
-                    LockInfo::for_operation("OperationTypeStateMv", &backend.describe(), tool),
+                    LockInfo::for_operation(
+                        "OperationTypeStateMv",
+                        &backend.describe(),
+                        tool,
+                        &crate::cli::lock_holder(),
+                    ),
                     std::time::Duration::ZERO,
                 )
                 .await?;
