@@ -418,7 +418,8 @@ impl ProviderCatalog {
         let bin = self.binaries.get(&source).ok_or_else(|| {
             Diag::new(format!("provider {source} is not installed")).hint("run plumb infra init")
         })?;
-        Provider::start(bin)
+        let launch = plumb_tfplugin::LaunchOptions::from_env(|name| std::env::var_os(name));
+        Provider::start_with(bin, &launch)
             .await
             .map_err(|e| Diag::new(format!("provider {source}: {e}")))
     }
