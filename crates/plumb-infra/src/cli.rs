@@ -17,7 +17,7 @@ use plumb_state::{
 use plumb_tfplugin::Value;
 
 use crate::addr::{InstanceKey, parse_instance};
-use crate::config::{self, ModuleConfig};
+use crate::config::ModuleConfig;
 use crate::diag::{ConfigError, Diag};
 use crate::engine::{Action, Walk, WalkInput, WalkMode, WalkOptions, WalkResult};
 use crate::progress::Progress;
@@ -336,7 +336,7 @@ struct Stack {
 
 impl Stack {
     fn load(dir: &Path) -> Result<Stack, InfraError> {
-        let config = config::load(dir)?;
+        let config = crate::parse::load(dir)?;
         Ok(Stack {
             dir: dir.to_path_buf(),
             config: Arc::new(config),

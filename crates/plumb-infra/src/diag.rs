@@ -1,11 +1,38 @@
 //! Errors about configuration, pointing at file, line and column.
+//!
+//! A [`SourceFile`] keeps a file's path and text; a [`Diag`] is one problem,
+//! placed in such a file when it can be; a [`ConfigError`] is the list of
+//! problems that stopped an operation before it changed anything.
 
 use std::ops::Range;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use miette::{LabeledSpan, NamedSource, SourceCode};
 
-use crate::config::SourceFile;
+/// One `.tf` (or `.tfvars`) file as read.
+#[derive(Debug)]
+pub struct SourceFile {
+    /// Its path.
+    pub path: PathBuf,
+    /// Its text.
+    pub text: String,
+}
+
+impl SourceFile {
+    /// 1-based line and column of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before
+            .rsplit('\n')
+            .next()
+            .map(|l| l.chars().count())
+            .unwrap_or(0)
+            + 1;
+        (line, col)
+    }
+}
 
 /// One problem in the configuration.
 #[derive(Debug, Clone)]

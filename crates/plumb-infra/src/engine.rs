@@ -22,13 +22,12 @@ use plumb_tfplugin::{Block, Nesting, Provider, Value};
 use tokio::sync::{OnceCell, Semaphore};
 
 use crate::addr::{InstanceAddr, InstanceKey, ResourceAddr};
-use crate::config::{
-    Mode, ModuleConfig, Origin, Reference, ResourceBlock, SourceFile, body_references, references,
-};
-use crate::diag::{ConfigError, Diag};
+use crate::config::{Mode, ModuleConfig, Origin, Reference, ResourceBlock};
+use crate::diag::{ConfigError, Diag, SourceFile};
 use crate::eval::{Evaluator, Scope, Step, iterate, to_bool, value_to_string};
 use crate::modules::{ModuleInstances, module_at};
 use crate::providers::ProviderCatalog;
+use crate::references::{body_references, references};
 
 /// What happens to one instance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

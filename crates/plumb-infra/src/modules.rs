@@ -287,7 +287,7 @@ mod tests {
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, text).unwrap();
         }
-        let cfg = crate::config::load(dir.path()).unwrap();
+        let cfg = crate::parse::load(dir.path()).unwrap();
         (dir, cfg)
     }
 

@@ -11,8 +11,8 @@ use hcl_edit::expr::{Expression, ObjectKey};
 use plumb_tfplugin::Value;
 use plumb_tfplugin::value::{Type, convert};
 
-use crate::config::{ModuleConfig, Origin, SourceFile, VariableBlock};
-use crate::diag::{ConfigError, Diag};
+use crate::config::{ModuleConfig, Origin, VariableBlock};
+use crate::diag::{ConfigError, Diag, SourceFile};
 use crate::eval::{Evaluator, Scope, Step};
 
 /// A type constraint with optional attributes and their defaults.
