@@ -22,9 +22,10 @@ use plumb_tfplugin::{Block, Nesting, Provider, Value};
 use tokio::sync::{OnceCell, Semaphore};
 
 use crate::addr::{InstanceAddr, InstanceKey, ResourceAddr};
+use crate::coerce::{iterate, to_bool, to_number, value_to_string};
 use crate::config::{Mode, ModuleConfig, Origin, Reference, ResourceBlock};
 use crate::diag::{ConfigError, Diag, SourceFile};
-use crate::eval::{Evaluator, Scope, Step, iterate, to_bool, value_to_string};
+use crate::eval::{Evaluator, Scope, Step};
 use crate::modules::{ModuleInstances, module_at};
 use crate::providers::ProviderCatalog;
 use crate::references::{body_references, references};
@@ -657,7 +658,7 @@ impl Scope for ModuleScope<'_> {
                 // Index straight into large expansions instead of copying them.
                 match (rv.as_ref(), steps.get(used)) {
                     (ResourceValue::Count(items), Some(Step::Index(k))) if !k.is_unknown() => {
-                        let i = crate::eval::to_number(k)?
+                        let i = to_number(k)?
                             .to_i64()
                             .ok_or("index must be a whole number")?;
                         let item = usize::try_from(i)
@@ -1732,8 +1733,7 @@ pub(crate) fn expand_in(
         if v.is_unknown() {
             return Ok(None);
         }
-        let n = crate::eval::to_number(&v)
-            .map_err(|e| origin.diag_at(c.span(), format!("count: {e}")))?;
+        let n = to_number(&v).map_err(|e| origin.diag_at(c.span(), format!("count: {e}")))?;
         let n = n.to_i64().filter(|n| *n >= 0).ok_or_else(|| {
             origin.diag_at(c.span(), "count must be a whole number, zero or more")
         })?;

@@ -10,8 +10,8 @@
 //! reach into either's internals, and it knows nothing about Kubernetes.
 
 pub mod addr;
-pub mod cidr;
 pub mod cli;
+pub mod coerce;
 pub mod config;
 pub mod diag;
 pub mod engine;
@@ -26,7 +26,6 @@ pub mod references;
 pub mod render;
 pub mod show;
 pub mod statewriter;
-pub mod timefmt;
 pub mod ui;
 pub mod validate;
 pub mod vars;

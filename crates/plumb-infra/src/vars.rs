@@ -290,7 +290,7 @@ pub fn finish_variable(
         if ok.is_unknown() {
             continue;
         }
-        if !crate::eval::to_bool(&ok).map_err(|m| origin.diag(m))? {
+        if !crate::coerce::to_bool(&ok).map_err(|m| origin.diag(m))? {
             let text = ev
                 .eval(msg)
                 .ok()
