@@ -7,6 +7,7 @@
 
 mod agent_cmd;
 mod gitops;
+mod infra;
 mod remote;
 
 use std::path::PathBuf;
@@ -108,12 +109,6 @@ fn main() -> ExitCode {
         Command::Artifact(c) => {
             return finish(plumb_oci::cli::run(c).map_err(miette::Report::from), 1);
         }
-        Command::Infra { args } => {
-            return match plumb_infra::run(args) {
-                Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
-                Err(report) => finish(Err(report), 1),
-            };
-        }
         other => other,
     };
     let error_code = match command {
@@ -142,9 +137,8 @@ fn main() -> ExitCode {
             Command::Token(TokenCommand::Create(args)) => agent_cmd::token_create(&data_dir, args),
             Command::Token(TokenCommand::List(args)) => agent_cmd::token_list(&data_dir, args),
             Command::Token(TokenCommand::Revoke(args)) => agent_cmd::token_revoke(&data_dir, args),
-            Command::Registry(_) | Command::Artifact(_) | Command::Infra { .. } => {
-                Ok(ExitCode::SUCCESS)
-            }
+            Command::Infra { args } => infra::run(args).await,
+            Command::Registry(_) | Command::Artifact(_) => Ok(ExitCode::SUCCESS),
         }
     });
     match result {

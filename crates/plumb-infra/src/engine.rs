@@ -10,79 +10,31 @@
 //! state writer at once, so a crash loses at most the operation in flight.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use hcl_edit::Span;
 use hcl_edit::expr::Expression;
 use hcl_edit::structure::{Body, Structure};
 use plumb_state::{InstanceState, JournalRecord, ResourceKey, StateSnapshot};
-use plumb_tfplugin::value::{PathStep, Type, convert};
+use plumb_tfplugin::value::{PathStep, convert};
 use plumb_tfplugin::{Block, Nesting, Provider, Value};
 use tokio::sync::{OnceCell, Semaphore};
 
 use crate::addr::{InstanceAddr, InstanceKey, ResourceAddr};
-use crate::coerce::{iterate, to_bool, to_number, value_to_string};
+use crate::coerce::{iterate, to_number, value_to_string};
 use crate::config::{Mode, ModuleConfig, Origin, Reference, ResourceBlock};
-use crate::diag::{ConfigError, Diag, SourceFile};
+use crate::diag::{ConfigError, Diag};
+use crate::environment::Environment;
 use crate::eval::{Evaluator, Scope, Step};
+use crate::expand::{Expansion, Place, expand_in, resolve_common};
 use crate::modules::{ModuleInstances, module_at};
+use crate::outcome::{Action, Change, WalkError, WalkResult};
+use crate::progress::Progress;
 use crate::providers::ProviderCatalog;
 use crate::references::{body_references, references};
-
-/// What happens to one instance.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Action {
-    /// Nothing changes.
-    NoOp,
-    /// Create.
-    Create,
-    /// Update in place.
-    Update,
-    /// Destroy then create.
-    DeleteThenCreate,
-    /// Create the replacement, then destroy the old one.
-    CreateThenDelete,
-    /// Destroy.
-    Delete,
-    /// Read a data source.
-    Read,
-}
-
-impl Action {
-    /// Terraform's JSON action list.
-    pub fn json_actions(self) -> Vec<&'static str> {
-        match self {
-            Action::NoOp => vec!["no-op"],
-            Action::Create => vec!["create"],
-            Action::Update => vec!["update"],
-            Action::DeleteThenCreate => vec!["delete", "create"],
-            Action::CreateThenDelete => vec!["create", "delete"],
-            Action::Delete => vec!["delete"],
-            Action::Read => vec!["read"],
-        }
-    }
-}
-
-/// One planned change.
-#[derive(Clone, Debug)]
-pub struct Change {
-    /// Which instance.
-    pub addr: InstanceAddr,
-    /// What happens.
-    pub action: Action,
-    /// Before (null for create).
-    pub before: Value,
-    /// After (may hold unknowns; null for delete).
-    pub after: Value,
-    /// Attributes forcing replacement.
-    pub replace_paths: Vec<Vec<PathStep>>,
-    /// Imported during this plan.
-    pub imported: bool,
-    /// Moved from this address.
-    pub moved_from: Option<InstanceAddr>,
-}
+use crate::statewriter::StateWriter;
 
 /// What kind of walk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,34 +67,6 @@ pub struct WalkOptions {
     pub expected: Option<BTreeMap<String, Action>>,
     /// Destroy mode that only plans (`plan -destroy`).
     pub plan_only: bool,
-}
-
-/// An error during a walk, tied to a node.
-#[derive(Debug, Clone)]
-pub struct WalkError {
-    /// What failed (an address, or a configuration item).
-    pub what: String,
-    /// The diagnostic.
-    pub diag: Diag,
-}
-
-impl std::fmt::Display for WalkError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.what, self.diag)
-    }
-}
-
-/// The outcome of a walk.
-#[derive(Debug, Default)]
-pub struct WalkResult {
-    /// Planned (or applied) changes, sorted by address.
-    pub changes: Vec<Change>,
-    /// Root output values after the walk (unknowns during plan).
-    pub outputs: BTreeMap<String, (Value, bool)>,
-    /// Errors, each stopping only its dependents.
-    pub errors: Vec<WalkError>,
-    /// Output changes.
-    pub output_changes: Vec<(String, Value, Value, bool)>,
 }
 
 /// A node of the graph.
@@ -474,62 +398,14 @@ struct Values {
     resources: HashMap<ResourceAddr, Arc<ResourceValue>>,
 }
 
-/// The names every module scope resolves alike: `count.index`, `each.key`,
-/// `each.value`, `path.*` and `terraform.workspace`. `None` for other roots.
-pub(crate) fn resolve_common(
-    root: &str,
-    steps: &[Step],
-    module_dir: &Path,
-    root_dir: &Path,
-    count_index: Option<i64>,
-    each: Option<&(Value, Value)>,
-) -> Option<Result<Option<(Value, usize)>, String>> {
-    let attr = match steps.first() {
-        Some(Step::Attr(a)) => Some(a.as_str()),
-        _ => None,
-    };
-    Some(match root {
-        "count" => match (attr, count_index) {
-            (Some("index"), Some(i)) => Ok(Some((Value::int(i), 1))),
-            _ => Err("count.index is only available in blocks that set count".into()),
-        },
-        "each" => match (attr, each) {
-            (Some("key"), Some((k, _))) => Ok(Some((k.clone(), 1))),
-            (Some("value"), Some((_, v))) => Ok(Some((v.clone(), 1))),
-            _ => {
-                Err("each.key and each.value are only available in blocks that set for_each".into())
-            }
-        },
-        "path" => match attr {
-            Some("module") => Ok(Some((Value::string(module_dir.display().to_string()), 1))),
-            Some("root") => Ok(Some((Value::string(root_dir.display().to_string()), 1))),
-            Some("cwd") => Ok(Some((
-                Value::string(
-                    std::env::current_dir()
-                        .map(|d| d.display().to_string())
-                        .unwrap_or_default(),
-                ),
-                1,
-            ))),
-            _ => Err("path.module, path.root or path.cwd".into()),
-        },
-        "terraform" => Ok(Some((
-            Value::Map(BTreeMap::from([(
-                "workspace".to_string(),
-                Value::string("default"),
-            )])),
-            0,
-        ))),
-        _ => return None,
-    })
-}
-
 struct ModuleScope<'a> {
     values: &'a Values,
     instances: &'a ModuleInstances,
     module: &'a [String],
     cfg: &'a ModuleConfig,
     root_dir: &'a Path,
+    cwd: &'a Path,
+    home: Option<&'a Path>,
     count_index: Option<i64>,
     each: Option<(Value, Value)>,
 }
@@ -541,14 +417,14 @@ impl Scope for ModuleScope<'_> {
             Some(Step::Attr(a)) => Some(a.clone()),
             _ => None,
         };
-        if let Some(r) = resolve_common(
-            root,
-            steps,
-            &self.cfg.dir,
-            self.root_dir,
-            self.count_index,
-            self.each.as_ref(),
-        ) {
+        let place = Place {
+            module_dir: &self.cfg.dir,
+            root_dir: self.root_dir,
+            cwd: self.cwd,
+            count_index: self.count_index,
+            each: self.each.as_ref(),
+        };
+        if let Some(r) = resolve_common(root, steps, &place) {
             return r;
         }
         match root {
@@ -688,6 +564,9 @@ impl Scope for ModuleScope<'_> {
     }
     fn module_dir(&self) -> &Path {
         &self.cfg.dir
+    }
+    fn home(&self) -> Option<&Path> {
+        self.home
     }
 }
 
@@ -1101,13 +980,11 @@ fn apply_ignore_changes(config: &Value, prior: &Value, ignore: &[String]) -> Val
 /// A provider configuration: local name and alias.
 type ProviderKey = (String, Option<String>);
 
-/// One instance of an expansion: its key and, for for_each, each.key/each.value.
-pub(crate) type Expansion = (Option<InstanceKey>, Option<(Value, Value)>);
-
 /// Everything a walk shares.
 struct WalkCtx {
     root: Arc<ModuleConfig>,
     catalog: Arc<ProviderCatalog>,
+    env: Arc<Environment>,
     providers: Mutex<HashMap<ProviderKey, Arc<OnceCell<Arc<Provider>>>>>,
     provider_configs: Mutex<HashMap<(String, Option<String>), Value>>,
     values: RwLock<Values>,
@@ -1116,14 +993,14 @@ struct WalkCtx {
     changes: Mutex<Vec<Change>>,
     limit: Arc<Semaphore>,
     opts: WalkOptions,
-    writer: Option<crate::statewriter::StateWriter>,
+    writer: Option<StateWriter>,
     root_vars: BTreeMap<String, Value>,
     import_ids: HashMap<InstanceAddr, (Expression, Origin)>,
     moved_from: HashMap<InstanceAddr, InstanceAddr>,
     targeted: Option<HashSet<ResourceAddr>>,
     /// Every module call's instances.
     instances: ModuleInstances,
-    progress: crate::progress::Progress,
+    progress: Arc<dyn Progress>,
 }
 
 impl WalkCtx {
@@ -1153,6 +1030,8 @@ impl WalkCtx {
             module,
             cfg,
             root_dir: &self.root.dir,
+            cwd: &self.env.cwd,
+            home: self.env.home.as_deref(),
             count_index: None,
             each: None,
         }
@@ -1227,14 +1106,16 @@ pub struct WalkInput {
     pub root: Arc<ModuleConfig>,
     /// Where providers come from.
     pub catalog: Arc<ProviderCatalog>,
+    /// The caller's environment (`path.cwd`, `pathexpand()`).
+    pub env: Arc<Environment>,
     /// Root variable values (already converted).
     pub vars: BTreeMap<String, Value>,
     /// The state before.
     pub prior: StateSnapshot,
     /// Where completed instances go (apply and destroy).
-    pub writer: Option<crate::statewriter::StateWriter>,
-    /// Show progress.
-    pub progress: crate::progress::Progress,
+    pub writer: Option<StateWriter>,
+    /// Where progress goes.
+    pub progress: Arc<dyn Progress>,
 }
 
 fn provider_string(catalog: &ProviderCatalog, root: &ModuleConfig, r: &ResourceBlock) -> String {
@@ -1248,7 +1129,7 @@ fn provider_string(catalog: &ProviderCatalog, root: &ModuleConfig, r: &ResourceB
 impl Walk {
     /// Plans (and in apply mode applies) the configuration.
     pub async fn run(input: WalkInput, opts: WalkOptions) -> Result<WalkResult, ConfigError> {
-        let instances = ModuleInstances::expand(&input.root, &input.vars)?;
+        let instances = ModuleInstances::expand(&input.root, &input.vars, &input.env)?;
         let graph = build_graph(&input.root, Some(&instances))?;
         let mut prior = input.prior;
         let mut moved_from = HashMap::new();
@@ -1289,6 +1170,7 @@ impl Walk {
         let ctx = Arc::new(WalkCtx {
             root: input.root.clone(),
             catalog: input.catalog,
+            env: input.env,
             providers: Mutex::new(HashMap::new()),
             provider_configs: Mutex::new(HashMap::new()),
             values: RwLock::new(Values::default()),
@@ -1698,7 +1580,7 @@ fn eval_var(ctx: &Arc<WalkCtx>, m: &[String], name: &str) -> Result<(), Diag> {
             None => None,
         }
     };
-    let v = crate::vars::finish_variable(ctx.root.as_ref(), cfg, name, var, given)?;
+    let v = crate::vars::finish_variable(cfg, name, var, given, ctx.env.home.as_deref())?;
     ctx.values
         .write()
         .unwrap_or_else(|e| e.into_inner())
@@ -1717,81 +1599,6 @@ fn expand(
     let values = ctx.values.read().unwrap_or_else(|e| e.into_inner());
     let scope = ctx.scope(&values, m, cfg);
     expand_in(&scope, r.count.as_ref(), r.for_each.as_ref(), &r.origin)
-}
-
-/// Evaluates count / for_each in `scope` into instance keys with their each
-/// values; `None` when the value is not known yet.
-pub(crate) fn expand_in(
-    scope: &dyn Scope,
-    count: Option<&Expression>,
-    for_each: Option<&Expression>,
-    origin: &Origin,
-) -> Result<Option<Vec<Expansion>>, Diag> {
-    let mut ev = Evaluator::new(scope, &origin.file.text);
-    if let Some(c) = count {
-        let v = ev.eval(c).map_err(|e| origin.diag_at(e.span, e.message))?;
-        if v.is_unknown() {
-            return Ok(None);
-        }
-        let n = to_number(&v).map_err(|e| origin.diag_at(c.span(), format!("count: {e}")))?;
-        let n = n.to_i64().filter(|n| *n >= 0).ok_or_else(|| {
-            origin.diag_at(c.span(), "count must be a whole number, zero or more")
-        })?;
-        return Ok(Some(
-            (0..n).map(|i| (Some(InstanceKey::Int(i)), None)).collect(),
-        ));
-    }
-    if let Some(f) = for_each {
-        let v = ev.eval(f).map_err(|e| origin.diag_at(e.span, e.message))?;
-        if v.is_unknown() {
-            return Ok(None);
-        }
-        if v.is_sensitive() {
-            return Err(origin.diag_at(
-                f.span(),
-                "for_each cannot use sensitive values (they would show up as instance keys)",
-            ));
-        }
-        let items: Vec<(String, Value)> = match v.unmarked() {
-            Value::Map(m) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            Value::Set(s) | Value::List(s) => {
-                if matches!(v.unmarked(), Value::List(_)) && !s.is_empty() {
-                    return Err(origin
-                        .diag_at(
-                            f.span(),
-                            "for_each needs a map or a set of strings, not a list",
-                        )
-                        .hint("wrap it in toset(...)"));
-                }
-                s.iter()
-                    .map(|x| value_to_string(x).map(|k| (k.clone(), Value::string(k))))
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| origin.diag_at(f.span(), format!("for_each: {e}")))?
-            }
-            Value::Null => return Err(origin.diag_at(f.span(), "for_each must not be null")),
-            other => {
-                return Err(origin.diag_at(
-                    f.span(),
-                    format!(
-                        "for_each needs a map or a set of strings, not a {}",
-                        other.kind()
-                    ),
-                ));
-            }
-        };
-        return Ok(Some(
-            items
-                .into_iter()
-                .map(|(k, v)| {
-                    (
-                        Some(InstanceKey::Str(k.clone())),
-                        Some((Value::string(k), v)),
-                    )
-                })
-                .collect(),
-        ));
-    }
-    Ok(Some(vec![(None, None)]))
 }
 
 struct InstanceOutcome {
@@ -1920,7 +1727,7 @@ async fn run_resource(ctx: &Arc<WalkCtx>, addr: &ResourceAddr) -> Result<(), Vec
                 first,
             )
             .await;
-            ctx.progress.inc(&inst);
+            ctx.progress.instance_done(&inst);
             out.map(|(value, change)| InstanceOutcome { key, value, change })
         });
     }
@@ -2509,7 +2316,8 @@ async fn apply_value(
     } else {
         Action::Update
     };
-    let started = ctx.progress.apply_start(inst, action, prior);
+    let started = Instant::now();
+    ctx.progress.apply_start(inst, action, prior);
     let out = provider
         .apply_resource_change(
             &inst.resource.ty,
@@ -2519,8 +2327,12 @@ async fn apply_value(
             private,
         )
         .await;
-    ctx.progress
-        .apply_end(inst, action, out.as_ref().ok().map(|(v, _)| v), started);
+    ctx.progress.apply_end(
+        inst,
+        action,
+        out.as_ref().ok().map(|(v, _)| v),
+        started.elapsed(),
+    );
     out
 }
 
@@ -2533,13 +2345,14 @@ async fn destroy_value(
     prior: &Value,
     private: &[u8],
 ) -> Result<(), plumb_tfplugin::Error> {
-    let started = ctx.progress.apply_start(inst, Action::Delete, prior);
+    let started = Instant::now();
+    ctx.progress.apply_start(inst, Action::Delete, prior);
     let out = destroy_through(provider, &inst.resource.ty, prior, private).await;
     ctx.progress.apply_end(
         inst,
         Action::Delete,
         out.as_ref().ok().map(|_| &Value::Null),
-        started,
+        started.elapsed(),
     );
     out
 }
@@ -2616,7 +2429,7 @@ async fn delete_instance(
             .map_err(|e| Diag::new(format!("{inst}: {e}")))?;
     }
     record(ctx, inst, &provider_str, None).await?;
-    ctx.progress.inc(inst);
+    ctx.progress.instance_done(inst);
     Ok(())
 }
 
@@ -2866,29 +2679,11 @@ async fn destroy_all(ctx: &Arc<WalkCtx>) -> Vec<WalkError> {
     errors
 }
 
-/// Reads a source file by path for diagnostics outside configuration.
-pub fn source_for(path: &Path) -> Option<Arc<SourceFile>> {
-    std::fs::read_to_string(path).ok().map(|text| {
-        Arc::new(SourceFile {
-            path: PathBuf::from(path),
-            text,
-        })
-    })
-}
-
-/// `to_bool` re-exported for the CLI's validation checks.
-pub fn truthy(v: &Value) -> Result<bool, String> {
-    to_bool(v)
-}
-
-/// Types of root variables for messages.
-pub fn type_name(t: &Type) -> String {
-    t.friendly()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::diag::SourceFile;
+    use plumb_tfplugin::Type;
     use plumb_tfplugin::schema::{Attribute, NestedBlock};
 
     struct NoVars;
@@ -2898,6 +2693,9 @@ mod tests {
         }
         fn module_dir(&self) -> &Path {
             Path::new(".")
+        }
+        fn home(&self) -> Option<&Path> {
+            None
         }
     }
 

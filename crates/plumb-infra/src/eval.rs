@@ -38,13 +38,8 @@ pub trait Scope: Sync {
     fn resolve(&self, root: &str, steps: &[Step]) -> Result<Option<(Value, usize)>, String>;
     /// The directory of the module being evaluated (for `file()` and `path.module`).
     fn module_dir(&self) -> &std::path::Path;
-}
-
-/// The user's home directory (`HOME`), for `pathexpand()`.
-fn process_home() -> Option<&'static std::path::Path> {
-    static HOME: std::sync::LazyLock<Option<std::path::PathBuf>> =
-        std::sync::LazyLock::new(|| std::env::var("HOME").ok().map(std::path::PathBuf::from));
-    HOME.as_deref()
+    /// The user's home directory, for `pathexpand()`.
+    fn home(&self) -> Option<&std::path::Path>;
 }
 
 /// An evaluation failure, with the byte range it is about.
@@ -211,7 +206,7 @@ impl<'a> Evaluator<'a> {
                 }
                 let context = CallContext {
                     module_dir: self.scope.module_dir(),
-                    home: process_home(),
+                    home: self.scope.home(),
                     templates: &TemplateFiles,
                 };
                 functions::call(&full, args, &context)
@@ -574,6 +569,7 @@ struct TemplateFiles;
 struct TemplateScope<'a> {
     vars: BTreeMap<String, Value>,
     module_dir: &'a std::path::Path,
+    home: Option<&'a std::path::Path>,
 }
 
 impl Scope for TemplateScope<'_> {
@@ -582,6 +578,9 @@ impl Scope for TemplateScope<'_> {
     }
     fn module_dir(&self) -> &std::path::Path {
         self.module_dir
+    }
+    fn home(&self) -> Option<&std::path::Path> {
+        self.home
     }
 }
 
@@ -598,6 +597,7 @@ impl TemplateRenderer for TemplateFiles {
         let scope = TemplateScope {
             vars,
             module_dir: context.module_dir,
+            home: context.home,
         };
         let v = Evaluator::new(&scope, &wrapped)
             .eval(&expr)
@@ -795,6 +795,9 @@ mod tests {
         }
         fn module_dir(&self) -> &std::path::Path {
             std::path::Path::new(".")
+        }
+        fn home(&self) -> Option<&std::path::Path> {
+            None
         }
     }
 
