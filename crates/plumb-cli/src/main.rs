@@ -8,6 +8,7 @@
 mod agent_cmd;
 mod artifact;
 mod gitops;
+mod infra;
 mod registry;
 mod remote;
 
@@ -104,16 +105,7 @@ fn main() -> ExitCode {
         .unwrap_or_else(gitops::default_data_dir);
     // One TLS provider for every client and server in the process.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    // plumb infra runs its own runtime.
-    let command = match cli.command {
-        Command::Infra { args } => {
-            return match plumb_infra::run(args) {
-                Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
-                Err(report) => finish(Err(report), 1),
-            };
-        }
-        other => other,
-    };
+    let command = cli.command;
     let error_code = match command {
         Command::Diff(_) => 2,
         _ => 1,
@@ -142,21 +134,11 @@ fn main() -> ExitCode {
             Command::Token(TokenCommand::Revoke(args)) => agent_cmd::token_revoke(&data_dir, args),
             Command::Registry(c) => registry::run(c).await,
             Command::Artifact(c) => artifact::run(c).await,
-            Command::Infra { .. } => Ok(ExitCode::SUCCESS),
+            Command::Infra { args } => infra::run(args).await,
         }
     });
     match result {
         Ok(code) => code,
-        Err(report) => {
-            eprintln!("{report:?}");
-            ExitCode::from(error_code)
-        }
-    }
-}
-
-fn finish(result: miette::Result<()>, error_code: u8) -> ExitCode {
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
         Err(report) => {
             eprintln!("{report:?}");
             ExitCode::from(error_code)

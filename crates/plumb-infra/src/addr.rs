@@ -122,6 +122,15 @@ pub fn module_elem(name: &str, key: Option<&InstanceKey>) -> String {
     }
 }
 
+/// The module path an address names when it is only a module path
+/// (`module.net` or `module.net["eu"]`), as `-target` may give it.
+pub fn module_path_of(text: &str) -> Option<Vec<String>> {
+    match split_module_path(text.trim()) {
+        Ok((path, "")) if !path.is_empty() => Some(path),
+        _ => None,
+    }
+}
+
 /// Splits the leading `module.NAME[KEY].` steps off an address; returns the
 /// module path (one element per step, as [`module_elem`] writes them) and
 /// what follows the last step's dot (empty when the text is only a module

@@ -1,11 +1,37 @@
 //! Errors about configuration, pointing at file, line and column.
+//!
+//! A [`SourceFile`] keeps a file's path and text; a [`Diag`] is one problem,
+//! placed in such a file when it can be; a [`ConfigError`] is the list of
+//! problems that stopped an operation before it changed anything. How they
+//! are shown (source snippets, labels, JSON) is the caller's business.
 
 use std::ops::Range;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use miette::{LabeledSpan, NamedSource, SourceCode};
+/// One `.tf` (or `.tfvars`) file as read.
+#[derive(Debug)]
+pub struct SourceFile {
+    /// Its path.
+    pub path: PathBuf,
+    /// Its text.
+    pub text: String,
+}
 
-use crate::config::SourceFile;
+impl SourceFile {
+    /// 1-based line and column of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let before = &self.text[..offset.min(self.text.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before
+            .rsplit('\n')
+            .next()
+            .map(|l| l.chars().count())
+            .unwrap_or(0)
+            + 1;
+        (line, col)
+    }
+}
 
 /// One problem in the configuration.
 #[derive(Debug, Clone)]
@@ -63,18 +89,12 @@ impl std::fmt::Display for Diag {
 pub struct ConfigError {
     /// The problems, first one first.
     pub diags: Vec<Diag>,
-    source: Option<NamedSource<String>>,
 }
 
 impl ConfigError {
     /// Wraps diagnostics.
     pub fn new(diags: Vec<Diag>) -> ConfigError {
-        let source = diags.first().and_then(|d| {
-            d.file
-                .as_ref()
-                .map(|f| NamedSource::new(f.path.display().to_string(), f.text.clone()))
-        });
-        ConfigError { diags, source }
+        ConfigError { diags }
     }
 }
 
@@ -97,36 +117,3 @@ impl std::fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
-
-impl miette::Diagnostic for ConfigError {
-    fn code<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
-        Some(Box::new("plumb::infra::config"))
-    }
-    fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
-        let hint = self
-            .diags
-            .iter()
-            .find_map(|d| d.hint.clone())
-            .unwrap_or_else(|| {
-                "fix the configuration and run the command again; nothing was changed".into()
-            });
-        Some(Box::new(hint))
-    }
-    fn source_code(&self) -> Option<&dyn SourceCode> {
-        self.source.as_ref().map(|s| s as &dyn SourceCode)
-    }
-    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        let first = self.diags.first()?;
-        let span = first.span.clone()?;
-        let len = if span.end > span.start {
-            (span.end - span.start).min(200)
-        } else {
-            1
-        };
-        Some(Box::new(std::iter::once(LabeledSpan::new(
-            Some(first.message.clone()),
-            span.start,
-            len,
-        ))))
-    }
-}

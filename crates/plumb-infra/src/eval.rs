@@ -18,7 +18,8 @@ use hcl_edit::expr::{BinaryOperator, Expression, ObjectKey, TraversalOperator, U
 use hcl_edit::template::{Directive, Element, Template};
 use plumb_tfplugin::{Number, Value};
 
-use crate::functions;
+use crate::coerce::{iterate, mark, to_bool, to_number, value_to_string};
+use crate::functions::{self, CallContext, FunctionError, Kind, TemplateRenderer};
 
 /// One step after a root name: `.name`, `[key]` or a splat.
 #[derive(Clone, Debug, PartialEq)]
@@ -37,6 +38,8 @@ pub trait Scope: Sync {
     fn resolve(&self, root: &str, steps: &[Step]) -> Result<Option<(Value, usize)>, String>;
     /// The directory of the module being evaluated (for `file()` and `path.module`).
     fn module_dir(&self) -> &std::path::Path;
+    /// The user's home directory, for `pathexpand()`.
+    fn home(&self) -> Option<&std::path::Path>;
 }
 
 /// An evaluation failure, with the byte range it is about.
@@ -68,10 +71,6 @@ pub struct Evaluator<'a> {
 }
 
 type R = Result<Value, EvalError>;
-
-fn mark(v: Value, sensitive: bool) -> Value {
-    if sensitive { v.mark_sensitive() } else { v }
-}
 
 impl<'a> Evaluator<'a> {
     /// A new evaluator.
@@ -180,40 +179,10 @@ impl<'a> Evaluator<'a> {
                     parts.join("::")
                 };
                 // try() and can() look at evaluation errors, so they take expressions.
-                if full == "try" || full == "can" {
-                    for (i, a) in f.args.iter().enumerate() {
-                        match self.eval(a) {
-                            Ok(v) => {
-                                return Ok(if full == "can" {
-                                    if v.is_unknown() {
-                                        Value::Unknown
-                                    } else {
-                                        Value::Bool(true)
-                                    }
-                                } else {
-                                    v
-                                });
-                            }
-                            Err(e) => {
-                                if full == "can" {
-                                    return Ok(Value::Bool(false));
-                                }
-                                if i + 1 == f.args.len() {
-                                    return Err(EvalError::at(
-                                        format!(
-                                            "no expression given to try() succeeded; the last failed with: {}",
-                                            e.message
-                                        ),
-                                        span,
-                                    ));
-                                }
-                            }
-                        }
-                    }
-                    return Err(EvalError::at(
-                        format!("{full}() needs at least one argument"),
-                        span,
-                    ));
+                if let Some(builtin) = functions::lookup(&full)
+                    && matches!(builtin.kind, Kind::Expressions)
+                {
+                    return self.try_or_can(&full, f, span);
                 }
                 let mut args = Vec::with_capacity(f.args.len());
                 for a in f.args.iter() {
@@ -235,7 +204,12 @@ impl<'a> Evaluator<'a> {
                         }
                     }
                 }
-                functions::call(&full, args, self.scope.module_dir())
+                let context = CallContext {
+                    module_dir: self.scope.module_dir(),
+                    home: self.scope.home(),
+                    templates: &TemplateFiles,
+                };
+                functions::call(&full, args, &context)
                     .map_err(|m| EvalError::at(format!("{full}(): {m}"), span))
             }
             Expression::Traversal(t) => {
@@ -297,6 +271,49 @@ impl<'a> Evaluator<'a> {
             }
             Expression::ForExpr(f) => self.for_expr(f, span),
         }
+    }
+
+    /// `try(...)`: the first argument that evaluates without error;
+    /// `can(expr)`: whether it does.
+    fn try_or_can(
+        &mut self,
+        name: &str,
+        f: &hcl_edit::expr::FuncCall,
+        span: Option<Range<usize>>,
+    ) -> R {
+        for (i, a) in f.args.iter().enumerate() {
+            match self.eval(a) {
+                Ok(v) => {
+                    return Ok(if name == "can" {
+                        if v.is_unknown() {
+                            Value::Unknown
+                        } else {
+                            Value::Bool(true)
+                        }
+                    } else {
+                        v
+                    });
+                }
+                Err(e) => {
+                    if name == "can" {
+                        return Ok(Value::Bool(false));
+                    }
+                    if i + 1 == f.args.len() {
+                        return Err(EvalError::at(
+                            format!(
+                                "no expression given to try() succeeded; the last failed with: {}",
+                                e.message
+                            ),
+                            span,
+                        ));
+                    }
+                }
+            }
+        }
+        Err(EvalError::at(
+            format!("{name}() needs at least one argument"),
+            span,
+        ))
     }
 
     fn traverse(&mut self, root: &str, steps: &[Step], span: Option<Range<usize>>) -> R {
@@ -544,6 +561,57 @@ impl<'a> Evaluator<'a> {
     }
 }
 
+/// Renders `templatefile()` templates: the file's text evaluated as a
+/// heredoc template in a scope holding only the given variables.
+struct TemplateFiles;
+
+/// The scope of a template file: its variables, by bare name.
+struct TemplateScope<'a> {
+    vars: BTreeMap<String, Value>,
+    module_dir: &'a std::path::Path,
+    home: Option<&'a std::path::Path>,
+}
+
+impl Scope for TemplateScope<'_> {
+    fn resolve(&self, root: &str, _steps: &[Step]) -> Result<Option<(Value, usize)>, String> {
+        Ok(self.vars.get(root).map(|v| (v.clone(), 0)))
+    }
+    fn module_dir(&self) -> &std::path::Path {
+        self.module_dir
+    }
+    fn home(&self) -> Option<&std::path::Path> {
+        self.home
+    }
+}
+
+impl TemplateRenderer for TemplateFiles {
+    fn render(
+        &self,
+        text: &str,
+        vars: BTreeMap<String, Value>,
+        context: &CallContext<'_>,
+    ) -> Result<Value, FunctionError> {
+        let wrapped = format!("<<PLUMBTEMPLATEEOF\n{text}\nPLUMBTEMPLATEEOF\n");
+        let expr = hcl_edit::parser::parse_expr(&wrapped)
+            .map_err(|e| format!("template: {}", e.message()))?;
+        let scope = TemplateScope {
+            vars,
+            module_dir: context.module_dir,
+            home: context.home,
+        };
+        let v = Evaluator::new(&scope, &wrapped)
+            .eval(&expr)
+            .map_err(|e| e.message)?;
+        // The heredoc adds a trailing newline the file may not have.
+        Ok(match v {
+            Value::String(t) if !text.ends_with('\n') => {
+                Value::String(t.strip_suffix('\n').unwrap_or(&t).to_string())
+            }
+            other => other,
+        })
+    }
+}
+
 fn strips_after(el: &Element) -> bool {
     use hcl_edit::template::Strip;
     match el {
@@ -575,28 +643,6 @@ fn dedent(text: &str, n: usize) -> String {
         out.push_str(&line[strip..]);
     }
     out
-}
-
-/// Pairs (key, value) for iterating a collection in for-expressions.
-pub fn iterate(v: &Value) -> Result<Vec<(Value, Value)>, String> {
-    let s = v.is_sensitive();
-    Ok(match v.unmarked() {
-        Value::List(items) => items
-            .iter()
-            .enumerate()
-            .map(|(i, x)| (Value::int(i as i64), mark(x.clone(), s)))
-            .collect(),
-        Value::Set(items) => items
-            .iter()
-            .map(|x| (mark(x.clone(), s), mark(x.clone(), s)))
-            .collect(),
-        Value::Map(m) => m
-            .iter()
-            .map(|(k, x)| (Value::String(k.clone()), mark(x.clone(), s)))
-            .collect(),
-        Value::Null => return Err("cannot iterate over a null value".into()),
-        other => return Err(format!("cannot iterate over a {}", other.kind())),
-    })
 }
 
 /// Applies one traversal step.
@@ -655,40 +701,6 @@ pub fn step(v: &Value, s: &Step) -> Result<Value, String> {
         (other, Step::Index(_)) => return Err(format!("cannot index a {}", other.kind())),
     };
     Ok(mark(r, sensitive))
-}
-
-/// The value as a string, the way interpolation converts it.
-pub fn value_to_string(v: &Value) -> Result<String, String> {
-    match v.unmarked() {
-        Value::String(s) => Ok(s.clone()),
-        Value::Number(n) => Ok(n.to_string()),
-        Value::Bool(b) => Ok(b.to_string()),
-        Value::Null => Err("a null value cannot be used as a string".into()),
-        other => Err(format!("cannot convert a {} to a string", other.kind())),
-    }
-}
-
-/// The value as a bool.
-pub fn to_bool(v: &Value) -> Result<bool, String> {
-    match v.unmarked() {
-        Value::Bool(b) => Ok(*b),
-        Value::String(s) if s == "true" => Ok(true),
-        Value::String(s) if s == "false" => Ok(false),
-        Value::Null => Err("a null value cannot be used as a bool".into()),
-        other => Err(format!("a bool is required, not a {}", other.kind())),
-    }
-}
-
-/// The value as a number.
-pub fn to_number(v: &Value) -> Result<Number, String> {
-    match v.unmarked() {
-        Value::Number(n) => Ok(n.clone()),
-        Value::String(s) => s
-            .parse()
-            .map_err(|_| format!("a number is required, not the string {s:?}")),
-        Value::Null => Err("a null value cannot be used as a number".into()),
-        other => Err(format!("a number is required, not a {}", other.kind())),
-    }
 }
 
 fn binary(op: BinaryOperator, l: &Value, r: &Value) -> Result<Value, String> {
@@ -783,6 +795,9 @@ mod tests {
         }
         fn module_dir(&self) -> &std::path::Path {
             std::path::Path::new(".")
+        }
+        fn home(&self) -> Option<&std::path::Path> {
+            None
         }
     }
 

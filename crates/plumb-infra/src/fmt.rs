@@ -4,7 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cli::InfraError;
+use crate::config::in_stack;
+use crate::error::InfraError;
 
 /// Formats one file's text.
 pub fn format_text(text: &str) -> String {
@@ -111,57 +112,68 @@ fn strip_strings(s: &str) -> String {
     out
 }
 
-/// Runs fmt over paths (default: the stack directory). Exit 3 with -check
-/// when a file would change.
-pub fn run(dir: &Path, paths: &[PathBuf], check: bool) -> Result<i32, InfraError> {
-    let mut files = Vec::new();
-    let targets: Vec<PathBuf> = if paths.is_empty() {
-        vec![dir.to_path_buf()]
+/// Formats the `.tf` and `.tfvars` files in `paths` (files, or directories
+/// whose files are formatted; default: the stack directory `dir`), reading
+/// relative paths against `dir`. `changed` is called with each file that
+/// needs formatting, named as given; unless `check`, the file is rewritten.
+/// Returns whether any file needed it.
+pub fn format_files(
+    dir: &Path,
+    paths: &[PathBuf],
+    check: bool,
+    mut changed: impl FnMut(&Path),
+) -> Result<bool, InfraError> {
+    // Each target as read, and as named.
+    let targets: Vec<(PathBuf, PathBuf)> = if paths.is_empty() {
+        vec![(dir.to_path_buf(), dir.to_path_buf())]
     } else {
-        paths.to_vec()
+        paths
+            .iter()
+            .map(|p| (in_stack(dir, p), p.clone()))
+            .collect()
     };
-    for t in targets {
-        if t.is_dir() {
-            let mut v: Vec<PathBuf> = std::fs::read_dir(&t)
-                .map_err(|e| InfraError::Other {
-                    message: format!("{}: {e}", t.display()),
-                    hint: None,
-                })?
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| InfraError::FormatIo { path, source }
+    };
+    let mut files = Vec::new();
+    for (read, shown) in targets {
+        if read.is_dir() {
+            let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(&read)
+                .map_err(io(&shown))?
                 .flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|x| x == "tf" || x == "tfvars"))
+                .map(|e| e.file_name())
+                .filter(|n| {
+                    Path::new(n)
+                        .extension()
+                        .is_some_and(|x| x == "tf" || x == "tfvars")
+                })
                 .collect();
-            v.sort();
-            files.extend(v);
+            names.sort();
+            files.extend(names.iter().map(|n| (read.join(n), shown.join(n))));
         } else {
-            files.push(t);
+            files.push((read, shown));
         }
     }
-    let mut changed = false;
-    for f in files {
-        let text = std::fs::read_to_string(&f).map_err(|e| InfraError::Other {
-            message: format!("{}: {e}", f.display()),
-            hint: None,
-        })?;
+    let mut any = false;
+    for (read, shown) in files {
+        let text = std::fs::read_to_string(&read).map_err(io(&shown))?;
         if let Err(e) = hcl_edit::parser::parse_body(&text) {
-            return Err(InfraError::Other {
-                message: format!("{}: syntax error: {}", f.display(), e.message()),
-                hint: Some("fmt only formats valid files".into()),
+            return Err(InfraError::FormatSyntax {
+                path: shown,
+                message: e.message().to_string(),
             });
         }
         let formatted = format_text(&text);
         if formatted != text {
-            changed = true;
-            println!("{}", f.display());
+            any = true;
+            changed(&shown);
             if !check {
-                std::fs::write(&f, formatted).map_err(|e| InfraError::Other {
-                    message: format!("{}: {e}", f.display()),
-                    hint: None,
-                })?;
+                std::fs::write(&read, formatted).map_err(io(&shown))?;
             }
         }
     }
-    Ok(if check && changed { 3 } else { 0 })
+    Ok(any)
 }
 
 #[cfg(test)]

@@ -16,10 +16,12 @@ use std::path::Path;
 use plumb_tfplugin::Value;
 
 use crate::addr::{InstanceKey, module_call_name, module_elem};
-use crate::config::ModuleConfig;
+use crate::config::{ModuleConfig, Origin};
 use crate::diag::ConfigError;
-use crate::engine::{expand_in, resolve_common};
+use crate::environment::Environment;
 use crate::eval::{Evaluator, Scope, Step};
+use crate::expand::{Place, expand_in, resolve_common};
+use crate::vars::finish_variable;
 
 /// One instance of a module call.
 #[derive(Clone, Debug)]
@@ -84,10 +86,11 @@ impl ModuleInstances {
     }
 
     /// Evaluates every module call's `count` / `for_each`, from the root's
-    /// variable values down.
+    /// variable values down, in the caller's `env`.
     pub fn expand(
         root: &ModuleConfig,
         root_vars: &BTreeMap<String, Value>,
+        env: &Environment,
     ) -> Result<ModuleInstances, ConfigError> {
         let mut out = ModuleInstances::default();
         let mut errs = Vec::new();
@@ -104,6 +107,7 @@ impl ModuleInstances {
                     let scope = StaticScope {
                         root,
                         root_vars,
+                        env,
                         instances: &out,
                         path: &path,
                         cfg,
@@ -159,6 +163,7 @@ impl ModuleInstances {
 struct StaticScope<'a> {
     root: &'a ModuleConfig,
     root_vars: &'a BTreeMap<String, Value>,
+    env: &'a Environment,
     instances: &'a ModuleInstances,
     /// The module instance being evaluated in.
     path: &'a [String],
@@ -170,11 +175,7 @@ struct StaticScope<'a> {
 }
 
 impl StaticScope<'_> {
-    fn eval(
-        &self,
-        expr: &hcl_edit::expr::Expression,
-        origin: &crate::config::Origin,
-    ) -> Result<Value, String> {
+    fn eval(&self, expr: &hcl_edit::expr::Expression, origin: &Origin) -> Result<Value, String> {
         if self.depth > 64 {
             return Err("locals and variables refer to each other in a cycle".into());
         }
@@ -217,21 +218,21 @@ impl StaticScope<'_> {
                 }
             }
         };
-        crate::vars::finish_variable(self.root, self.cfg, name, var, given)
+        finish_variable(self.cfg, name, var, given, self.env.home.as_deref())
             .map_err(|d| d.to_string())
     }
 }
 
 impl Scope for StaticScope<'_> {
     fn resolve(&self, root: &str, steps: &[Step]) -> Result<Option<(Value, usize)>, String> {
-        if let Some(r) = resolve_common(
-            root,
-            steps,
-            &self.cfg.dir,
-            &self.root.dir,
-            self.count_index,
-            self.each.as_ref(),
-        ) {
+        let place = Place {
+            module_dir: &self.cfg.dir,
+            root_dir: &self.root.dir,
+            cwd: &self.env.cwd,
+            count_index: self.count_index,
+            each: self.each.as_ref(),
+        };
+        if let Some(r) = resolve_common(root, steps, &place) {
             return r;
         }
         let name = match steps.first() {
@@ -265,6 +266,10 @@ impl Scope for StaticScope<'_> {
     fn module_dir(&self) -> &Path {
         &self.cfg.dir
     }
+
+    fn home(&self) -> Option<&Path> {
+        self.env.home.as_deref()
+    }
 }
 
 /// The configuration of the module instance at `path`.
@@ -287,7 +292,7 @@ mod tests {
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, text).unwrap();
         }
-        let cfg = crate::config::load(dir.path()).unwrap();
+        let cfg = crate::parse::load(dir.path()).unwrap();
         (dir, cfg)
     }
 
@@ -329,7 +334,8 @@ module "zone" {
             ("zone/main.tf", "output \"x\" {\n  value = 1\n}\n"),
         ]);
         let vars = BTreeMap::new();
-        let m = ModuleInstances::expand(&root, &vars).unwrap();
+        let env = Environment::default();
+        let m = ModuleInstances::expand(&root, &vars, &env).unwrap();
         let elems = |parent: &[&str], call: &str| -> Vec<String> {
             let parent: Vec<String> = parent.iter().map(|s| s.to_string()).collect();
             m.of(&parent, call)
@@ -350,7 +356,7 @@ module "zone" {
             "regions".to_string(),
             Value::Map(BTreeMap::from([("ap".to_string(), Value::int(3))])),
         )]);
-        let m = ModuleInstances::expand(&root, &vars).unwrap();
+        let m = ModuleInstances::expand(&root, &vars, &env).unwrap();
         assert_eq!(
             m.of(&["region[\"ap\"]".to_string()], "zone").unwrap().len(),
             3
@@ -367,7 +373,7 @@ module "zone" {
             ),
             ("m/main.tf", ""),
         ]);
-        let err = ModuleInstances::expand(&root, &BTreeMap::new())
+        let err = ModuleInstances::expand(&root, &BTreeMap::new(), &Environment::default())
             .unwrap_err()
             .to_string();
         assert!(err.contains("not resources or module outputs"), "{err}");

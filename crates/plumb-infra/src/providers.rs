@@ -11,11 +11,12 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use hcl_edit::expr::Expression;
-use plumb_tfplugin::Provider;
+use plumb_tfplugin::{LaunchOptions, Provider};
 use sha2::Digest;
 
-use crate::config::{ModuleConfig, normalize_source};
+use crate::config::{ModuleConfig, in_stack, normalize_source};
 use crate::diag::Diag;
+use crate::environment::Environment;
 
 /// The lock file's name.
 pub const LOCK_FILE: &str = ".terraform.lock.hcl";
@@ -32,11 +33,12 @@ pub struct LockedProvider {
     pub hashes: Vec<String>,
 }
 
-/// Where each provider of a stack comes from.
+/// Where each provider of a stack comes from, and how it is started.
 #[derive(Debug, Default)]
 pub struct ProviderCatalog {
     binaries: BTreeMap<String, PathBuf>,
     locks: BTreeMap<String, LockedProvider>,
+    launch: LaunchOptions,
 }
 
 fn platform() -> String {
@@ -234,23 +236,19 @@ pub fn required_sources(root: &ModuleConfig) -> BTreeMap<String, Option<String>>
     out
 }
 
-/// Plugin directories: `-plugin-dir` flags, else `PLUMB_PLUGIN_DIR`, else the
-/// `filesystem_mirror` path of the CLI configuration (`TF_CLI_CONFIG_FILE` or
-/// `~/.terraformrc`).
-pub fn default_plugin_dirs() -> Vec<PathBuf> {
-    if let Ok(d) = std::env::var("PLUMB_PLUGIN_DIR") {
-        return std::env::split_paths(&d).collect();
+/// Plugin directories when `-plugin-dir` names none: the environment's
+/// [`Environment::plugin_dir`], else the `filesystem_mirror` paths of its
+/// CLI configuration file (read relative to the stack in `dir`).
+pub fn default_plugin_dirs(dir: &Path, env: &Environment) -> Vec<PathBuf> {
+    if let Some(d) = &env.plugin_dir {
+        return std::env::split_paths(d).collect();
     }
-    let cfg = std::env::var("TF_CLI_CONFIG_FILE")
-        .map(PathBuf::from)
-        .ok()
-        .or_else(|| {
-            std::env::var("HOME")
-                .ok()
-                .map(|h| PathBuf::from(h).join(".terraformrc"))
-        });
     let mut out = Vec::new();
-    if let Some(text) = cfg.and_then(|p| std::fs::read_to_string(p).ok())
+    let text = env
+        .cli_config_file
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(in_stack(dir, p)).ok());
+    if let Some(text) = text
         && let Ok(body) = hcl_edit::parser::parse_body(&text)
     {
         for pi in body
@@ -272,13 +270,15 @@ pub fn default_plugin_dirs() -> Vec<PathBuf> {
 }
 
 impl ProviderCatalog {
-    /// `init`: resolves every required provider from the plugin directories,
-    /// writes the lock file and remembers the directories.
+    /// `init`: resolves every required provider from the plugin directories
+    /// (relative ones are the stack's), writes the lock file and remembers
+    /// the directories.
     pub fn init(
         stack: &Path,
         root: &ModuleConfig,
         plugin_dirs: &[PathBuf],
     ) -> Result<Vec<(String, LockedProvider)>, Diag> {
+        let searched: Vec<PathBuf> = plugin_dirs.iter().map(|d| in_stack(stack, d)).collect();
         if plugin_dirs.is_empty() {
             return Err(Diag::new("no provider mirror is configured")
                 .hint("pass -plugin-dir=DIR (a directory in Terraform's HOSTNAME/NAMESPACE/TYPE/VERSION/OS_ARCH layout) or set a filesystem_mirror in the CLI configuration"));
@@ -289,8 +289,8 @@ impl ProviderCatalog {
             let locked_version = previous.get(&source).map(|l| l.version.clone());
             let found = locked_version
                 .as_deref()
-                .and_then(|v| find_package(plugin_dirs, &source, Some(v), constraints.as_deref()))
-                .or_else(|| find_package(plugin_dirs, &source, None, constraints.as_deref()));
+                .and_then(|v| find_package(&searched, &source, Some(v), constraints.as_deref()))
+                .or_else(|| find_package(&searched, &source, None, constraints.as_deref()));
             let Some((version, pkg)) = found else {
                 return Err(Diag::new(format!(
                     "provider {source}{} is not in the plugin directories {}",
@@ -334,9 +334,10 @@ impl ProviderCatalog {
             .map_err(|e| Diag::new(format!("creating .terraform: {e}")))?;
         let dirs: Vec<String> = plugin_dirs
             .iter()
-            .map(|d| {
+            .zip(&searched)
+            .map(|(given, d)| {
                 d.canonicalize()
-                    .unwrap_or_else(|_| d.clone())
+                    .unwrap_or_else(|_| given.clone())
                     .display()
                     .to_string()
             })
@@ -349,8 +350,13 @@ impl ProviderCatalog {
         Ok(out)
     }
 
-    /// Loads what `init` locked and verifies each provider's hash.
-    pub fn load(stack: &Path, root: &ModuleConfig) -> Result<ProviderCatalog, Diag> {
+    /// Loads what `init` locked and verifies each provider's hash; providers
+    /// will start with `launch`.
+    pub fn load(
+        stack: &Path,
+        root: &ModuleConfig,
+        launch: &LaunchOptions,
+    ) -> Result<ProviderCatalog, Diag> {
         let not_init = || {
             Diag::new("the stack is not initialized").hint("run plumb infra init -plugin-dir=DIR")
         };
@@ -359,7 +365,7 @@ impl ProviderCatalog {
             .and_then(|b| serde_json::from_slice::<Vec<String>>(&b).ok())
             .ok_or_else(not_init)?
             .into_iter()
-            .map(PathBuf::from)
+            .map(|d| in_stack(stack, Path::new(&d)))
             .collect();
         let locks = read_lock_file(&stack.join(LOCK_FILE)).ok_or_else(not_init)?;
         let mut binaries = BTreeMap::new();
@@ -396,7 +402,11 @@ impl ProviderCatalog {
             })?;
             binaries.insert(source, bin);
         }
-        Ok(ProviderCatalog { binaries, locks })
+        Ok(ProviderCatalog {
+            binaries,
+            locks,
+            launch: launch.clone(),
+        })
     }
 
     /// The source address a local provider name stands for.
@@ -418,7 +428,7 @@ impl ProviderCatalog {
         let bin = self.binaries.get(&source).ok_or_else(|| {
             Diag::new(format!("provider {source} is not installed")).hint("run plumb infra init")
         })?;
-        Provider::start(bin)
+        Provider::start_with(bin, &self.launch)
             .await
             .map_err(|e| Diag::new(format!("provider {source}: {e}")))
     }

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use plumb_tfplugin::Value;
 
-use crate::engine::{Action, Change, WalkResult};
+use crate::config::Mode;
+use crate::outcome::{Action, Change, WalkResult};
 
 fn show_value(v: &Value) -> String {
     match v {
@@ -49,11 +50,7 @@ pub fn counts(changes: &[Change]) -> (usize, usize, usize, usize) {
 /// The human plan.
 pub fn human_plan(result: &WalkResult, destroy: bool) -> String {
     let mut out = String::new();
-    let real: Vec<&Change> = result
-        .changes
-        .iter()
-        .filter(|c| c.action != Action::NoOp || c.imported || c.moved_from.is_some())
-        .collect();
+    let real: Vec<&Change> = result.changes.iter().filter(|c| c.is_shown()).collect();
     if real.is_empty() && result.output_changes.is_empty() {
         out.push_str("\nNo changes. Your infrastructure matches the configuration.\n");
         return out;
@@ -88,7 +85,7 @@ pub fn human_plan(result: &WalkResult, destroy: bool) -> String {
         if c.action != Action::NoOp {
             out.push_str(&format!("  # {} {verb}\n", c.addr));
         }
-        let kind = if c.addr.resource.mode == crate::config::Mode::Data {
+        let kind = if c.addr.resource.mode == Mode::Data {
             "data"
         } else {
             "resource"

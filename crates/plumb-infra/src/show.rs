@@ -1,14 +1,19 @@
-//! `show`, `state ...` and `import`: reading and editing state directly.
+//! State as people and scripts read it: `show` (Terraform's text and its
+//! JSON state representation) and `state list` / `state show`, with
+//! sensitive values redacted.
+//!
+//! Nothing here writes; editing state is `state_edit`'s.
 
-use plumb_state::{AnyBackend, LockInfo, StateBackend, StateSnapshot};
+use plumb_state::StateSnapshot;
 use plumb_tfplugin::Value;
 
-use crate::addr::{InstanceAddr, InstanceKey, ResourceAddr, parse_instance};
-use crate::cli::{InfraError, StateCommand};
-use crate::config::{Mode, ModuleConfig};
-use crate::providers::ProviderCatalog;
+use crate::addr::{InstanceAddr, InstanceKey, ResourceAddr};
+use crate::engine::paths_from_state;
+use crate::error::InfraError;
+use crate::render::json_value;
 
-fn instances(
+/// Every instance in `state`, with its resource and stored record.
+pub fn instances(
     state: &StateSnapshot,
 ) -> Vec<(
     InstanceAddr,
@@ -34,10 +39,7 @@ fn instances(
 
 fn redacted(i: &plumb_state::InstanceState) -> Value {
     let v = plumb_tfplugin::value::untyped_from_json(&i.attributes);
-    plumb_tfplugin::value::apply_sensitive_paths(
-        v,
-        &crate::engine::paths_from_state(&i.sensitive_attributes),
-    )
+    plumb_tfplugin::value::apply_sensitive_paths(v, &paths_from_state(&i.sensitive_attributes))
 }
 
 /// Human state, like `terraform show`.
@@ -88,7 +90,7 @@ pub fn state_json(state: &StateSnapshot) -> serde_json::Value {
     let resources: Vec<serde_json::Value> = instances(state)
         .into_iter()
         .map(|(addr, r, i)| {
-            let (values, _, sensitive) = crate::render::json_value(&redacted(i));
+            let (values, _, sensitive) = json_value(&redacted(i));
             let mut o = serde_json::json!({
                 "address": addr.to_string(),
                 "mode": r.mode,
@@ -117,293 +119,30 @@ pub fn state_json(state: &StateSnapshot) -> serde_json::Value {
     })
 }
 
-fn parse(addr: &str) -> Result<InstanceAddr, InfraError> {
-    parse_instance(addr).map_err(|m| InfraError::Other {
-        message: m,
-        hint: Some("list addresses with plumb infra state list".into()),
-    })
-}
-
-/// `state list|show|rm|mv`.
-pub async fn state_cmd(
-    cmd: StateCommand,
-    backend: &AnyBackend,
-    tool: &str,
-) -> Result<i32, InfraError> {
-    let read = || async {
-        Ok::<_, InfraError>(
-            backend
-                .read()
-                .await?
-                .unwrap_or_else(|| StateSnapshot::new(tool)),
-        )
-    };
-    match cmd {
-        StateCommand::List { filters } => {
-            let state = read().await?;
-            for (addr, _, _) in instances(&state) {
-                let s = addr.to_string();
-                if filters.is_empty()
-                    || filters.iter().any(|f| {
-                        s == *f
-                            || s.starts_with(&format!("{f}["))
-                            || s.starts_with(&format!("{f}."))
-                    })
-                {
-                    println!("{s}");
-                }
-            }
-            Ok(0)
-        }
-        StateCommand::Show { address } => {
-            let state = read().await?;
-            let a = parse(&address)?;
-            let text = state_human(&state, Some(&a));
-            if text.is_empty() {
-                return Err(InfraError::Other {
-                    message: format!("no instance {address} in state"),
-                    hint: Some("list addresses with plumb infra state list".into()),
-                });
-            }
-            print!("{text}");
-            Ok(0)
-        }
-        StateCommand::Rm { addresses } => {
-            let lease = backend
-                .lock(
-                    LockInfo::for_operation("OperationTypeStateRm", &backend.describe(), tool),
-                    std::time::Duration::ZERO,
-                )
-                .await?;
-            let r = async {
-                let mut state = read().await?;
-                let mut removed = 0;
-                for a in &addresses {
-                    let a = parse(a)?;
-                    let before = instances(&state).len();
-                    let key = plumb_state::ResourceKey {
-                        module: a.resource.module_string(),
-                        mode: a.resource.mode.as_str().into(),
-                        ty: a.resource.ty.clone(),
-                        name: a.resource.name.clone(),
-                        provider: String::new(),
-                    };
-                    if a.key.is_none() {
-                        let keys: Vec<_> = state
-                            .resource(key.module.as_deref(), &key.mode, &key.ty, &key.name)
-                            .map(|r| r.instances.iter().map(|i| i.index_key.clone()).collect())
-                            .unwrap_or_default();
-                        for k in keys {
-                            state.remove_instance(&key, &k);
-                        }
-                    } else {
-                        state.remove_instance(&key, &a.key.as_ref().map(InstanceKey::to_json));
-                    }
-                    removed += before - instances(&state).len();
-                }
-                if removed == 0 {
-                    return Err(InfraError::Other {
-                        message: "no matching instances in state".into(),
-                        hint: Some("list addresses with plumb infra state list".into()),
-                    });
-                }
-                state.serial += 1;
-                backend.write(&state).await?;
-                println!("Successfully removed {removed} resource instance(s).");
-                Ok(0)
-            }
-            .await;
-            backend.unlock(lease).await?;
-            r
-        }
-        StateCommand::Mv {
-            source,
-            destination,
-        } => {
-            let lease = backend
-                .lock(
-                    LockInfo::for_operation("OperationTypeStateMv", &backend.describe(), tool),
-                    std::time::Duration::ZERO,
-                )
-                .await?;
-            let r = async {
-                let mut state = read().await?;
-                let from = parse(&source)?;
-                let to = parse(&destination)?;
-                let found = instances(&state)
-                    .into_iter()
-                    .find(|(a, _, _)| *a == from)
-                    .map(|(_, r, i)| (r.provider.clone(), i.clone()));
-                let Some((provider, mut inst)) = found else {
-                    return Err(InfraError::Other {
-                        message: format!("no instance {source} in state"),
-                        hint: Some("list addresses with plumb infra state list".into()),
-                    });
-                };
-                if instances(&state).iter().any(|(a, _, _)| *a == to) {
-                    return Err(InfraError::Other {
-                        message: format!("{destination} already exists in state"),
-                        hint: Some("remove it first with state rm".into()),
-                    });
-                }
-                let fk = plumb_state::ResourceKey {
-                    module: from.resource.module_string(),
-                    mode: from.resource.mode.as_str().into(),
-                    ty: from.resource.ty.clone(),
-                    name: from.resource.name.clone(),
-                    provider: provider.clone(),
-                };
-                state.remove_instance(&fk, &from.key.as_ref().map(InstanceKey::to_json));
-                inst.index_key = to.key.as_ref().map(InstanceKey::to_json);
-                state.put_instance(
-                    plumb_state::ResourceKey {
-                        module: to.resource.module_string(),
-                        mode: to.resource.mode.as_str().into(),
-                        ty: to.resource.ty.clone(),
-                        name: to.resource.name.clone(),
-                        provider,
-                    },
-                    inst,
-                );
-                state.serial += 1;
-                state.normalize();
-                backend.write(&state).await?;
-                println!("Move \"{source}\" to \"{destination}\"\nSuccessfully moved 1 object(s).");
-                Ok(0)
-            }
-            .await;
-            backend.unlock(lease).await?;
-            r
-        }
-    }
-}
-
-/// `import ADDRESS ID`.
-pub async fn import(
-    root: &ModuleConfig,
-    catalog: &ProviderCatalog,
-    backend: &AnyBackend,
-    address: &str,
-    id: &str,
-    tool: &str,
-) -> Result<(), InfraError> {
-    let addr = parse(address)?;
-    let module = {
-        let mut m = root;
-        for n in &addr.resource.module {
-            m = &m
-                .modules
-                .get(n)
-                .ok_or_else(|| InfraError::Other {
-                    message: format!("module {n} is not in the configuration"),
-                    hint: None,
-                })?
-                .config;
-        }
-        m
-    };
-    let rb = module
-        .resources
-        .iter()
-        .find(|r| {
-            r.mode == Mode::Managed && r.ty == addr.resource.ty && r.name == addr.resource.name
+/// `state list`: every instance address, or those under the `filters`
+/// (an address, or a resource or module prefix of one).
+pub fn addresses(state: &StateSnapshot, filters: &[String]) -> Vec<String> {
+    instances(state)
+        .into_iter()
+        .map(|(addr, _, _)| addr.to_string())
+        .filter(|s| {
+            filters.is_empty()
+                || filters.iter().any(|f| {
+                    s == f || s.starts_with(&format!("{f}[")) || s.starts_with(&format!("{f}."))
+                })
         })
-        .ok_or_else(|| InfraError::Other {
-            message: format!("{} is not in the configuration", addr.resource),
-            hint: Some(format!(
-                "add resource \"{}\" \"{}\" {{}} first, then import",
-                addr.resource.ty, addr.resource.name
-            )),
-        })?;
-    let mut state = backend
-        .read()
-        .await?
-        .unwrap_or_else(|| StateSnapshot::new(tool));
-    if instances(&state).iter().any(|(a, _, _)| *a == addr) {
-        return Err(InfraError::Other {
-            message: format!("{address} is already managed"),
-            hint: Some("remove it with state rm to import again".into()),
+        .collect()
+}
+
+/// `state show ADDRESS`: one instance, as `show` prints it.
+pub fn instance(state: &StateSnapshot, address: &str) -> Result<String, InfraError> {
+    let a = crate::addr::parse_instance(address)
+        .map_err(|message| InfraError::StateAddress { message })?;
+    let text = state_human(state, Some(&a));
+    if text.is_empty() {
+        return Err(InfraError::NotInState {
+            address: address.to_string(),
         });
     }
-    let p = catalog.start(root, &rb.provider_name()).await?;
-    let empty = Value::Map(
-        p.schema()
-            .provider
-            .block
-            .attributes
-            .keys()
-            .map(|k| (k.clone(), Value::Null))
-            .collect(),
-    );
-    let fail = |e: plumb_tfplugin::Error| InfraError::Other {
-        message: format!("{address}: {e}"),
-        hint: None,
-    };
-    let r = async {
-        p.configure(&empty).await.map_err(fail)?;
-        let found = p
-            .import_resource_state(&addr.resource.ty, id)
-            .await
-            .map_err(fail)?;
-        let first = found
-            .into_iter()
-            .find(|i| i.type_name == addr.resource.ty)
-            .ok_or_else(|| InfraError::Other {
-                message: format!("nothing found to import under {id:?}"),
-                hint: None,
-            })?;
-        let (v, private) = p
-            .read_resource(&addr.resource.ty, &first.state, &first.private)
-            .await
-            .map_err(fail)?;
-        if v.is_null() {
-            return Err(InfraError::Other {
-                message: format!("cannot import non-existent object {id:?}"),
-                hint: Some("check the id".into()),
-            });
-        }
-        let schema = p
-            .schema()
-            .resources
-            .get(&addr.resource.ty)
-            .cloned()
-            .unwrap_or_default();
-        use base64::Engine;
-        let inst = plumb_state::InstanceState {
-            index_key: addr.key.as_ref().map(InstanceKey::to_json),
-            schema_version: schema.version,
-            attributes: plumb_tfplugin::value::to_typed_json(&v, &schema.block.implied_type()),
-            sensitive_attributes: crate::engine::paths_to_state(
-                &plumb_tfplugin::value::sensitive_paths(&crate::engine::mark_schema_sensitive(
-                    v.clone(),
-                    &schema.block,
-                )),
-            ),
-            private: if private.is_empty() {
-                None
-            } else {
-                Some(base64::engine::general_purpose::STANDARD.encode(&private))
-            },
-            dependencies: vec![],
-            create_before_destroy: false,
-        };
-        let source = catalog.source_for(root, &rb.provider_name());
-        state.put_instance(
-            plumb_state::ResourceKey {
-                module: addr.resource.module_string(),
-                mode: "managed".into(),
-                ty: addr.resource.ty.clone(),
-                name: addr.resource.name.clone(),
-                provider: format!("provider[\"{source}\"]"),
-            },
-            inst,
-        );
-        state.serial += 1;
-        state.normalize();
-        backend.write(&state).await?;
-        Ok(())
-    }
-    .await;
-    p.shutdown().await;
-    r
+    Ok(text)
 }

@@ -3,17 +3,28 @@
 //! `terraform.tfvars`, `TF_VAR_*`).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hcl_edit::Span;
 use hcl_edit::expr::{Expression, ObjectKey};
 use plumb_tfplugin::Value;
-use plumb_tfplugin::value::{Type, convert};
+use plumb_tfplugin::value::{Type, ValueError, convert};
 
-use crate::config::{ModuleConfig, Origin, SourceFile, VariableBlock};
-use crate::diag::{ConfigError, Diag};
+use crate::coerce::to_bool;
+use crate::config::{ModuleConfig, Origin, VariableBlock, in_stack};
+use crate::diag::{ConfigError, Diag, SourceFile};
+use crate::environment::Environment;
 use crate::eval::{Evaluator, Scope, Step};
+
+/// A source of root variable values on the command line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VariableArg {
+    /// `-var-file=FILE`: a `.tfvars` file, relative to the stack.
+    File(PathBuf),
+    /// `-var NAME=VALUE`.
+    Value(String),
+}
 
 /// A type constraint with optional attributes and their defaults.
 #[derive(Clone, Debug)]
@@ -26,19 +37,32 @@ pub enum TypeSpec {
     Collection(&'static str, Box<TypeSpec>),
 }
 
-struct Empty(std::path::PathBuf);
-impl Scope for Empty {
+/// A scope where no name is defined: literal values, and functions.
+struct Empty<'a> {
+    dir: &'a Path,
+    home: Option<&'a Path>,
+}
+impl Scope for Empty<'_> {
     fn resolve(&self, _root: &str, _steps: &[Step]) -> Result<Option<(Value, usize)>, String> {
         Ok(None)
     }
     fn module_dir(&self) -> &Path {
-        &self.0
+        self.dir
+    }
+    fn home(&self) -> Option<&Path> {
+        self.home
     }
 }
 
-/// Evaluates a literal expression (defaults, tfvars files).
-pub fn literal(expr: &Expression, file: &Arc<SourceFile>, dir: &Path) -> Result<Value, Diag> {
-    let scope = Empty(dir.to_path_buf());
+/// Evaluates a literal expression (defaults, tfvars files); functions read
+/// files relative to `dir` and expand `~` to `home`.
+pub fn literal(
+    expr: &Expression,
+    file: &Arc<SourceFile>,
+    dir: &Path,
+    home: Option<&Path>,
+) -> Result<Value, Diag> {
+    let scope = Empty { dir, home };
     let mut ev = Evaluator::new(&scope, &file.text);
     ev.eval(expr).map_err(|e| {
         Diag::new(format!(
@@ -49,8 +73,13 @@ pub fn literal(expr: &Expression, file: &Arc<SourceFile>, dir: &Path) -> Result<
     })
 }
 
-/// Parses a type constraint expression.
-pub fn parse_type(expr: &Expression, origin: &Origin) -> Result<TypeSpec, Diag> {
+/// Parses a type constraint expression (`home` for functions in
+/// `optional()` defaults).
+pub fn parse_type(
+    expr: &Expression,
+    origin: &Origin,
+    home: Option<&Path>,
+) -> Result<TypeSpec, Diag> {
     let bad = |what: &str| origin.diag_at(expr.span(), format!("invalid type constraint: {what}"));
     match expr {
         Expression::Variable(v) => Ok(TypeSpec::Plain(match v.value().as_str() {
@@ -69,7 +98,7 @@ pub fn parse_type(expr: &Expression, origin: &Origin) -> Result<TypeSpec, Diag> 
                 .ok_or_else(|| bad(&format!("{name}() needs an argument")))?;
             match name.as_str() {
                 "list" | "set" | "map" => {
-                    let inner = parse_type(arg, origin)?;
+                    let inner = parse_type(arg, origin, home)?;
                     Ok(match inner {
                         TypeSpec::Plain(t) => TypeSpec::Plain(match name.as_str() {
                             "list" => Type::List(Box::new(t)),
@@ -110,12 +139,14 @@ pub fn parse_type(expr: &Expression, origin: &Origin) -> Result<TypeSpec, Diag> 
                                     .next()
                                     .ok_or_else(|| bad("optional() needs a type"))?;
                                 let d = match of.args.iter().nth(1) {
-                                    Some(d) => Some(literal(d, &origin.file, Path::new("."))?),
+                                    Some(d) => {
+                                        Some(literal(d, &origin.file, Path::new("."), home)?)
+                                    }
                                     None => None,
                                 };
-                                (parse_type(t, origin)?, true, d)
+                                (parse_type(t, origin, home)?, true, d)
                             }
-                            e => (parse_type(e, origin)?, false, None),
+                            e => (parse_type(e, origin, home)?, false, None),
                         };
                         attrs.insert(key, (spec, optional, default));
                     }
@@ -127,7 +158,7 @@ pub fn parse_type(expr: &Expression, origin: &Origin) -> Result<TypeSpec, Diag> 
                     };
                     let mut ts = Vec::new();
                     for e in a.iter() {
-                        match parse_type(e, origin)? {
+                        match parse_type(e, origin, home)? {
                             TypeSpec::Plain(t) => ts.push(t),
                             _ => ts.push(Type::Dynamic),
                         }
@@ -143,38 +174,82 @@ pub fn parse_type(expr: &Expression, origin: &Origin) -> Result<TypeSpec, Diag> 
     }
 }
 
+/// Why a value does not fit a variable's type constraint.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// It does not convert to the type.
+    #[error(transparent)]
+    Value(#[from] ValueError),
+    /// An object was needed.
+    #[error("an object is required, got {0}")]
+    NotAnObject(&'static str),
+    /// The object has an attribute the type does not declare.
+    #[error("unexpected attribute {0:?}")]
+    UnexpectedAttribute(String),
+    /// The object lacks an attribute that is not optional.
+    #[error("attribute {0:?} is required")]
+    MissingAttribute(String),
+    /// A list, set or map was needed.
+    #[error("a {expected} is required, got {found}")]
+    NotACollection {
+        /// `list`, `set` or `map`.
+        expected: &'static str,
+        /// What the value is.
+        found: &'static str,
+    },
+    /// An attribute of an object does not fit.
+    #[error(".{attribute}: {source}")]
+    InAttribute {
+        /// The attribute.
+        attribute: String,
+        /// Why.
+        #[source]
+        source: Box<SpecError>,
+    },
+    /// An element of a collection does not fit.
+    #[error("[{key}]: {source}")]
+    InElement {
+        /// The index or key.
+        key: String,
+        /// Why.
+        #[source]
+        source: Box<SpecError>,
+    },
+}
+
 /// Converts a value to a type spec, applying optional-attribute defaults.
-pub fn apply_spec(v: &Value, spec: &TypeSpec) -> Result<Value, String> {
+pub fn apply_spec(v: &Value, spec: &TypeSpec) -> Result<Value, SpecError> {
     if v.is_null() || v.is_unknown() {
         return Ok(v.clone());
     }
     match spec {
-        TypeSpec::Plain(t) => convert(v, t).map_err(|e| e.to_string()),
+        TypeSpec::Plain(t) => Ok(convert(v, t)?),
         TypeSpec::Object(attrs) => {
             let s = v.is_sensitive();
             let Value::Map(m) = v.unmarked() else {
-                return Err(format!("an object is required, got {}", v.kind()));
+                return Err(SpecError::NotAnObject(v.kind()));
             };
             for k in m.keys() {
                 if !attrs.contains_key(k) {
-                    return Err(format!("unexpected attribute {k:?}"));
+                    return Err(SpecError::UnexpectedAttribute(k.clone()));
                 }
             }
             let mut out = BTreeMap::new();
             for (k, (spec, optional, default)) in attrs {
                 let given = m.get(k).cloned().unwrap_or(Value::Null);
                 if given.is_null() && !optional {
-                    return Err(format!("attribute {k:?} is required"));
+                    return Err(SpecError::MissingAttribute(k.clone()));
                 }
                 let val = if given.is_null() {
                     default.clone().unwrap_or(Value::Null)
                 } else {
                     given
                 };
-                out.insert(
-                    k.clone(),
-                    apply_spec(&val, spec).map_err(|e| format!(".{k}: {e}"))?,
-                );
+                let converted = apply_spec(&val, spec).map_err(|e| SpecError::InAttribute {
+                    attribute: k.clone(),
+                    source: Box::new(e),
+                })?;
+                out.insert(k.clone(), converted);
             }
             Ok(if s {
                 Value::Map(out).mark_sensitive()
@@ -192,14 +267,20 @@ pub fn apply_spec(v: &Value, spec: &TypeSpec) -> Result<Value, String> {
                 Value::Map(m) if *kind == "map" => {
                     m.iter().map(|(k, x)| (k.clone(), x.clone())).collect()
                 }
-                _ => return Err(format!("a {kind} is required, got {}", v.kind())),
+                _ => {
+                    return Err(SpecError::NotACollection {
+                        expected: kind,
+                        found: v.kind(),
+                    });
+                }
             };
             let mut conv = Vec::new();
             for (k, x) in items {
-                conv.push((
-                    k.clone(),
-                    apply_spec(&x, inner).map_err(|e| format!("[{k}]: {e}"))?,
-                ));
+                let converted = apply_spec(&x, inner).map_err(|e| SpecError::InElement {
+                    key: k.clone(),
+                    source: Box::new(e),
+                })?;
+                conv.push((k, converted));
             }
             Ok(match *kind {
                 "map" => Value::Map(conv.into_iter().collect()),
@@ -217,22 +298,23 @@ fn is_primitive(spec: &Option<TypeSpec>) -> bool {
     )
 }
 
-/// Applies a variable's default, type, nullability, validations and marks.
+/// Applies a variable's default, type, nullability, validations and marks
+/// (`home` for functions in its default and validations).
 pub fn finish_variable(
-    _root: &ModuleConfig,
     cfg: &ModuleConfig,
     name: &str,
     var: &VariableBlock,
     given: Option<Value>,
+    home: Option<&Path>,
 ) -> Result<Value, Diag> {
     let spec = match &var.ty {
-        Some(t) => Some(parse_type(t, &var.origin)?),
+        Some(t) => Some(parse_type(t, &var.origin, home)?),
         None => None,
     };
     let value = match given {
         Some(v) if !v.is_null() || var.nullable => v,
         _ => match &var.default {
-            Some(d) => literal(d, &var.origin.file, &cfg.dir)?,
+            Some(d) => literal(d, &var.origin.file, &cfg.dir, home)?,
             None => {
                 return Err(var.origin.diag(format!("no value for required variable {name:?}")).hint(format!(
                     "set it with -var '{name}=...', a .tfvars file or the TF_VAR_{name} environment variable"
@@ -257,6 +339,7 @@ pub fn finish_variable(
             name: &'a str,
             value: &'a Value,
             dir: &'a Path,
+            home: Option<&'a Path>,
         }
         impl Scope for VarScope<'_> {
             fn resolve(
@@ -277,11 +360,15 @@ pub fn finish_variable(
             fn module_dir(&self) -> &Path {
                 self.dir
             }
+            fn home(&self) -> Option<&Path> {
+                self.home
+            }
         }
         let scope = VarScope {
             name,
             value: &value,
             dir: &cfg.dir,
+            home,
         };
         let mut ev = Evaluator::new(&scope, &origin.file.text);
         let ok = ev
@@ -290,7 +377,7 @@ pub fn finish_variable(
         if ok.is_unknown() {
             continue;
         }
-        if !crate::eval::to_bool(&ok).map_err(|m| origin.diag(m))? {
+        if !to_bool(&ok).map_err(|m| origin.diag(m))? {
             let text = ev
                 .eval(msg)
                 .ok()
@@ -309,9 +396,14 @@ pub fn finish_variable(
 }
 
 /// Parses a raw string given on the command line or in the environment.
-fn raw_value(raw: &str, var: &VariableBlock, dir: &Path) -> Result<Value, Diag> {
+fn raw_value(
+    raw: &str,
+    var: &VariableBlock,
+    dir: &Path,
+    home: Option<&Path>,
+) -> Result<Value, Diag> {
     let spec = match &var.ty {
-        Some(t) => Some(parse_type(t, &var.origin)?),
+        Some(t) => Some(parse_type(t, &var.origin, home)?),
         None => None,
     };
     if is_primitive(&spec) {
@@ -323,21 +415,24 @@ fn raw_value(raw: &str, var: &VariableBlock, dir: &Path) -> Result<Value, Diag> 
         path: "<value>".into(),
         text: raw.to_string(),
     });
-    literal(&expr, &file, dir)
+    literal(&expr, &file, dir, home)
 }
 
 /// Root variable values from every source, later sources winning:
-/// environment, terraform.tfvars, *.auto.tfvars, then -var-file / -var in order.
+/// the environment's `TF_VAR_*`, terraform.tfvars, *.auto.tfvars, then
+/// `args` (-var-file / -var) in order.
 pub fn collect(
     root: &ModuleConfig,
-    cli: &[(bool, String)],
+    args: &[VariableArg],
+    env: &Environment,
 ) -> Result<BTreeMap<String, Value>, ConfigError> {
     let dir = &root.dir;
+    let home = env.home.as_deref();
     let mut out = BTreeMap::new();
     let mut errs = Vec::new();
     for (name, var) in &root.variables {
-        if let Ok(raw) = std::env::var(format!("TF_VAR_{name}")) {
-            match raw_value(&raw, var, dir) {
+        if let Some(raw) = env.tf_vars.get(name) {
+            match raw_value(raw, var, dir, home) {
                 Ok(v) => {
                     out.insert(name.clone(), v);
                 }
@@ -359,57 +454,62 @@ pub fn collect(
         .unwrap_or_default();
     autos.sort();
     files.extend(autos);
-    let load_file = |path: &Path, out: &mut BTreeMap<String, Value>, errs: &mut Vec<Diag>| {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) => {
-                errs.push(Diag::new(format!("cannot read {}: {e}", path.display())));
-                return;
+    // A file is read at `read` and named `path`: a -var-file as given.
+    let load_file =
+        |read: &Path, path: &Path, out: &mut BTreeMap<String, Value>, errs: &mut Vec<Diag>| {
+            let text = match std::fs::read_to_string(read) {
+                Ok(t) => t,
+                Err(e) => {
+                    errs.push(Diag::new(format!("cannot read {}: {e}", path.display())));
+                    return;
+                }
+            };
+            let file = Arc::new(SourceFile {
+                path: path.to_path_buf(),
+                text,
+            });
+            let body = match hcl_edit::parser::parse_body(&file.text) {
+                Ok(b) => b,
+                Err(e) => {
+                    let o = e.location().offset();
+                    errs.push(
+                        Diag::new(format!("syntax error: {}", e.message()))
+                            .at(file.clone(), Some(o..o)),
+                    );
+                    return;
+                }
+            };
+            for a in body.attributes() {
+                let name = a.key.value().to_string();
+                if !root.variables.contains_key(&name) {
+                    errs.push(
+                        Diag::new(format!("value for undeclared variable {name:?}"))
+                            .at(file.clone(), a.span())
+                            .hint(format!(
+                                "declare variable \"{name}\" {{}} or remove this line"
+                            )),
+                    );
+                    continue;
+                }
+                match literal(&a.value, &file, dir, home) {
+                    Ok(v) => {
+                        out.insert(name, v);
+                    }
+                    Err(d) => errs.push(d),
+                }
             }
         };
-        let file = Arc::new(SourceFile {
-            path: path.to_path_buf(),
-            text,
-        });
-        let body = match hcl_edit::parser::parse_body(&file.text) {
-            Ok(b) => b,
-            Err(e) => {
-                let o = e.location().offset();
-                errs.push(
-                    Diag::new(format!("syntax error: {}", e.message()))
-                        .at(file.clone(), Some(o..o)),
-                );
-                return;
-            }
-        };
-        for a in body.attributes() {
-            let name = a.key.value().to_string();
-            if !root.variables.contains_key(&name) {
-                errs.push(
-                    Diag::new(format!("value for undeclared variable {name:?}"))
-                        .at(file.clone(), a.span())
-                        .hint(format!(
-                            "declare variable \"{name}\" {{}} or remove this line"
-                        )),
-                );
+    for f in files {
+        load_file(&f, &f, &mut out, &mut errs);
+    }
+    for arg in args {
+        let arg = match arg {
+            VariableArg::File(path) => {
+                load_file(&in_stack(dir, path), path, &mut out, &mut errs);
                 continue;
             }
-            match literal(&a.value, &file, dir) {
-                Ok(v) => {
-                    out.insert(name, v);
-                }
-                Err(d) => errs.push(d),
-            }
-        }
-    };
-    for f in files {
-        load_file(&f, &mut out, &mut errs);
-    }
-    for (is_file, arg) in cli {
-        if *is_file {
-            load_file(Path::new(arg), &mut out, &mut errs);
-            continue;
-        }
+            VariableArg::Value(arg) => arg,
+        };
         let Some((name, raw)) = arg.split_once('=') else {
             errs.push(Diag::new(format!("-var {arg:?} must be NAME=VALUE")));
             continue;
@@ -421,7 +521,7 @@ pub fn collect(
             );
             continue;
         };
-        match raw_value(raw, var, dir) {
+        match raw_value(raw, var, dir, home) {
             Ok(v) => {
                 out.insert(name.to_string(), v);
             }

@@ -273,12 +273,12 @@ pub struct LockInfo {
 }
 
 impl LockInfo {
-    /// Lock info for this process.
-    pub fn for_operation(operation: &str, path: &str, tool_version: &str) -> LockInfo {
+    /// Lock info for `operation` on the state at `path`, held by this
+    /// process for `user` (who the caller says runs it).
+    pub fn for_operation(operation: &str, path: &str, tool_version: &str, user: &str) -> LockInfo {
         let host = hostname::get()
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_else(|_| "unknown".into());
-        let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
         LockInfo {
             id: new_id(),
             operation: operation.to_string(),

@@ -83,7 +83,7 @@ async fn exercise_state(b: &AnyBackend) {
 async fn exercise_lock(b: &AnyBackend, other: &AnyBackend) {
     let lease = b
         .lock(
-            LockInfo::for_operation("OperationTypeApply", "x", "test"),
+            LockInfo::for_operation("OperationTypeApply", "x", "test", "test"),
             Duration::from_secs(1),
         )
         .await
@@ -91,7 +91,7 @@ async fn exercise_lock(b: &AnyBackend, other: &AnyBackend) {
     assert!(lease.took_over.is_none());
     let err = other
         .lock(
-            LockInfo::for_operation("OperationTypePlan", "x", "test"),
+            LockInfo::for_operation("OperationTypePlan", "x", "test", "test"),
             Duration::from_millis(500),
         )
         .await
@@ -109,7 +109,7 @@ async fn exercise_lock(b: &AnyBackend, other: &AnyBackend) {
     b.unlock(lease).await.unwrap();
     let second = other
         .lock(
-            LockInfo::for_operation("OperationTypePlan", "x", "test"),
+            LockInfo::for_operation("OperationTypePlan", "x", "test", "test"),
             Duration::from_secs(1),
         )
         .await
@@ -124,7 +124,7 @@ async fn exercise_lock(b: &AnyBackend, other: &AnyBackend) {
     // After force-unlock a new holder gets the lock at once.
     let third = b
         .lock(
-            LockInfo::for_operation("OperationTypeApply", "x", "test"),
+            LockInfo::for_operation("OperationTypeApply", "x", "test", "test"),
             Duration::from_secs(5),
         )
         .await
@@ -149,7 +149,7 @@ async fn local_lock_names_holder_and_takes_over_stale() {
     let b = AnyBackend::Local(LocalBackend::new(&path));
     exercise_lock(&a, &b).await;
     // A holder that died leaves its info behind but not its OS lock.
-    let mut dead = LockInfo::for_operation("OperationTypeApply", "x", "test");
+    let mut dead = LockInfo::for_operation("OperationTypeApply", "x", "test", "test");
     dead.pid = 999_999;
     std::fs::write(
         dir.path().join(".terraform.tfstate.lock.info"),
@@ -158,7 +158,7 @@ async fn local_lock_names_holder_and_takes_over_stale() {
     .unwrap();
     let lease = a
         .lock(
-            LockInfo::for_operation("OperationTypeApply", "x", "test"),
+            LockInfo::for_operation("OperationTypeApply", "x", "test", "test"),
             Duration::from_secs(1),
         )
         .await
@@ -181,7 +181,7 @@ async fn postgres_state_journal_and_lock() {
     // A holder whose session died: its row stays, its advisory lock is gone.
     let lease = a
         .lock(
-            LockInfo::for_operation("OperationTypeApply", "x", "test"),
+            LockInfo::for_operation("OperationTypeApply", "x", "test", "test"),
             Duration::from_secs(1),
         )
         .await
@@ -191,7 +191,7 @@ async fn postgres_state_journal_and_lock() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let next = b
         .lock(
-            LockInfo::for_operation("OperationTypeApply", "x", "test"),
+            LockInfo::for_operation("OperationTypeApply", "x", "test", "test"),
             Duration::from_secs(10),
         )
         .await

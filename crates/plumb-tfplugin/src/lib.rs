@@ -15,6 +15,7 @@ pub mod provider;
 pub mod schema;
 pub mod value;
 
+pub use plugin::LaunchOptions;
 pub use provider::{Diagnostic, ImportedResource, PlannedChange, Provider, format_path};
 pub use schema::{Attribute, Block, NestedBlock, Nesting, ProviderSchema, Schema};
 pub use value::{Number, PathStep, Type, Value, ValueError};

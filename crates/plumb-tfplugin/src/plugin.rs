@@ -6,8 +6,14 @@
 //! stdout — `CORE|APP|NETWORK|ADDRESS|grpc|SERVER-CERT` — and serves gRPC over
 //! TLS on a unix socket. plumb trusts exactly the certificate in that line and
 //! presents its own; nothing else can talk to the provider.
+//!
+//! What the launch depends on in the caller's environment (where `setpriv`
+//! is, which provider log variables the user set) arrives in
+//! [`LaunchOptions`]; this module reads no environment variable itself.
 
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +41,42 @@ const PROVIDER_LOG_VARS: &[&str] = &[
     "TF_LOG_SDK_FRAMEWORK",
     "TF_LOG_SDK_HELPER_SCHEMA",
 ];
+
+/// How provider processes are started, from what the caller knows about its
+/// environment (this crate reads none of it itself).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LaunchOptions {
+    /// `setpriv` (util-linux), when the caller found it: the provider then
+    /// gets a parent-death signal and dies with plumb even on SIGKILL.
+    /// Without it the provider is still killed whenever plumb exits
+    /// normally.
+    pub setpriv: Option<PathBuf>,
+    /// The provider log settings the user made (`TF_LOG`,
+    /// `TF_LOG_PROVIDER`, ...), by variable name: plumb leaves those alone.
+    pub log_settings: BTreeSet<String>,
+}
+
+impl LaunchOptions {
+    /// The options for an environment where `var` looks up a variable
+    /// (`std::env::var_os` for the process's own): `setpriv` on `PATH`, and
+    /// which provider log variables are set.
+    pub fn from_env(var: impl Fn(&str) -> Option<OsString>) -> LaunchOptions {
+        let setpriv = var("PATH").and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|d| d.join("setpriv"))
+                .find(|p| p.is_file())
+        });
+        let log_settings = std::iter::once("TF_LOG")
+            .chain(PROVIDER_LOG_VARS.iter().copied())
+            .filter(|name| var(name).is_some())
+            .map(str::to_string)
+            .collect();
+        LaunchOptions {
+            setpriv,
+            log_settings,
+        }
+    }
+}
 
 /// How to reach a started provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,6 +183,7 @@ pub(crate) async fn launch(
     binary: &Path,
     identity: &ClientIdentity,
     versions: &[u32],
+    options: &LaunchOptions,
 ) -> Result<PluginProcess, Error> {
     let versions: Vec<String> = versions.iter().map(u32::to_string).collect();
     // A provider must not outlive plumb: if plumb is killed (even with
@@ -148,7 +191,7 @@ pub(crate) async fn launch(
     // the parent-death signal and then execs the provider in place, so the
     // handshake and pid are the provider's own. Without setpriv the provider
     // is still killed whenever plumb exits normally (kill_on_drop).
-    let mut cmd = match which("setpriv") {
+    let mut cmd = match &options.setpriv {
         Some(setpriv) => {
             let mut c = Command::new(setpriv);
             c.args(["--pdeathsig", "KILL", "--"]).arg(binary);
@@ -162,9 +205,9 @@ pub(crate) async fn launch(
     // asks for just those: formatting ~80 JSON lines per resource otherwise
     // costs the provider more CPU than the work itself. An explicit TF_LOG*
     // setting from the user wins.
-    if std::env::var_os("TF_LOG").is_none() && !tracing::enabled!(tracing::Level::DEBUG) {
+    if !options.log_settings.contains("TF_LOG") && !tracing::enabled!(tracing::Level::DEBUG) {
         for var in PROVIDER_LOG_VARS {
-            if std::env::var_os(var).is_none() {
+            if !options.log_settings.contains(*var) {
                 cmd.env(var, "WARN");
             }
         }
@@ -222,13 +265,6 @@ pub(crate) async fn launch(
         )));
     }
     Ok(PluginProcess { child, handshake })
-}
-
-fn which(name: &str) -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
 }
 
 /// Opens a gRPC channel to the provider over the announced socket.

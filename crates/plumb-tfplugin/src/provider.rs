@@ -9,7 +9,7 @@ use std::path::Path;
 
 use tokio::sync::Mutex;
 
-use crate::plugin::{self, ClientIdentity, PluginProcess};
+use crate::plugin::{self, ClientIdentity, LaunchOptions, PluginProcess};
 use crate::schema::{
     Attribute, Block, NestedAttributes, NestedBlock, Nesting, ProviderSchema, Schema,
 };
@@ -277,16 +277,29 @@ fn block6(b: Option<tfplugin6::schema::Block>) -> Result<Block, Error> {
 }
 
 impl Provider {
-    /// Starts the provider binary, connects (AutoMTLS over its socket) and
-    /// fetches its schema.
+    /// Starts the provider binary with default [`LaunchOptions`], connects
+    /// (AutoMTLS over its socket) and fetches its schema.
     pub async fn start(binary: &Path) -> Result<Provider, Error> {
-        Self::start_with_versions(binary, &[5, 6]).await
+        Self::start_with(binary, &LaunchOptions::default()).await
+    }
+
+    /// Like [`Provider::start`], starting the process as `options` say.
+    pub async fn start_with(binary: &Path, options: &LaunchOptions) -> Result<Provider, Error> {
+        Self::launch(binary, &[5, 6], options).await
     }
 
     /// Like [`Provider::start`], offering only the given protocol versions.
     pub async fn start_with_versions(binary: &Path, versions: &[u32]) -> Result<Provider, Error> {
+        Self::launch(binary, versions, &LaunchOptions::default()).await
+    }
+
+    async fn launch(
+        binary: &Path,
+        versions: &[u32],
+        options: &LaunchOptions,
+    ) -> Result<Provider, Error> {
         let identity = ClientIdentity::generate()?;
-        let mut process = plugin::launch(binary, &identity, versions).await?;
+        let mut process = plugin::launch(binary, &identity, versions, options).await?;
         let channel = match plugin::connect(&process.handshake, &identity).await {
             Ok(c) => c,
             Err(e) => {

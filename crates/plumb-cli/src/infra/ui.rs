@@ -14,9 +14,9 @@ use std::time::Duration;
 use plumb_tfplugin::Value;
 use serde_json::{Value as Json, json};
 
-use crate::addr::InstanceAddr;
-use crate::diag::Diag;
-use crate::engine::{Action, WalkResult};
+use plumb_infra::addr::InstanceAddr;
+use plumb_infra::diag::Diag;
+use plumb_infra::{Action, WalkResult};
 
 /// The UI format's version.
 const UI_VERSION: &str = "1.2";
@@ -122,7 +122,7 @@ pub fn plan(result: &WalkResult) {
             &[("outputs", Json::Object(outputs))],
         );
     }
-    let (a, c, d, i) = crate::render::counts(&result.changes);
+    let (a, c, d, i) = plumb_infra::render::counts(&result.changes);
     summary("plan", a, c, d, i);
 }
 

@@ -1,8 +1,37 @@
-//! Timestamps for `formatdate` and `timeadd`: RFC 3339 in, with the offset it
-//! was written in kept, and the language's date format verbs.
+//! Date and time functions: `formatdate`, `timeadd` and `timestamp`, over
+//! RFC 3339 timestamps that keep the offset they were written in, with the
+//! language's date format verbs.
 
 use jiff::tz::{Offset, TimeZone};
 use jiff::{SignedDuration, Timestamp, Zoned};
+use plumb_tfplugin::Value;
+
+use super::builtin::{CallContext, Function, FunctionError, arity, text};
+
+/// The date and time functions.
+pub const FUNCTIONS: &[Function] = &[
+    Function::known("formatdate", formatdate_function),
+    Function::known("timeadd", timeadd_function),
+    Function::known("timestamp", timestamp_function),
+];
+
+fn formatdate_function(args: &[Value], _: &CallContext<'_>) -> Result<Value, FunctionError> {
+    arity(args, 2)?;
+    Ok(Value::String(formatdate(
+        &text(&args[0])?,
+        &text(&args[1])?,
+    )?))
+}
+
+fn timeadd_function(args: &[Value], _: &CallContext<'_>) -> Result<Value, FunctionError> {
+    arity(args, 2)?;
+    Ok(Value::String(timeadd(&text(&args[0])?, &text(&args[1])?)?))
+}
+
+/// The current time; it ignores its arguments.
+fn timestamp_function(_: &[Value], _: &CallContext<'_>) -> Result<Value, FunctionError> {
+    Ok(Value::String(plumb_state::now_rfc3339()))
+}
 
 const MONTHS: [&str; 12] = [
     "January",
@@ -79,7 +108,7 @@ fn rfc3339(z: &Zoned) -> String {
 }
 
 /// `formatdate(spec, timestamp)`.
-pub fn formatdate(spec: &str, timestamp: &str) -> Result<String, String> {
+fn formatdate(spec: &str, timestamp: &str) -> Result<String, String> {
     let z = parse(timestamp)?;
     let chars: Vec<char> = spec.chars().collect();
     let mut out = String::new();
@@ -213,7 +242,7 @@ fn duration(text: &str) -> Result<SignedDuration, String> {
 }
 
 /// `timeadd(timestamp, duration)`.
-pub fn timeadd(timestamp: &str, by: &str) -> Result<String, String> {
+fn timeadd(timestamp: &str, by: &str) -> Result<String, String> {
     let z = parse(timestamp)?;
     let d = duration(by)?;
     let later = z

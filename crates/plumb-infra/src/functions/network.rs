@@ -1,7 +1,49 @@
-//! IP prefix arithmetic for `cidrhost`, `cidrnetmask`, `cidrsubnet` and
-//! `cidrsubnets`, over IPv4 and IPv6 alike (addresses as `u128`).
+//! IP network functions: `cidrhost`, `cidrnetmask`, `cidrsubnet` and
+//! `cidrsubnets`, and the prefix arithmetic behind them, over IPv4 and IPv6
+//! alike (addresses as `u128`).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use plumb_tfplugin::Value;
+
+use super::builtin::{CallContext, Function, FunctionError, arity, only, text, whole};
+
+/// The IP network functions.
+pub const FUNCTIONS: &[Function] = &[
+    Function::known("cidrhost", cidrhost),
+    Function::known("cidrnetmask", cidrnetmask),
+    Function::known("cidrsubnet", cidrsubnet),
+    Function::known("cidrsubnets", cidrsubnets),
+];
+
+fn cidrhost(args: &[Value], _: &CallContext<'_>) -> Result<Value, FunctionError> {
+    arity(args, 2)?;
+    Ok(Value::String(host(&text(&args[0])?, whole(&args[1])?)?))
+}
+
+fn cidrnetmask(args: &[Value], _: &CallContext<'_>) -> Result<Value, FunctionError> {
+    Ok(Value::String(netmask(&text(only(args)?)?)?))
+}
+
+fn cidrsubnet(args: &[Value], _: &CallContext<'_>) -> Result<Value, FunctionError> {
+    arity(args, 3)?;
+    Ok(Value::String(subnet(
+        &text(&args[0])?,
+        whole(&args[1])?,
+        whole(&args[2])?,
+    )?))
+}
+
+fn cidrsubnets(args: &[Value], _: &CallContext<'_>) -> Result<Value, FunctionError> {
+    let (prefix, newbits) = args.split_first().ok_or("expects a prefix and new bits")?;
+    let newbits = newbits.iter().map(whole).collect::<Result<Vec<_>, _>>()?;
+    Ok(Value::List(
+        subnets(&text(prefix)?, &newbits)?
+            .into_iter()
+            .map(Value::String)
+            .collect(),
+    ))
+}
 
 /// A parsed prefix: its network address (host bits cleared), its length and
 /// the address width (32 or 128).
@@ -55,7 +97,7 @@ fn show(addr: u128, bits: u32) -> String {
 
 /// `cidrhost(prefix, hostnum)`: the address of host `hostnum` in the prefix;
 /// a negative number counts back from the last address.
-pub fn host(prefix: &str, hostnum: i64) -> Result<String, String> {
+fn host(prefix: &str, hostnum: i64) -> Result<String, String> {
     let p = parse(prefix)?;
     let mask = host_mask(p.bits, p.len);
     let magnitude = u128::from(hostnum.unsigned_abs());
@@ -79,7 +121,7 @@ pub fn host(prefix: &str, hostnum: i64) -> Result<String, String> {
 }
 
 /// `cidrnetmask(prefix)`: the dotted netmask of an IPv4 prefix.
-pub fn netmask(prefix: &str) -> Result<String, String> {
+fn netmask(prefix: &str) -> Result<String, String> {
     let p = parse(prefix)?;
     if p.bits != 32 {
         return Err("only IPv4 prefixes have a dotted netmask".into());
@@ -89,7 +131,7 @@ pub fn netmask(prefix: &str) -> Result<String, String> {
 
 /// `cidrsubnet(prefix, newbits, netnum)`: subnet `netnum` of the prefix
 /// extended by `newbits` bits.
-pub fn subnet(prefix: &str, newbits: i64, netnum: i64) -> Result<String, String> {
+fn subnet(prefix: &str, newbits: i64, netnum: i64) -> Result<String, String> {
     let p = parse(prefix)?;
     let len = extend(&p, newbits)?;
     let count_bits = len - p.len;
@@ -119,7 +161,7 @@ fn extend(p: &Prefix, newbits: i64) -> Result<u32, String> {
 
 /// `cidrsubnets(prefix, newbits...)`: consecutive subnets of the given sizes,
 /// each aligned to its own size, in order, without overlap.
-pub fn subnets(prefix: &str, newbits: &[i64]) -> Result<Vec<String>, String> {
+fn subnets(prefix: &str, newbits: &[i64]) -> Result<Vec<String>, String> {
     let p = parse(prefix)?;
     let last = p.base | host_mask(p.bits, p.len);
     let mut next_free = Some(p.base);
