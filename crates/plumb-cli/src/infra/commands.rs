@@ -11,12 +11,12 @@ use std::sync::Arc;
 
 use plumb_infra::diag::ConfigError;
 use plumb_infra::{PlanFile, Stack, TOOL_VERSION, show};
-use plumb_state::{LockLease, StateBackend, StateSnapshot};
+use plumb_state::{StateBackend, StateSnapshot};
 
-use super::args::{Command, InfraArgs, PlanFlags, StateCommand};
+use super::args::{Command, InfraArgs, StateCommand};
 use super::environment;
 use super::report::Failure;
-use super::run;
+use super::run::{self, lock};
 
 /// Runs a parsed `plumb infra` command; returns its exit code.
 pub async fn execute(args: InfraArgs) -> Result<u8, Failure> {
@@ -177,26 +177,6 @@ pub async fn execute(args: InfraArgs) -> Result<u8, Failure> {
         }
         Command::State(command) => state(&open()?, command).await,
     }
-}
-
-/// Takes the state lock for `operation`, saying so when it takes over a
-/// stale one.
-pub async fn lock(
-    stack: &Stack,
-    backend: &plumb_state::AnyBackend,
-    operation: &str,
-    flags: &PlanFlags,
-) -> Result<LockLease, Failure> {
-    let lease = stack
-        .lock(backend, operation, flags.lock_timeout()?)
-        .await?;
-    if let Some(stale) = &lease.took_over {
-        eprintln!(
-            "Taking over a stale state lock: {} — its holder is gone (Terraform would leave it for force-unlock).",
-            stale.describe()
-        );
-    }
-    Ok(lease)
 }
 
 /// The stack's state, or an empty one.

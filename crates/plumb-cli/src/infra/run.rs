@@ -14,11 +14,10 @@ use std::sync::Arc;
 use plumb_infra::{
     Environment, PlanFile, Progress, ProviderCatalog, Run, Stack, TOOL_VERSION, WalkResult, render,
 };
-use plumb_state::{AnyBackend, StateBackend, StateSnapshot};
+use plumb_state::{AnyBackend, LockLease, StateBackend, StateSnapshot};
 use plumb_tfplugin::Value;
 
 use super::args::PlanFlags;
-use super::commands::lock;
 use super::progress::Reporter;
 use super::report::{Failure, json_errors, print_errors};
 use super::ui;
@@ -270,4 +269,24 @@ fn approve(what: &str) -> Result<bool, Failure> {
         .read_line(&mut line)
         .map_err(|e| Failure::new(format!("cannot read the answer: {e}"), "use -auto-approve"))?;
     Ok(line.trim() == "yes")
+}
+
+/// Takes the state lock for `operation`, saying so when it takes over a
+/// stale one.
+pub async fn lock(
+    stack: &Stack,
+    backend: &plumb_state::AnyBackend,
+    operation: &str,
+    flags: &PlanFlags,
+) -> Result<LockLease, Failure> {
+    let lease = stack
+        .lock(backend, operation, flags.lock_timeout()?)
+        .await?;
+    if let Some(stale) = &lease.took_over {
+        eprintln!(
+            "Taking over a stale state lock: {} — its holder is gone (Terraform would leave it for force-unlock).",
+            stale.describe()
+        );
+    }
+    Ok(lease)
 }
