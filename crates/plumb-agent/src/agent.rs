@@ -177,52 +177,50 @@ impl Agent {
     }
 
     fn spawn_timers(&self) {
-        let agent = self.clone();
-        let poll = self.inner.config.poll_interval;
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(poll.max(Duration::from_millis(200)));
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                if agent.inner.stopping.load(Ordering::SeqCst) {
-                    return;
-                }
+        let floor = Duration::from_millis(200);
+        self.every(
+            self.inner.config.poll_interval.max(floor),
+            |agent| async move {
                 agent.poll_git().await;
-            }
-        });
-        let agent = self.clone();
-        let files = self.inner.config.file_check_interval;
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(files.max(Duration::from_millis(200)));
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                if agent.inner.stopping.load(Ordering::SeqCst) {
-                    return;
-                }
+            },
+        );
+        self.every(
+            self.inner.config.file_check_interval.max(floor),
+            |agent| async move {
                 if let Err(e) = agent.reload_files(false) {
                     tracing::error!(error = %e, "Application files could not be reloaded; keeping the previous ones");
                 }
-            }
-        });
+            },
+        );
         let resync = self.inner.config.resync_interval;
         if !resync.is_zero() {
-            let agent = self.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(resync);
-                tick.tick().await;
-                loop {
-                    tick.tick().await;
-                    if agent.inner.stopping.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    let keys: Vec<String> = lock_read(&agent.inner.apps).keys().cloned().collect();
-                    for k in keys {
-                        agent.trigger(&k, Reason::Resync);
-                    }
+            self.every(resync, |agent| async move {
+                let keys: Vec<String> = lock_read(&agent.inner.apps).keys().cloned().collect();
+                for k in keys {
+                    agent.trigger(&k, Reason::Resync);
                 }
             });
         }
+    }
+
+    /// Run `work` every `period`, first after one period, until the agent stops.
+    fn every<F, Fut>(&self, period: Duration, work: F)
+    where
+        F: Fn(Agent) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send,
+    {
+        let agent = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if agent.inner.stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                work(agent.clone()).await;
+            }
+        });
     }
 
     /// Stop taking work, let running reconciles finish (up to `grace`), and

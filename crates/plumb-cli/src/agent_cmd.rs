@@ -9,7 +9,6 @@ use clap::Args;
 use miette::{IntoDiagnostic, WrapErr};
 use plumb_agent::notify::NotificationConfig;
 use plumb_agent::{Agent, AgentConfig, Role, Store};
-use plumb_git::Credentials;
 use plumb_render::Tools;
 use plumb_server::AuthMode;
 
@@ -84,14 +83,7 @@ pub struct AgentArgs {
 
 /// Run the agent until SIGTERM or Ctrl-C.
 pub async fn agent(data_dir: &Path, args: AgentArgs) -> miette::Result<ExitCode> {
-    let mut creds = Credentials::from_env();
-    let file = args
-        .git_credentials
-        .clone()
-        .or_else(|| Some(data_dir.join("git-credentials.yaml")).filter(|p| p.exists()));
-    if let Some(f) = file {
-        creds = creds.with_file(&f).into_diagnostic()?;
-    }
+    let creds = crate::gitops::git_credentials(data_dir, args.git_credentials.as_deref())?;
     let notifications = match &args.notifications {
         Some(p) => NotificationConfig::load(p).map_err(|e| miette::miette!("{e}"))?,
         None => NotificationConfig::default(),

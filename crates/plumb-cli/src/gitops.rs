@@ -98,6 +98,19 @@ impl CommandError {
     }
 }
 
+/// Git credentials from the environment (`PLUMB_GIT_*`) and `file` (default:
+/// `DATA_DIR/git-credentials.yaml` when present).
+pub fn git_credentials(data_dir: &Path, file: Option<&Path>) -> miette::Result<Credentials> {
+    let creds = Credentials::from_env();
+    let file = file
+        .map(Path::to_path_buf)
+        .or_else(|| Some(data_dir.join("git-credentials.yaml")).filter(|p| p.exists()));
+    match file {
+        Some(f) => creds.with_file(&f).into_diagnostic(),
+        None => Ok(creds),
+    }
+}
+
 /// The pipeline and the clusters, set up from the command line.
 pub struct Session {
     pipeline: Pipeline,
@@ -108,14 +121,7 @@ pub struct Session {
 impl Session {
     /// A session over `data_dir`.
     pub fn new(data_dir: &Path, common: &Common) -> miette::Result<Session> {
-        let mut creds = Credentials::from_env();
-        let file = common
-            .git_credentials
-            .clone()
-            .or_else(|| Some(data_dir.join("git-credentials.yaml")).filter(|p| p.exists()));
-        if let Some(f) = file {
-            creds = creds.with_file(&f).into_diagnostic()?;
-        }
+        let creds = git_credentials(data_dir, common.git_credentials.as_deref())?;
         let git = GitCache::new(data_dir.join("git"), creds);
         let renderer = Renderer::new(Tools::from_env(), data_dir.join("render"));
         Ok(Session {
@@ -300,8 +306,17 @@ pub async fn sync(data_dir: &Path, args: SyncArgs) -> miette::Result<ExitCode> {
         }
         reports.push(report);
     }
-    if args.output == Output::Json {
-        print_json(&reports)?;
+    finish(&reports, args.output, ok)
+}
+
+/// Print the reports as JSON when asked; exit 0 when `ok`, else 1.
+fn finish<T: serde::Serialize>(
+    reports: &[T],
+    output: Output,
+    ok: bool,
+) -> miette::Result<ExitCode> {
+    if output == Output::Json {
+        print_json(reports)?;
     }
     Ok(if ok {
         ExitCode::SUCCESS
@@ -321,9 +336,9 @@ fn print_json<T: serde::Serialize>(items: &[T]) -> miette::Result<()> {
     Ok(())
 }
 
-/// `plumb diff` arguments.
+/// Arguments of the commands that only look (`plumb diff`, `plumb status`).
 #[derive(Debug, Args)]
-pub struct DiffArgs {
+pub struct ViewArgs {
     #[command(flatten)]
     common: Common,
     /// Output format.
@@ -332,7 +347,7 @@ pub struct DiffArgs {
 }
 
 /// Run `plumb diff`: exit 0 when the cluster matches Git, 1 when it differs.
-pub async fn diff(data_dir: &Path, args: DiffArgs) -> miette::Result<ExitCode> {
+pub async fn diff(data_dir: &Path, args: ViewArgs) -> miette::Result<ExitCode> {
     let files = load_all(&args.common.apps)?;
     let session = Session::new(data_dir, &args.common)?;
     let color = std::io::stdout().is_terminal();
@@ -358,28 +373,11 @@ pub async fn diff(data_dir: &Path, args: DiffArgs) -> miette::Result<ExitCode> {
         }
         reports.push(report);
     }
-    if args.output == Output::Json {
-        print_json(&reports)?;
-    }
-    Ok(if in_sync {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
-}
-
-/// `plumb status` arguments.
-#[derive(Debug, Args)]
-pub struct StatusArgs {
-    #[command(flatten)]
-    common: Common,
-    /// Output format.
-    #[arg(long, short, value_enum, default_value_t)]
-    output: Output,
+    finish(&reports, args.output, in_sync)
 }
 
 /// Run `plumb status`.
-pub async fn status(data_dir: &Path, args: StatusArgs) -> miette::Result<ExitCode> {
+pub async fn status(data_dir: &Path, args: ViewArgs) -> miette::Result<ExitCode> {
     let files = load_all(&args.common.apps)?;
     let session = Session::new(data_dir, &args.common)?;
     let mut reports = Vec::new();
@@ -423,10 +421,7 @@ pub async fn status(data_dir: &Path, args: StatusArgs) -> miette::Result<ExitCod
         }
         reports.push(report);
     }
-    if args.output == Output::Json {
-        print_json(&reports)?;
-    }
-    Ok(ExitCode::SUCCESS)
+    finish(&reports, args.output, true)
 }
 
 fn short(s: &str) -> &str {

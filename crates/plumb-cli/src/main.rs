@@ -39,9 +39,9 @@ enum Command {
     /// Make the cluster equal to Git for each Application (server-side apply, staged, then prune).
     Sync(gitops::SyncArgs),
     /// Show what differs between Git and the cluster (exit 0: equal, 1: differs, 2: error).
-    Diff(gitops::DiffArgs),
+    Diff(gitops::ViewArgs),
     /// Show sync and health status of each Application.
-    Status(gitops::StatusArgs),
+    Status(gitops::ViewArgs),
     /// Keep Applications equal to Git continuously: poll and webhooks, self-heal, history, API, UI, metrics.
     Agent(agent_cmd::AgentArgs),
     /// Show an Application's sync history (from a running agent).

@@ -27,6 +27,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use gix::bstr::ByteSlice;
+use gix::protocol::transport::client::blocking_io::Transport as ClientTransport;
 use gix::remote::Direction;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -355,11 +356,7 @@ impl GitCache {
         repo: &gix::Repository,
         url: &str,
     ) -> Result<Vec<RemoteRef>, GitError> {
-        let shown = redact_url(url);
-        let remote_err = |e: &dyn std::fmt::Debug| GitError::Remote {
-            url: shown.clone(),
-            message: self.credentials.scrub(&error_chain(e)),
-        };
+        let remote_err = |e: &dyn std::fmt::Debug| self.remote_error(url, e);
         let remote = repo
             .remote_at(url)
             .and_then(|r| {
@@ -373,14 +370,8 @@ impl GitCache {
                 )
             })
             .map_err(|e| remote_err(&e))?;
-        let connection = remote
-            .connect(Direction::Fetch)
-            .map_err(|e| remote_err(&e))?;
-        let creds = self.credentials.clone();
-        let url_owned = url.to_string();
-        let connection =
-            connection.with_credentials(move |action| creds.answer(&url_owned, action));
-        let (ref_map, _) = connection
+        let (ref_map, _) = self
+            .connect(&remote, url)?
             .ref_map(
                 gix::progress::Discard,
                 gix::remote::ref_map::Options {
@@ -396,6 +387,31 @@ impl GitCache {
             .collect())
     }
 
+    /// A fetch connection to `remote` that answers credential prompts for `url`.
+    fn connect<'a, 'repo>(
+        &self,
+        remote: &'a gix::Remote<'repo>,
+        url: &str,
+    ) -> Result<
+        gix::remote::Connection<'a, 'static, 'repo, Box<dyn ClientTransport + Send>>,
+        GitError,
+    > {
+        let connection = remote
+            .connect(Direction::Fetch)
+            .map_err(|e| self.remote_error(url, &e))?;
+        let creds = self.credentials.clone();
+        let url_owned = url.to_string();
+        Ok(connection.with_credentials(move |action| creds.answer(&url_owned, action)))
+    }
+
+    /// A remote failure, with credentials scrubbed from the URL and message.
+    fn remote_error(&self, url: &str, e: &dyn std::fmt::Debug) -> GitError {
+        GitError::Remote {
+            url: redact_url(url),
+            message: self.credentials.scrub(&error_chain(e)),
+        }
+    }
+
     fn fetch_specs(
         &self,
         repo: &gix::Repository,
@@ -403,24 +419,14 @@ impl GitCache {
         specs: &[String],
         shallow: bool,
     ) -> Result<(), GitError> {
-        let shown = redact_url(url);
-        let remote_err = |e: &dyn std::fmt::Debug| GitError::Remote {
-            url: shown.clone(),
-            message: self.credentials.scrub(&error_chain(e)),
-        };
-        tracing::debug!(url = %shown, ?specs, shallow, "fetching");
+        let remote_err = |e: &dyn std::fmt::Debug| self.remote_error(url, e);
+        tracing::debug!(url = %redact_url(url), ?specs, shallow, "fetching");
         let remote = repo
             .remote_at(url)
             .and_then(|r| r.with_refspecs(specs.iter().map(String::as_str), Direction::Fetch))
             .map_err(|e| remote_err(&e))?;
-        let connection = remote
-            .connect(Direction::Fetch)
-            .map_err(|e| remote_err(&e))?;
-        let creds = self.credentials.clone();
-        let url_owned = url.to_string();
-        let connection =
-            connection.with_credentials(move |action| creds.answer(&url_owned, action));
-        let mut prepare = connection
+        let mut prepare = self
+            .connect(&remote, url)?
             .prepare_fetch(gix::progress::Discard, Default::default())
             .map_err(|e| remote_err(&e))?;
         let is_shallow = repo.is_shallow().unwrap_or(false);

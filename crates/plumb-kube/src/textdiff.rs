@@ -20,20 +20,48 @@ pub fn to_yaml(value: &Value) -> String {
         .unwrap_or_else(|_| serde_json::to_string_pretty(value).unwrap_or_default())
 }
 
+/// What a line of a unified diff is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineKind {
+    /// A `---`/`+++` file header.
+    File,
+    /// An added line.
+    Added,
+    /// A removed line.
+    Removed,
+    /// A `@@` hunk header.
+    Hunk,
+    /// Context.
+    Context,
+}
+
+impl LineKind {
+    /// The kind of `line`.
+    pub fn of(line: &str) -> LineKind {
+        if line.starts_with("+++") || line.starts_with("---") {
+            LineKind::File
+        } else if line.starts_with('+') {
+            LineKind::Added
+        } else if line.starts_with('-') {
+            LineKind::Removed
+        } else if line.starts_with("@@") {
+            LineKind::Hunk
+        } else {
+            LineKind::Context
+        }
+    }
+}
+
 /// Colour a unified diff for a terminal: additions green, removals red, hunks cyan.
 pub fn colorize(diff: &str) -> String {
     let mut out = String::with_capacity(diff.len() + diff.len() / 4);
     for line in diff.split_inclusive('\n') {
-        let code = if line.starts_with("+++") || line.starts_with("---") {
-            "1"
-        } else if line.starts_with('+') {
-            "32"
-        } else if line.starts_with('-') {
-            "31"
-        } else if line.starts_with("@@") {
-            "36"
-        } else {
-            ""
+        let code = match LineKind::of(line) {
+            LineKind::File => "1",
+            LineKind::Added => "32",
+            LineKind::Removed => "31",
+            LineKind::Hunk => "36",
+            LineKind::Context => "",
         };
         if code.is_empty() {
             out.push_str(line);

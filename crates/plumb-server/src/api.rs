@@ -87,6 +87,16 @@ fn agent_error(e: AgentError) -> Response {
         .into_response()
 }
 
+/// The request's JSON body (an empty body is the default), or a 400 answer.
+macro_rules! body {
+    ($raw:expr) => {
+        match body(&$raw) {
+            Ok(b) => b,
+            Err(r) => return *r,
+        }
+    };
+}
+
 macro_rules! authorize {
     ($state:expr, $headers:expr, $write:expr) => {
         if let Err(status) = auth::check(
@@ -218,10 +228,7 @@ async fn list(
 
 async fn one(State(s): State<AppState>, headers: HeaderMap, Path(name): Path<String>) -> Response {
     authorize!(s, headers, false);
-    match s.agent.get(&name) {
-        Ok(st) => Json(st).into_response(),
-        Err(e) => agent_error(e),
-    }
+    reply(s.agent.get(&name))
 }
 
 #[derive(Debug, Deserialize)]
@@ -236,25 +243,21 @@ async fn diff(
     Query(q): Query<RevisionQuery>,
 ) -> Response {
     authorize!(s, headers, false);
-    match s.agent.diff(&name, q.revision.as_deref()).await {
-        Ok(d) => {
-            let objects: Vec<_> = d
-                .objects
-                .iter()
-                .map(|o| {
-                    json!({
-                        "group": o.object.group, "kind": o.object.kind,
-                        "namespace": o.object.namespace, "name": o.object.name,
-                        "version": o.version, "state": o.state, "diff": o.diff,
-                        "desired": o.desired, "live": o.live,
-                    })
+    reply(s.agent.diff(&name, q.revision.as_deref()).await.map(|d| {
+        let objects: Vec<_> = d
+            .objects
+            .iter()
+            .map(|o| {
+                json!({
+                    "group": o.object.group, "kind": o.object.kind,
+                    "namespace": o.object.namespace, "name": o.object.name,
+                    "version": o.version, "state": o.state, "diff": o.diff,
+                    "desired": o.desired, "live": o.live,
                 })
-                .collect();
-            Json(json!({"application": d.application, "revision": d.revision, "inSync": d.in_sync(), "objects": objects}))
-                .into_response()
-        }
-        Err(e) => agent_error(e),
-    }
+            })
+            .collect();
+        json!({"application": d.application, "revision": d.revision, "inSync": d.in_sync(), "objects": objects})
+    }))
 }
 
 async fn history(
@@ -263,10 +266,7 @@ async fn history(
     Path(name): Path<String>,
 ) -> Response {
     authorize!(s, headers, false);
-    match s.agent.history(&name) {
-        Ok(h) => Json(json!({"items": h})).into_response(),
-        Err(e) => agent_error(e),
-    }
+    reply(s.agent.history(&name).map(|h| json!({"items": h})))
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -286,6 +286,14 @@ fn body<T: for<'de> Deserialize<'de> + Default>(bytes: &Bytes) -> Result<T, Box<
         .map_err(|e| Box::new(error(StatusCode::BAD_REQUEST, format!("request body: {e}"))))
 }
 
+/// The JSON of an agent call's result, or its error with a status and hint.
+fn reply<T: serde::Serialize>(result: Result<T, AgentError>) -> Response {
+    match result {
+        Ok(value) => Json(value).into_response(),
+        Err(e) => agent_error(e),
+    }
+}
+
 async fn sync(
     State(s): State<AppState>,
     headers: HeaderMap,
@@ -293,18 +301,12 @@ async fn sync(
     raw: Bytes,
 ) -> Response {
     authorize!(s, headers, true);
-    let b: SyncBody = match body(&raw) {
-        Ok(b) => b,
-        Err(r) => return *r,
-    };
-    match s
-        .agent
-        .sync(&name, b.revision.as_deref(), b.prune, b.dry_run)
-        .await
-    {
-        Ok(r) => Json(r).into_response(),
-        Err(e) => agent_error(e),
-    }
+    let b: SyncBody = body!(raw);
+    reply(
+        s.agent
+            .sync(&name, b.revision.as_deref(), b.prune, b.dry_run)
+            .await,
+    )
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -321,14 +323,8 @@ async fn rollback(
     raw: Bytes,
 ) -> Response {
     authorize!(s, headers, true);
-    let b: RollbackBody = match body(&raw) {
-        Ok(b) => b,
-        Err(r) => return *r,
-    };
-    match s.agent.rollback(&name, &b.revision).await {
-        Ok(r) => Json(r).into_response(),
-        Err(e) => agent_error(e),
-    }
+    let b: RollbackBody = body!(raw);
+    reply(s.agent.rollback(&name, &b.revision).await)
 }
 
 async fn resume(
@@ -337,10 +333,11 @@ async fn resume(
     Path(name): Path<String>,
 ) -> Response {
     authorize!(s, headers, true);
-    match s.agent.resume(&name) {
-        Ok(was) => Json(json!({"resumed": true, "wasSuspended": was})).into_response(),
-        Err(e) => agent_error(e),
-    }
+    reply(
+        s.agent
+            .resume(&name)
+            .map(|was| json!({"resumed": true, "wasSuspended": was})),
+    )
 }
 
 async fn refresh(

@@ -30,6 +30,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use plumb_agent::{AppStatus, HistoryEntry, Page, Phase, Role};
+use plumb_kube::textdiff::LineKind;
 use plumb_model::{HealthStatus, SyncStatus};
 use serde::Deserialize;
 use serde_json::Value;
@@ -1003,16 +1004,12 @@ fn object_diff_view(o: &plumb_kube::ObjectDiff) -> ObjectDiffView {
         .iter()
         .take(MAX_DIFF_LINES)
         .map(|l| DiffLine {
-            class: if l.starts_with("+++") || l.starts_with("---") {
-                "file"
-            } else if l.starts_with('+') {
-                "add"
-            } else if l.starts_with('-') {
-                "del"
-            } else if l.starts_with("@@") {
-                "hunk"
-            } else {
-                "ctx"
+            class: match LineKind::of(l) {
+                LineKind::File => "file",
+                LineKind::Added => "add",
+                LineKind::Removed => "del",
+                LineKind::Hunk => "hunk",
+                LineKind::Context => "ctx",
             },
             text: (*l).to_string(),
         })

@@ -59,7 +59,7 @@ fn declared() -> Graph {
 
 #[test]
 fn the_documented_crate_graph_is_the_real_one() {
-    let doc = std::fs::read_to_string(plumb_testenv::repo_root().join("docs/ARCHITECTURE.md"))
-        .unwrap();
+    let doc =
+        std::fs::read_to_string(plumb_testenv::repo_root().join("docs/ARCHITECTURE.md")).unwrap();
     assert_eq!(documented(&doc), declared());
 }
