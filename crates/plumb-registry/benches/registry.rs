@@ -86,6 +86,13 @@ async fn wait_ready(base: &str) {
     panic!("{base} did not come up");
 }
 
+/// The server `child`, listening on `port`, once it answers.
+async fn running(name: &'static str, child: Child, port: u16) -> Server {
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(&base).await;
+    Server { name, child, base }
+}
+
 async fn start_plumb(bin: &Path, dir: &Path, fsync: bool) -> Server {
     let port = free_port();
     let cfg = dir.join("plumb.yaml");
@@ -101,13 +108,8 @@ async fn start_plumb(bin: &Path, dir: &Path, fsync: bool) -> Server {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    wait_ready(&base).await;
-    Server {
-        name: if fsync { "plumb" } else { "plumb (fsync off)" },
-        child,
-        base,
-    }
+    let name = if fsync { "plumb" } else { "plumb (fsync off)" };
+    running(name, child, port).await
 }
 
 async fn start_distribution(bin: &Path, dir: &Path) -> Server {
@@ -129,13 +131,7 @@ async fn start_distribution(bin: &Path, dir: &Path) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    wait_ready(&base).await;
-    Server {
-        name: "distribution",
-        child,
-        base,
-    }
+    running("distribution", child, port).await
 }
 
 #[derive(Clone, Copy)]
