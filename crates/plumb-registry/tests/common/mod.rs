@@ -359,6 +359,7 @@ impl Http {
         self.req(reqwest::Method::POST, path).send().unwrap()
     }
 
+    /// DELETE what `path` names.
     pub fn delete(&self, path: &str) -> reqwest::blocking::Response {
         self.req(reqwest::Method::DELETE, path).send().unwrap()
     }
@@ -370,6 +371,7 @@ impl Http {
     }
 }
 
+/// The OCI image index media type.
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
 /// An image index with one child manifest of `size` bytes.
