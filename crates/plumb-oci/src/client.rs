@@ -127,6 +127,18 @@ fn challenge_param(header: &str, name: &str) -> Option<String> {
     Some(header[start..start + end].to_owned())
 }
 
+/// The digest of `bytes` fetched as `expected`, or the mismatch.
+fn fetched_digest(expected: &Digest, bytes: &[u8]) -> Result<Digest, ClientError> {
+    let actual = Digest::of(expected.algorithm(), bytes);
+    if &actual != expected {
+        return Err(ClientError::DigestMismatch {
+            expected: expected.clone(),
+            actual,
+        });
+    }
+    Ok(actual)
+}
+
 impl RegistryClient {
     /// A client with `options`. The process's rustls crypto provider must be
     /// installed first (see [`install_crypto_provider`]).
@@ -340,13 +352,7 @@ impl RegistryClient {
             .to_owned();
         let bytes = resp.bytes().await?;
         let digest = match key.parse::<Digest>() {
-            Ok(expected) => {
-                let actual = Digest::of(expected.algorithm(), &bytes);
-                if actual != expected {
-                    return Err(ClientError::DigestMismatch { expected, actual });
-                }
-                actual
-            }
+            Ok(expected) => fetched_digest(&expected, &bytes)?,
             Err(_) => Digest::sha256_of(&bytes),
         };
         Ok(FetchedManifest {
@@ -542,13 +548,7 @@ impl RegistryClient {
             return Err(Self::fail("GET", resp).await);
         }
         let bytes = resp.bytes().await?;
-        let actual = Digest::of(digest.algorithm(), &bytes);
-        if &actual != digest {
-            return Err(ClientError::DigestMismatch {
-                expected: digest.clone(),
-                actual,
-            });
-        }
+        fetched_digest(digest, &bytes)?;
         Ok(bytes)
     }
 

@@ -86,6 +86,13 @@ async fn wait_ready(base: &str) {
     panic!("{base} did not come up");
 }
 
+/// The server `child`, listening on `port`, once it answers.
+async fn running(name: &'static str, child: Child, port: u16) -> Server {
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(&base).await;
+    Server { name, child, base }
+}
+
 async fn start_plumb(bin: &Path, dir: &Path, fsync: bool) -> Server {
     let port = free_port();
     let cfg = dir.join("plumb.yaml");
@@ -101,13 +108,8 @@ async fn start_plumb(bin: &Path, dir: &Path, fsync: bool) -> Server {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    wait_ready(&base).await;
-    Server {
-        name: if fsync { "plumb" } else { "plumb (fsync off)" },
-        child,
-        base,
-    }
+    let name = if fsync { "plumb" } else { "plumb (fsync off)" };
+    running(name, child, port).await
 }
 
 async fn start_distribution(bin: &Path, dir: &Path) -> Server {
@@ -129,13 +131,7 @@ async fn start_distribution(bin: &Path, dir: &Path) -> Server {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    wait_ready(&base).await;
-    Server {
-        name: "distribution",
-        child,
-        base,
-    }
+    running("distribution", child, port).await
 }
 
 #[derive(Clone, Copy)]
@@ -412,49 +408,51 @@ async fn manifest_workload(server: &Server, count: usize, concurrency: usize) ->
         .map(|c| c.to_vec())
         .collect();
 
-    let start = Instant::now();
-    let mut tasks = vec![];
-    for chunk in chunks.clone() {
-        let (c, base) = (c.clone(), server.base.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut lat = vec![];
-            for (tag, m) in chunk {
-                let t = Instant::now();
-                let r = c
-                    .put(format!("{base}/v2/{repo}/manifests/{tag}"))
-                    .header("content-type", "application/vnd.oci.image.manifest.v1+json")
-                    .body(m)
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
-                lat.push(t.elapsed());
-            }
-            lat
-        }));
-    }
-    let mut lat = vec![];
-    for t in tasks {
-        lat.extend(t.await.unwrap());
-    }
-    let push = stat(&mut lat, total, start.elapsed());
+    let (client, base) = (c.clone(), server.base.clone());
+    let push = concurrently(chunks.clone(), total, move |tag, m| {
+        let put = client
+            .put(format!("{base}/v2/{repo}/manifests/{tag}"))
+            .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+            .body(m);
+        async move {
+            let r = put.send().await.unwrap();
+            assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+        }
+    })
+    .await;
 
+    let (client, base) = (c.clone(), server.base.clone());
+    let pull = concurrently(chunks, total, move |tag, m| {
+        let get = client
+            .get(format!("{base}/v2/{repo}/manifests/{tag}"))
+            .header("accept", "application/vnd.oci.image.manifest.v1+json");
+        async move {
+            let r = get.send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            assert_eq!(r.bytes().await.unwrap(), m);
+        }
+    })
+    .await;
+    (push, pull)
+}
+
+/// Run `op` on every (tag, manifest) of every chunk, one task a chunk, all
+/// chunks at once; times each call (from building its request to the last
+/// check) and the whole, over `bytes` moved.
+async fn concurrently<F, Fut>(chunks: Vec<Vec<(String, Bytes)>>, bytes: u64, op: F) -> Stat
+where
+    F: Fn(String, Bytes) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     let start = Instant::now();
     let mut tasks = vec![];
     for chunk in chunks {
-        let (c, base) = (c.clone(), server.base.clone());
+        let op = op.clone();
         tasks.push(tokio::spawn(async move {
             let mut lat = vec![];
             for (tag, m) in chunk {
                 let t = Instant::now();
-                let r = c
-                    .get(format!("{base}/v2/{repo}/manifests/{tag}"))
-                    .header("accept", "application/vnd.oci.image.manifest.v1+json")
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), 200);
-                assert_eq!(r.bytes().await.unwrap(), m);
+                op(tag, m).await;
                 lat.push(t.elapsed());
             }
             lat
@@ -464,8 +462,7 @@ async fn manifest_workload(server: &Server, count: usize, concurrency: usize) ->
     for t in tasks {
         lat.extend(t.await.unwrap());
     }
-    let pull = stat(&mut lat, total, start.elapsed());
-    (push, pull)
+    stat(&mut lat, bytes, start.elapsed())
 }
 
 /// The machine's limits for the same bytes, blob by blob: sha256 of each

@@ -215,6 +215,21 @@ fn blob_created(repo: &RepositoryName, d: &Digest) -> Response {
     r
 }
 
+/// `response` with the headers a blob's HEAD and GET both carry: the length
+/// of what is sent, its type and the blob's digest.
+#[inline]
+fn blob_response(response: impl IntoResponse, len: u64, d: &Digest) -> Response {
+    let mut r = response.into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_LENGTH, hv(&len.to_string()));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert("docker-content-digest", hv(&d.to_string()));
+    r
+}
+
 /// Read a whole body, refusing more than `limit` bytes (413).
 async fn read_limited(body: Body, limit: u64, what: &'static str) -> Result<bytes::Bytes> {
     use futures_util::StreamExt as _;
@@ -435,15 +450,7 @@ async fn handle(
             let d = digest(d)?;
             if m == Method::HEAD {
                 let size = registry.blob_size(&repo, &d)?;
-                let mut r = StatusCode::OK.into_response();
-                let h = r.headers_mut();
-                h.insert(header::CONTENT_LENGTH, hv(&size.to_string()));
-                h.insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/octet-stream"),
-                );
-                h.insert("docker-content-digest", hv(&d.to_string()));
-                return Ok(r);
+                return Ok(blob_response(StatusCode::OK, size, &d));
             }
             let (file, size) = registry.blob_open(&repo, &d)?;
             let (status, start, len, range) = match byte_range(headers, size)
@@ -458,14 +465,8 @@ async fn handle(
                 None => (StatusCode::OK, 0, size, None),
             };
             let stream = file_stream(file, start, len);
-            let mut r = (status, Body::from_stream(stream)).into_response();
+            let mut r = blob_response((status, Body::from_stream(stream)), len, &d);
             let h = r.headers_mut();
-            h.insert(header::CONTENT_LENGTH, hv(&len.to_string()));
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            );
-            h.insert("docker-content-digest", hv(&d.to_string()));
             h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
             if let Some((s, e)) = range {
                 h.insert(header::CONTENT_RANGE, hv(&format!("bytes {s}-{e}/{size}")));

@@ -34,7 +34,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use plumb_oci::Digest;
-use redb::{ReadableDatabase as _, ReadableTable as _, TableDefinition};
+use redb::{ReadableDatabase as _, ReadableTable, TableDefinition};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::RegistryError;
@@ -116,6 +117,60 @@ fn last_part(key: &str) -> &str {
     key.rsplit('\0').next().unwrap_or(key)
 }
 
+/// The entries of `table` under `prefix\0`, in key order.
+fn under<'t, V: redb::Value + 'static>(
+    table: &'t impl ReadableTable<&'static str, V>,
+    prefix: &str,
+) -> Result<redb::Range<'t, &'static str, V>> {
+    let (a, b) = prefix_range(prefix);
+    Ok(table.range(a.as_str()..b.as_str())?)
+}
+
+/// The tags of `repo` (in `tags`) that name `digest`, in name order.
+fn tags_naming(
+    tags: &impl ReadableTable<&'static str, &'static [u8]>,
+    repo: &str,
+    digest: &Digest,
+) -> Result<Vec<String>> {
+    let mut naming = vec![];
+    for item in under(tags, repo)? {
+        let (k, v) = item?;
+        let rec: TagRecord = serde_json::from_slice(v.value())?;
+        if &rec.digest == digest {
+            naming.push(last_part(k.value()).to_owned());
+        }
+    }
+    Ok(naming)
+}
+
+/// The JSON record `table` holds under `key`, decoded.
+#[inline]
+fn get_record<T: DeserializeOwned>(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<Option<T>> {
+    Ok(match table.get(key)? {
+        Some(v) => Some(serde_json::from_slice(v.value())?),
+        None => None,
+    })
+}
+
+/// The entries of `entries` whose key `name` accepts, each named by it and
+/// with its JSON record decoded; the others are skipped undecoded.
+fn records<K, T: DeserializeOwned>(
+    entries: redb::Range<'_, &'static str, &'static [u8]>,
+    name: impl Fn(&str) -> Option<K>,
+) -> Result<Vec<(K, T)>> {
+    let mut out = vec![];
+    for item in entries {
+        let (k, v) = item?;
+        if let Some(name) = name(k.value()) {
+            out.push((name, serde_json::from_slice(v.value())?));
+        }
+    }
+    Ok(out)
+}
+
 /// The metadata store.
 #[derive(Debug)]
 pub struct Metadata {
@@ -161,11 +216,7 @@ impl Metadata {
     /// The blob's record, if the store holds it.
     pub fn blob(&self, digest: &Digest) -> Result<Option<BlobRecord>> {
         let txn = self.db.begin_read()?;
-        let t = txn.open_table(BLOBS)?;
-        Ok(match t.get(digest.to_string().as_str())? {
-            Some(v) => Some(serde_json::from_slice(v.value())?),
-            None => None,
-        })
+        get_record(&txn.open_table(BLOBS)?, &digest.to_string())
     }
 
     /// Whether `repo` holds blob `digest`; returns its size.
@@ -176,10 +227,8 @@ impl Metadata {
             return Ok(None);
         }
         let blobs = txn.open_table(BLOBS)?;
-        Ok(match blobs.get(digest.to_string().as_str())? {
-            Some(v) => Some(serde_json::from_slice::<BlobRecord>(v.value())?.size),
-            None => None,
-        })
+        let rec: Option<BlobRecord> = get_record(&blobs, &digest.to_string())?;
+        Ok(rec.map(|r| r.size))
     }
 
     /// Record a published blob and link it into `repo`.
@@ -223,13 +272,7 @@ impl Metadata {
     /// Intents left by uploads a crash interrupted.
     pub fn intents(&self) -> Result<Vec<(String, BlobIntent)>> {
         let txn = self.db.begin_read()?;
-        let t = txn.open_table(INTENTS)?;
-        let mut out = vec![];
-        for item in t.iter()? {
-            let (k, v) = item?;
-            out.push((k.value().to_owned(), serde_json::from_slice(v.value())?));
-        }
-        Ok(out)
+        records(txn.open_table(INTENTS)?.iter()?, |k| Some(k.to_owned()))
     }
 
     fn record_blob(
@@ -267,10 +310,9 @@ impl Metadata {
         {
             let mut blobs = txn.open_table(BLOBS)?;
             let key = digest.to_string();
-            let Some(rec) = blobs.get(key.as_str())?.map(|v| v.value().to_vec()) else {
+            let Some(mut rec) = get_record::<BlobRecord>(&blobs, &key)? else {
                 return Ok(false);
             };
-            let mut rec: BlobRecord = serde_json::from_slice(&rec)?;
             rec.touched = now;
             let rec = serde_json::to_vec(&rec)?;
             blobs.insert(key.as_str(), rec.as_slice())?;
@@ -337,10 +379,7 @@ impl Metadata {
             }
             let mut tags = txn.open_table(TAGS)?;
             for tag in tag_names {
-                let current = match tags.get(k2(repo, tag).as_str())? {
-                    Some(v) => Some(serde_json::from_slice::<TagRecord>(v.value())?),
-                    None => None,
-                };
+                let current: Option<TagRecord> = get_record(&tags, &k2(repo, tag))?;
                 check_tag(tag, current.as_ref())?;
                 if current.as_ref().map(|c| &c.digest) != Some(digest) {
                     let rec = serde_json::to_vec(&TagRecord {
@@ -381,11 +420,7 @@ impl Metadata {
     /// A manifest's record.
     pub fn manifest(&self, repo: &str, digest: &Digest) -> Result<Option<ManifestRecord>> {
         let txn = self.db.begin_read()?;
-        let t = txn.open_table(MANIFESTS)?;
-        Ok(match t.get(k2(repo, &digest.to_string()).as_str())? {
-            Some(v) => Some(serde_json::from_slice(v.value())?),
-            None => None,
-        })
+        get_record(&txn.open_table(MANIFESTS)?, &k2(repo, &digest.to_string()))
     }
 
     /// A manifest's record and bytes.
@@ -396,11 +431,9 @@ impl Metadata {
     ) -> Result<Option<(ManifestRecord, Vec<u8>)>> {
         let txn = self.db.begin_read()?;
         let key = k2(repo, &digest.to_string());
-        let records = txn.open_table(MANIFESTS)?;
-        let Some(rec) = records.get(key.as_str())? else {
+        let Some(rec) = get_record::<ManifestRecord>(&txn.open_table(MANIFESTS)?, &key)? else {
             return Ok(None);
         };
-        let rec: ManifestRecord = serde_json::from_slice(rec.value())?;
         let content = txn.open_table(MANIFEST_BYTES)?;
         let Some(bytes) = content.get(key.as_str())? else {
             return Ok(None);
@@ -411,42 +444,21 @@ impl Metadata {
     /// A tag's record.
     pub fn tag(&self, repo: &str, tag: &str) -> Result<Option<TagRecord>> {
         let txn = self.db.begin_read()?;
-        let t = txn.open_table(TAGS)?;
-        Ok(match t.get(k2(repo, tag).as_str())? {
-            Some(v) => Some(serde_json::from_slice(v.value())?),
-            None => None,
-        })
+        get_record(&txn.open_table(TAGS)?, &k2(repo, tag))
     }
 
     /// All tags of `repo`, sorted by name.
     pub fn tags(&self, repo: &str) -> Result<Vec<(String, TagRecord)>> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(TAGS)?;
-        let (a, b) = prefix_range(repo);
-        let mut out = vec![];
-        for item in t.range(a.as_str()..b.as_str())? {
-            let (k, v) = item?;
-            out.push((
-                last_part(k.value()).to_owned(),
-                serde_json::from_slice(v.value())?,
-            ));
-        }
-        Ok(out)
+        records(under(&t, repo)?, |k| Some(last_part(k).to_owned()))
     }
 
     /// All manifests of `repo`.
     pub fn manifests(&self, repo: &str) -> Result<Vec<(Digest, ManifestRecord)>> {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(MANIFESTS)?;
-        let (a, b) = prefix_range(repo);
-        let mut out = vec![];
-        for item in t.range(a.as_str()..b.as_str())? {
-            let (k, v) = item?;
-            if let Ok(d) = last_part(k.value()).parse() {
-                out.push((d, serde_json::from_slice(v.value())?));
-            }
-        }
-        Ok(out)
+        records(under(&t, repo)?, |k| last_part(k).parse().ok())
     }
 
     /// Whether the repository has ever received content.
@@ -471,9 +483,8 @@ impl Metadata {
         let txn = self.db.begin_read()?;
         let refs = txn.open_table(REFERRERS)?;
         let manifests = txn.open_table(MANIFESTS)?;
-        let (a, b) = prefix_range(&k2(repo, &subject.to_string()));
         let mut out = vec![];
-        for item in refs.range(a.as_str()..b.as_str())? {
+        for item in under(&refs, &k2(repo, &subject.to_string()))? {
             let (k, _) = item?;
             let Ok(d) = last_part(k.value()).parse::<Digest>() else {
                 continue;
@@ -495,17 +506,7 @@ impl Metadata {
     ) -> Result<bool> {
         let txn = self.db.begin_write()?;
         {
-            let tags = txn.open_table(TAGS)?;
-            let (a, b) = prefix_range(repo);
-            let mut naming = vec![];
-            for item in tags.range(a.as_str()..b.as_str())? {
-                let (k, v) = item?;
-                let rec: TagRecord = serde_json::from_slice(v.value())?;
-                if &rec.digest == digest {
-                    naming.push(last_part(k.value()).to_owned());
-                }
-            }
-            drop(tags);
+            let naming = tags_naming(&txn.open_table(TAGS)?, repo, digest)?;
             check(&naming)?;
             if !Self::remove_manifest_in(&txn, repo, digest, &naming)? {
                 return Ok(false);
@@ -573,13 +574,10 @@ impl Metadata {
         let txn = self.db.begin_write()?;
         {
             let mut tags = txn.open_table(TAGS)?;
-            let Some(raw) = tags
-                .get(k2(repo, tag).as_str())?
-                .map(|v| v.value().to_vec())
-            else {
+            let Some(rec) = get_record(&tags, &k2(repo, tag))? else {
                 return Ok(false);
             };
-            if !decide(&serde_json::from_slice(&raw)?)? {
+            if !decide(&rec)? {
                 return Ok(false);
             }
             tags.remove(k2(repo, tag).as_str())?;
@@ -604,13 +602,11 @@ impl Metadata {
         let txn = self.db.begin_write()?;
         {
             let manifests = txn.open_table(MANIFESTS)?;
-            let Some(raw) = manifests
-                .get(k2(repo, &digest.to_string()).as_str())?
-                .map(|v| v.value().to_vec())
+            let Some(rec) =
+                get_record::<ManifestRecord>(&manifests, &k2(repo, &digest.to_string()))?
             else {
                 return Ok(false);
             };
-            let rec: ManifestRecord = serde_json::from_slice(&raw)?;
             if rec.pushed_at >= older_than {
                 return Ok(false);
             }
@@ -621,24 +617,12 @@ impl Metadata {
                 return Ok(false);
             }
             drop(manifests);
-            let tags = txn.open_table(TAGS)?;
-            let (a, b) = prefix_range(repo);
-            let mut naming = vec![];
-            for item in tags.range(a.as_str()..b.as_str())? {
-                let (k, v) = item?;
-                let t: TagRecord = serde_json::from_slice(v.value())?;
-                if &t.digest == digest {
-                    let name = last_part(k.value()).to_owned();
-                    if !removable_tags.contains(&name) {
-                        return Ok(false);
-                    }
-                    naming.push(name);
-                }
+            let naming = tags_naming(&txn.open_table(TAGS)?, repo, digest)?;
+            if naming.iter().any(|name| !removable_tags.contains(name)) {
+                return Ok(false);
             }
-            drop(tags);
             let users = txn.open_table(BLOB_USERS)?;
-            let (a, b) = prefix_range(&k2(&digest.to_string(), repo));
-            for item in users.range(a.as_str()..b.as_str())? {
+            for item in under(&users, &k2(&digest.to_string(), repo))? {
                 let (k, _) = item?;
                 if last_part(k.value()) != digest.to_string() {
                     return Ok(false);
@@ -654,23 +638,14 @@ impl Metadata {
     /// Every stored blob.
     pub fn blobs(&self) -> Result<Vec<(Digest, BlobRecord)>> {
         let txn = self.db.begin_read()?;
-        let t = txn.open_table(BLOBS)?;
-        let mut out = vec![];
-        for item in t.iter()? {
-            let (k, v) = item?;
-            if let Ok(d) = k.value().parse() {
-                out.push((d, serde_json::from_slice(v.value())?));
-            }
-        }
-        Ok(out)
+        records(txn.open_table(BLOBS)?.iter()?, |k| k.parse().ok())
     }
 
     /// Whether any manifest references `digest`.
     pub fn blob_in_use(&self, digest: &Digest) -> Result<bool> {
         let txn = self.db.begin_read()?;
         let users = txn.open_table(BLOB_USERS)?;
-        let (a, b) = prefix_range(&digest.to_string());
-        Ok(users.range(a.as_str()..b.as_str())?.next().is_some())
+        Ok(under(&users, &digest.to_string())?.next().is_some())
     }
 
     /// Remove a blob's record and every repository link to it, if no manifest
@@ -687,10 +662,9 @@ impl Metadata {
             }
             drop(users);
             let mut blobs = txn.open_table(BLOBS)?;
-            let Some(raw) = blobs.get(key.as_str())?.map(|v| v.value().to_vec()) else {
+            let Some(rec) = get_record::<BlobRecord>(&blobs, &key)? else {
                 return Ok(None);
             };
-            let rec: BlobRecord = serde_json::from_slice(&raw)?;
             if rec.touched >= older_than {
                 return Ok(None);
             }

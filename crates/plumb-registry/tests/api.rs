@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::{READER, READER_PASSWORD, TestRegistry, error_code};
+use common::{
+    OCI_INDEX, READER, READER_PASSWORD, TestRegistry, assert_refused, error_code, index_of,
+};
 use plumb_oci::Digest;
 use reqwest::Method;
 
@@ -39,15 +41,9 @@ fn git_sha_and_version_tags_are_immutable() {
             first.to_string()
         );
         // Nor can it be deleted through the API to be re-pointed.
-        let r = h
-            .req(Method::DELETE, &format!("/v2/app/manifests/{tag}"))
-            .send()
-            .unwrap();
+        let r = h.delete(&format!("/v2/app/manifests/{tag}"));
         assert_eq!(r.status(), 409);
-        let r = h
-            .req(Method::DELETE, &format!("/v2/app/manifests/{first}"))
-            .send()
-            .unwrap();
+        let r = h.delete(&format!("/v2/app/manifests/{first}"));
         assert_eq!(r.status(), 409);
     }
     // Ordinary tags move freely.
@@ -104,16 +100,8 @@ fn credentials_and_roles() {
     // The read role pulls but cannot push or delete.
     let reader = reg.http().with_user(READER, READER_PASSWORD);
     assert_eq!(reader.get("/v2/team/app/manifests/v1.0.0").status(), 200);
-    let r = reader
-        .req(Method::POST, "/v2/team/app/blobs/uploads/")
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 403);
-    assert_eq!(error_code(&r.text().unwrap()), "DENIED");
-    let r = reader
-        .req(Method::DELETE, "/v2/team/app/manifests/v1.0.0")
-        .send()
-        .unwrap();
+    assert_refused(reader.post("/v2/team/app/blobs/uploads/"), 403, "DENIED");
+    let r = reader.delete("/v2/team/app/manifests/v1.0.0");
     assert_eq!(r.status(), 403);
 }
 
@@ -147,35 +135,27 @@ fn wrong_digest_is_refused_and_nothing_is_stored() {
         .body(b"actual bytes".to_vec())
         .send()
         .unwrap();
-    assert_eq!(r.status(), 400);
-    assert_eq!(error_code(&r.text().unwrap()), "DIGEST_INVALID");
+    assert_refused(r, 400, "DIGEST_INVALID");
     // POST then PUT.
+    let loc = h.start_upload("app");
     let r = h
-        .req(Method::POST, "/v2/app/blobs/uploads/")
-        .send()
-        .unwrap();
-    let loc = r.headers()["location"].to_str().unwrap().to_owned();
-    let r = h
-        .req(Method::PUT, &format!("{}{loc}?digest={wrong}", h.base))
+        .req(Method::PUT, &format!("{loc}?digest={wrong}"))
         .body(b"actual bytes".to_vec())
         .send()
         .unwrap();
-    assert_eq!(r.status(), 400);
-    assert_eq!(error_code(&r.text().unwrap()), "DIGEST_INVALID");
+    assert_refused(r, 400, "DIGEST_INVALID");
     // A malformed digest.
     let r = h
         .req(Method::POST, "/v2/app/blobs/uploads/?digest=sha256:xyz")
         .body(b"a".to_vec())
         .send()
         .unwrap();
-    assert_eq!(r.status(), 400);
-    assert_eq!(error_code(&r.text().unwrap()), "DIGEST_INVALID");
+    assert_refused(r, 400, "DIGEST_INVALID");
     // A manifest PUT by a digest that is not its own.
     let (_, body) = h.push_image("app", "x", &[b"l"]);
     let before_manifest = reg.blob_files();
     let r = h.put_manifest("app", &wrong.to_string(), &body);
-    assert_eq!(r.status(), 400);
-    assert_eq!(error_code(&r.text().unwrap()), "DIGEST_INVALID");
+    assert_refused(r, 400, "DIGEST_INVALID");
     assert_eq!(reg.blob_files(), before_manifest);
     assert_eq!(h.get(&format!("/v2/app/blobs/{wrong}")).status(), 404);
     assert!(before.is_empty());
@@ -193,9 +173,11 @@ fn oversized_and_malformed_manifests() {
     let reg = TestRegistry::start();
     let h = reg.http();
     let big = format!(r#"{{"schemaVersion":2,"pad":"{}"}}"#, "x".repeat(5 << 20));
-    let r = h.put_manifest("app", "big", big.as_bytes());
-    assert_eq!(r.status(), 413);
-    assert_eq!(error_code(&r.text().unwrap()), "SIZE_INVALID");
+    assert_refused(
+        h.put_manifest("app", "big", big.as_bytes()),
+        413,
+        "SIZE_INVALID",
+    );
     for bad in [
         &b"not json"[..],
         b"[1,2]",
@@ -233,15 +215,8 @@ fn manifests_naming_missing_blobs_are_refused() {
     let r = h.put_manifest("app", "v", m.as_bytes());
     assert_eq!(error_code(&r.text().unwrap()), "MANIFEST_BLOB_UNKNOWN");
     // An index naming a missing child manifest.
-    let idx = format!(
-        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{missing}","size":5}}]}}"#
-    );
-    let r = h
-        .req(Method::PUT, "/v2/app/manifests/idx")
-        .header("content-type", "application/vnd.oci.image.index.v1+json")
-        .body(idx)
-        .send()
-        .unwrap();
+    let idx = index_of(&missing, 5);
+    let r = h.put_manifest_as("app", "idx", OCI_INDEX, idx.as_bytes());
     assert_eq!(error_code(&r.text().unwrap()), "MANIFEST_BLOB_UNKNOWN");
     assert_eq!(
         h.get("/v2/app/tags/list")
@@ -278,10 +253,7 @@ fn invalid_repository_names_are_refused() {
         let r = h.get(&format!("/v2/{name}/tags/list"));
         assert_eq!(r.status(), 400, "{name}");
         assert_eq!(error_code(&r.text().unwrap()), "NAME_INVALID", "{name}");
-        let r = h
-            .req(Method::POST, &format!("/v2/{name}/blobs/uploads/"))
-            .send()
-            .unwrap();
+        let r = h.post(&format!("/v2/{name}/blobs/uploads/"));
         assert_eq!(r.status(), 400, "{name}");
     }
     assert!(!reg.root().join("a").exists() && !reg.dir.path().join("b").exists());
@@ -300,11 +272,7 @@ fn base64_creds() -> String {
 fn out_of_order_chunks_get_416_and_change_nothing() {
     let reg = TestRegistry::start();
     let h = reg.http();
-    let r = h
-        .req(Method::POST, "/v2/app/blobs/uploads/")
-        .send()
-        .unwrap();
-    let loc = format!("{}{}", h.base, r.headers()["location"].to_str().unwrap());
+    let loc = h.start_upload("app");
     let patch = |range: &str, body: &[u8]| {
         h.req(Method::PATCH, &loc)
             .header("content-range", range)
@@ -317,9 +285,7 @@ fn out_of_order_chunks_get_416_and_change_nothing() {
     assert_eq!(r.status(), 202);
     assert_eq!(r.headers()["range"].to_str().unwrap(), "0-4");
     // A chunk that skips ahead, and one that overlaps.
-    let r = patch("10-14", b"world");
-    assert_eq!(r.status(), 416);
-    assert_eq!(error_code(&r.text().unwrap()), "BLOB_UPLOAD_INVALID");
+    assert_refused(patch("10-14", b"world"), 416, "BLOB_UPLOAD_INVALID");
     let r = patch("2-6", b"llo, ");
     assert_eq!(r.status(), 416);
     // The upload still holds exactly the first chunk.
@@ -549,11 +515,7 @@ fn large_chunked_uploads_are_hashed_across_chunks() {
         .map(|i| (i * 7 + i / 4096) as u8)
         .collect();
     let upload = |digest: &Digest| {
-        let r = h
-            .req(Method::POST, "/v2/big/blobs/uploads/")
-            .send()
-            .unwrap();
-        let loc = format!("{}{}", h.base, r.headers()["location"].to_str().unwrap());
+        let loc = h.start_upload("big");
         let mut start = 0;
         for chunk in data[..3_000_000].chunks(1_000_000) {
             let r = h
@@ -577,9 +539,7 @@ fn large_chunked_uploads_are_hashed_across_chunks() {
     };
     // The digest of all but the last byte: refused, nothing stored.
     let wrong = Digest::sha256_of(&data[..data.len() - 1]);
-    let r = upload(&wrong);
-    assert_eq!(r.status(), 400);
-    assert_eq!(error_code(&r.text().unwrap()), "DIGEST_INVALID");
+    assert_refused(upload(&wrong), 400, "DIGEST_INVALID");
     assert!(reg.blob_files().is_empty());
     // The right one: published, and it reads back byte for byte.
     let right = Digest::sha256_of(&data);
@@ -622,13 +582,8 @@ fn metrics_count_requests_bytes_refusals_and_gc_without_naming_repositories() {
     let got = h.get(&format!("/v2/team/secret-app/blobs/{d}"));
     assert_eq!(got.status(), 200);
     assert_eq!(got.bytes().unwrap().len(), layer.len());
-    let r = h.req(Method::POST, "/plumb/v1/gc").send().unwrap();
-    assert_eq!(r.status(), 200);
-    let r = h
-        .req(Method::POST, "/plumb/v1/gc?dry_run=true")
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(h.post("/plumb/v1/gc").status(), 200);
+    assert_eq!(h.post("/plumb/v1/gc?dry_run=true").status(), 200);
 
     let reader = reg.http().with_user(READER, READER_PASSWORD);
     let r = reader.get("/metrics");

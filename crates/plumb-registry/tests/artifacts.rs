@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
-use common::{TestRegistry, run, tool};
+use common::{TestRegistry, rt, run, tool};
 use plumb_oci::RepositoryName;
 use plumb_oci::artifact::{ArtifactPlan, ArtifactSpec, DEFAULT_ARTIFACT_TYPE};
 
@@ -58,13 +58,6 @@ fn spec(dir: &Path, epoch: Option<i64>) -> ArtifactSpec {
         git_dir: dir.to_owned(),
         source_date_epoch: epoch,
     }
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 #[test]

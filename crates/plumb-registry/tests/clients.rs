@@ -46,13 +46,26 @@ fn make_layout(dir: &Path, tag: &str, payload: &str) -> (Digest, BTreeMap<String
         layer.len()
     )
     .into_bytes();
+    write_layout(dir, tag, manifest, &[layer, config])
+}
+
+/// Write an OCI image layout whose index names `manifest` as `tag`, with
+/// the blobs it references; returns the manifest digest and every blob
+/// (the manifest too) by digest.
+fn write_layout(
+    dir: &Path,
+    tag: &str,
+    manifest: Vec<u8>,
+    blobs: &[Vec<u8>],
+) -> (Digest, BTreeMap<String, Vec<u8>>) {
     let md = Digest::sha256_of(&manifest);
     let blobs_dir = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs_dir).unwrap();
-    let mut blobs = BTreeMap::new();
-    for (d, b) in [(&ld, &layer), (&cd, &config), (&md, &manifest)] {
+    let mut by_digest = BTreeMap::new();
+    for b in blobs.iter().chain([&manifest]) {
+        let d = Digest::sha256_of(b);
         std::fs::write(blobs_dir.join(d.hex()), b).unwrap();
-        blobs.insert(d.to_string(), b.clone());
+        by_digest.insert(d.to_string(), b.clone());
     }
     std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
     std::fs::write(
@@ -63,7 +76,7 @@ fn make_layout(dir: &Path, tag: &str, payload: &str) -> (Digest, BTreeMap<String
         ),
     )
     .unwrap();
-    (md, blobs)
+    (md, by_digest)
 }
 
 /// Blobs of an OCI layout, by digest.
@@ -108,6 +121,19 @@ fn assert_same_content(
     }
 }
 
+/// The layout at `dst` names manifest `digest` and holds every blob of
+/// `original`, byte-identical.
+#[track_caller]
+fn assert_layout_holds(
+    dst: &Path,
+    digest: &Digest,
+    original: &BTreeMap<String, Vec<u8>>,
+    who: &str,
+) {
+    assert_eq!(layout_manifest_digest(dst), digest.to_string());
+    assert_same_content(original, &layout_blobs(dst), who);
+}
+
 fn crane(reg: &TestRegistry) -> Command {
     let mut c = Command::new(tool("crane"));
     c.env("DOCKER_CONFIG", reg.docker_config())
@@ -132,6 +158,43 @@ fn creds() -> String {
     format!("{USER}:{PASSWORD}")
 }
 
+/// What `client`'s image round trip starts from: a single-layer image tagged
+/// `v1` in an OCI layout under the registry's scratch `src`; returns the
+/// layout, the manifest digest and every blob by digest.
+fn source_image(reg: &TestRegistry, client: &str) -> (PathBuf, Digest, BTreeMap<String, Vec<u8>>) {
+    let src = scratch(reg, "src");
+    let (digest, blobs) = make_layout(&src, "v1", &format!("hello from {client}"));
+    (src, digest, blobs)
+}
+
+/// crane pushes the OCI layout at `src` to `r`.
+fn crane_push(reg: &TestRegistry, src: &Path, r: &str) {
+    run(crane(reg).arg("push").arg(src).arg(r));
+}
+
+/// crane pulls `r` into an OCI layout at `dst`.
+fn crane_pull(reg: &TestRegistry, r: &str, dst: &Path) {
+    run(crane(reg).args(["pull", "--format=oci", r]).arg(dst));
+}
+
+/// skopeo copies the image tagged `v1` in the OCI layout at `src` to `to`
+/// (a `docker://` reference).
+fn skopeo_push(src: &Path, to: &str) {
+    run(skopeo()
+        .args(["copy", "--dest-tls-verify=false", "--dest-creds", &creds()])
+        .arg(format!("oci:{}:v1", src.display()))
+        .arg(to));
+}
+
+/// skopeo copies `from` (a `docker://` reference) into an OCI layout at
+/// `dst`, tagged `v1`.
+fn skopeo_pull(from: &str, dst: &Path) {
+    run(skopeo()
+        .args(["copy", "--src-tls-verify=false", "--src-creds", &creds()])
+        .arg(from)
+        .arg(format!("oci:{}:v1", dst.display())));
+}
+
 fn scratch(reg: &TestRegistry, name: &str) -> PathBuf {
     let p = reg.dir.path().join(name);
     std::fs::create_dir_all(&p).unwrap();
@@ -141,26 +204,23 @@ fn scratch(reg: &TestRegistry, name: &str) -> PathBuf {
 #[test]
 fn crane_pushes_and_pulls_an_image_byte_identical() {
     let reg = TestRegistry::start();
-    let src = scratch(&reg, "src");
-    let (digest, blobs) = make_layout(&src, "v1", "hello from crane");
+    let (src, digest, blobs) = source_image(&reg, "crane");
     let r = format!("{}/clients/crane:v1", reg.host());
-    run(crane(&reg).args(["push"]).arg(&src).arg(&r));
+    crane_push(&reg, &src, &r);
     let out = run(crane(&reg).args(["digest", &r]));
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         digest.to_string()
     );
     let dst = reg.dir.path().join("pulled");
-    run(crane(&reg).args(["pull", "--format=oci", &r]).arg(&dst));
-    assert_eq!(layout_manifest_digest(&dst), digest.to_string());
-    assert_same_content(&blobs, &layout_blobs(&dst), "crane");
+    crane_pull(&reg, &r, &dst);
+    assert_layout_holds(&dst, &digest, &blobs, "crane");
 }
 
 #[test]
 fn oras_pushes_and_pulls_an_image_byte_identical() {
     let reg = TestRegistry::start();
-    let src = scratch(&reg, "src");
-    let (digest, blobs) = make_layout(&src, "v1", "hello from oras");
+    let (src, digest, blobs) = source_image(&reg, "oras");
     let r = format!("{}/clients/oras:v1", reg.host());
     run(oras(&reg)
         .args(["cp", "--to-plain-http", "--from-oci-layout"])
@@ -170,20 +230,15 @@ fn oras_pushes_and_pulls_an_image_byte_identical() {
     run(oras(&reg)
         .args(["cp", "--from-plain-http", "--to-oci-layout", &r])
         .arg(format!("{}:v1", dst.display())));
-    assert_eq!(layout_manifest_digest(&dst), digest.to_string());
-    assert_same_content(&blobs, &layout_blobs(&dst), "oras");
+    assert_layout_holds(&dst, &digest, &blobs, "oras");
 }
 
 #[test]
 fn skopeo_pushes_and_pulls_an_image_byte_identical() {
     let reg = TestRegistry::start();
-    let src = scratch(&reg, "src");
-    let (digest, blobs) = make_layout(&src, "v1", "hello from skopeo");
+    let (src, digest, blobs) = source_image(&reg, "skopeo");
     let r = format!("docker://{}/clients/skopeo:v1", reg.host());
-    run(skopeo()
-        .args(["copy", "--dest-tls-verify=false", "--dest-creds", &creds()])
-        .arg(format!("oci:{}:v1", src.display()))
-        .arg(&r));
+    skopeo_push(&src, &r);
     // The registry holds exactly the manifest skopeo was given.
     let served = reg.http().get("/v2/clients/skopeo/manifests/v1");
     assert_eq!(
@@ -191,12 +246,8 @@ fn skopeo_pushes_and_pulls_an_image_byte_identical() {
         digest.to_string()
     );
     let dst = reg.dir.path().join("pulled");
-    run(skopeo()
-        .args(["copy", "--src-tls-verify=false", "--src-creds", &creds()])
-        .arg(&r)
-        .arg(format!("oci:{}:v1", dst.display())));
-    assert_eq!(layout_manifest_digest(&dst), digest.to_string());
-    assert_same_content(&blobs, &layout_blobs(&dst), "skopeo");
+    skopeo_pull(&r, &dst);
+    assert_layout_holds(&dst, &digest, &blobs, "skopeo");
 }
 
 #[test]
@@ -240,10 +291,7 @@ fn an_artifact_pushed_by_oras_round_trips_through_oras_crane_and_skopeo() {
     assert_eq!(d1, d2);
     // skopeo pulls it into an OCI layout, byte-identical.
     let dst = reg.dir.path().join("skopeo-out");
-    run(skopeo()
-        .args(["copy", "--src-tls-verify=false", "--src-creds", &creds()])
-        .arg(format!("docker://{r}"))
-        .arg(format!("oci:{}:v1", dst.display())));
+    skopeo_pull(&format!("docker://{r}"), &dst);
     let pulled = layout_blobs(&dst);
     assert_eq!(pulled.get(&layer), Some(&payload));
     assert_eq!(
@@ -265,40 +313,17 @@ fn an_artifact_pushed_by_skopeo_and_crane_round_trips() {
         payload.len()
     )
     .into_bytes();
-    let md = Digest::sha256_of(&manifest);
-    std::fs::create_dir_all(src.join("blobs/sha256")).unwrap();
-    let mut blobs = BTreeMap::new();
-    for (d, b) in [(&ld, &payload), (&ed, &empty), (&md, &manifest)] {
-        std::fs::write(src.join("blobs/sha256").join(d.hex()), b).unwrap();
-        blobs.insert(d.to_string(), b.clone());
-    }
-    std::fs::write(src.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    std::fs::write(
-        src.join("index.json"),
-        format!(
-            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{md}","size":{},"annotations":{{"org.opencontainers.image.ref.name":"v1"}}}}]}}"#,
-            manifest.len()
-        ),
-    )
-    .unwrap();
+    let (md, blobs) = write_layout(&src, "v1", manifest, &[payload, empty]);
     // skopeo pushes it and pulls it back.
     let r = format!("{}/clients/skopeo-artifact:v1", reg.host());
-    run(skopeo()
-        .args(["copy", "--dest-tls-verify=false", "--dest-creds", &creds()])
-        .arg(format!("oci:{}:v1", src.display()))
-        .arg(format!("docker://{r}")));
+    skopeo_push(&src, &format!("docker://{r}"));
     let dst = reg.dir.path().join("skopeo-out");
-    run(skopeo()
-        .args(["copy", "--src-tls-verify=false", "--src-creds", &creds()])
-        .arg(format!("docker://{r}"))
-        .arg(format!("oci:{}:v1", dst.display())));
-    assert_eq!(layout_manifest_digest(&dst), md.to_string());
-    assert_same_content(&blobs, &layout_blobs(&dst), "skopeo artifact");
+    skopeo_pull(&format!("docker://{r}"), &dst);
+    assert_layout_holds(&dst, &md, &blobs, "skopeo artifact");
     // crane pushes the same layout elsewhere and pulls it back.
     let r2 = format!("{}/clients/crane-artifact:v1", reg.host());
-    run(crane(&reg).arg("push").arg(&src).arg(&r2));
+    crane_push(&reg, &src, &r2);
     let dst2 = reg.dir.path().join("crane-out");
-    run(crane(&reg).args(["pull", "--format=oci", &r2]).arg(&dst2));
-    assert_eq!(layout_manifest_digest(&dst2), md.to_string());
-    assert_same_content(&blobs, &layout_blobs(&dst2), "crane artifact");
+    crane_pull(&reg, &r2, &dst2);
+    assert_layout_holds(&dst2, &md, &blobs, "crane artifact");
 }

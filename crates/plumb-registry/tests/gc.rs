@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::TestRegistry;
+use common::{OCI_INDEX, TestRegistry, index_of, past_grace, rt};
 use plumb_oci::Digest;
 use plumb_registry::gc::{GcReport, collect_now};
 use reqwest::Method;
@@ -48,13 +48,9 @@ fn untagged_manifests_and_their_unique_blobs_are_collected() {
     h.push_image("app", "keep", &[b"shared", b"kept only"]);
     let (gone, body) = h.push_image("app", "tmp", &[b"shared", b"garbage only"]);
     // Untag it: delete the tag, the manifest stays but nothing names it.
-    let r = h
-        .req(Method::DELETE, "/v2/app/manifests/tmp")
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 202);
+    assert_eq!(h.delete("/v2/app/manifests/tmp").status(), 202);
     assert_eq!(h.get(&format!("/v2/app/manifests/{gone}")).status(), 200);
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    past_grace();
 
     let dry = gc(&reg, true);
     assert!(dry.dry_run);
@@ -95,11 +91,7 @@ fn the_grace_window_protects_fresh_uploads_and_uploads_in_progress() {
     let reg = TestRegistry::start_with("gc:\n  grace: 1h\n");
     let h = reg.http();
     let d = h.push_blob("app", b"uploaded, manifest still coming");
-    let r = h
-        .req(Method::POST, "/v2/app/blobs/uploads/")
-        .send()
-        .unwrap();
-    let loc = format!("{}{}", h.base, r.headers()["location"].to_str().unwrap());
+    let loc = h.start_upload("app");
     let r = h
         .req(Method::PATCH, &loc)
         .body(b"half".to_vec())
@@ -153,10 +145,7 @@ fn signatures_of_deleted_subjects_are_collected() {
     let h = reg.http();
     let key = plumb_oci::cosign::CosignSigningKey::generate().unwrap();
     let client = reg.client();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = rt();
     let mut subjects = vec![];
     for tag in ["live", "doomed"] {
         let (d, _) = h.push_image("signed", tag, &[tag.as_bytes()]);
@@ -172,12 +161,9 @@ fn signatures_of_deleted_subjects_are_collected() {
         subjects.push(d);
     }
     let doomed = &subjects[1];
-    let r = h
-        .req(Method::DELETE, &format!("/v2/signed/manifests/{doomed}"))
-        .send()
-        .unwrap();
+    let r = h.delete(&format!("/v2/signed/manifests/{doomed}"));
     assert_eq!(r.status(), 202);
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    past_grace();
     let report = gc(&reg, false);
     // The bundle referrer and the .sig manifest of the deleted image go.
     assert_eq!(report.manifests.len(), 2, "{report:?}");
@@ -211,25 +197,11 @@ fn an_index_keeps_its_children() {
     let reg = TestRegistry::start_with("gc:\n  grace: 0s\n");
     let h = reg.http();
     let (child, body) = h.push_image("multi", "child-tmp", &[b"amd64 layer"]);
-    let idx = format!(
-        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{child}","size":{}}}]}}"#,
-        body.len()
-    );
-    let r = h
-        .req(Method::PUT, "/v2/multi/manifests/v2.0.0")
-        .header("content-type", "application/vnd.oci.image.index.v1+json")
-        .body(idx)
-        .send()
-        .unwrap();
+    let idx = index_of(&child, body.len());
+    let r = h.put_manifest_as("multi", "v2.0.0", OCI_INDEX, idx.as_bytes());
     assert_eq!(r.status(), 201);
-    assert_eq!(
-        h.req(Method::DELETE, "/v2/multi/manifests/child-tmp")
-            .send()
-            .unwrap()
-            .status(),
-        202
-    );
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(h.delete("/v2/multi/manifests/child-tmp").status(), 202);
+    past_grace();
     let report = gc(&reg, false);
     assert!(report.manifests.is_empty(), "{report:?}");
     pulls_intact(&reg, "multi", &child.to_string());
@@ -276,10 +248,7 @@ fn pushing_while_gc_runs_loses_no_tagged_image() {
                     tagged.push(tag);
                     let junk = format!("junk-{w}-{i}");
                     h.push_image("stress", &junk, &[b"common base", junk.as_bytes()]);
-                    let r = h
-                        .req(Method::DELETE, &format!("/v2/stress/manifests/{junk}"))
-                        .send()
-                        .unwrap();
+                    let r = h.delete(&format!("/v2/stress/manifests/{junk}"));
                     assert_eq!(r.status(), 202);
                     i += 1;
                 }
@@ -321,40 +290,16 @@ fn gc_runs_on_request_in_a_live_registry_for_push_users_only() {
     let h = reg.http();
     h.push_image("live", "keep", &[b"k"]);
     let (gone, _) = h.push_image("live", "tmp", &[b"g"]);
-    assert_eq!(
-        h.req(Method::DELETE, "/v2/live/manifests/tmp")
-            .send()
-            .unwrap()
-            .status(),
-        202
-    );
-    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(h.delete("/v2/live/manifests/tmp").status(), 202);
+    past_grace();
     // The read role may not collect.
     let reader = reg
         .http()
         .with_user(common::READER, common::READER_PASSWORD);
-    assert_eq!(
-        reader
-            .req(Method::POST, "/plumb/v1/gc")
-            .send()
-            .unwrap()
-            .status(),
-        403
-    );
-    assert_eq!(
-        reg.http()
-            .anonymous()
-            .req(Method::POST, "/plumb/v1/gc")
-            .send()
-            .unwrap()
-            .status(),
-        401
-    );
+    assert_eq!(reader.post("/plumb/v1/gc").status(), 403);
+    assert_eq!(reg.http().anonymous().post("/plumb/v1/gc").status(), 401);
     // A dry run lists, and leaves the manifest in place.
-    let r = h
-        .req(Method::POST, "/plumb/v1/gc?dry_run=true")
-        .send()
-        .unwrap();
+    let r = h.post("/plumb/v1/gc?dry_run=true");
     assert_eq!(r.status(), 200);
     let dry: serde_json::Value = r.json().unwrap();
     assert_eq!(dry["dry_run"], true);
@@ -364,11 +309,7 @@ fn gc_runs_on_request_in_a_live_registry_for_push_users_only() {
     );
     assert_eq!(h.get(&format!("/v2/live/manifests/{gone}")).status(), 200);
     // Through the client the CLI uses, for real.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let v = rt
+    let v = rt()
         .block_on(
             reg.client()
                 .post_extension(&reg.host(), "/plumb/v1/gc", &[("dry_run", "false")]),

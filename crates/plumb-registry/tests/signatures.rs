@@ -5,12 +5,13 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{TestRegistry, run, tool};
+use common::{TestRegistry, rt, run, tool};
+use plumb_oci::client::RegistryClient;
 use plumb_oci::cosign::{CosignPublicKey, CosignSigningKey};
-use plumb_oci::signing::{SignatureFormat, sign, verify};
+use plumb_oci::signing::{SignReport, SignatureFormat, VerifyReport, sign, verify};
 use plumb_oci::{Digest, Reference};
 
 const PASSWORD: &str = "correct horse";
@@ -26,18 +27,11 @@ fn cosign(reg: &TestRegistry, dir: &Path) -> Command {
     c
 }
 
-fn keypair(reg: &TestRegistry, name: &str) -> std::path::PathBuf {
+fn keypair(reg: &TestRegistry, name: &str) -> PathBuf {
     let dir = reg.dir.path().join(name);
     std::fs::create_dir_all(&dir).unwrap();
     run(cosign(reg, &dir).args(["generate-key-pair"]));
     dir
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 fn image(reg: &TestRegistry, repo: &str, tag: &str) -> (Reference, Digest) {
@@ -45,6 +39,24 @@ fn image(reg: &TestRegistry, repo: &str, tag: &str) -> (Reference, Digest) {
         .http()
         .push_image(repo, tag, &[format!("{repo}:{tag}").as_bytes()]);
     (format!("{}/{repo}@{d}", reg.host()).parse().unwrap(), d)
+}
+
+/// Each of cosign's two formats (`bundle`: whether it is the Sigstore
+/// bundle), with an image of its own in `repo` tagged after it, pushed
+/// when the iteration reaches it.
+fn image_per_format<'a>(
+    reg: &'a TestRegistry,
+    repo: &'a str,
+) -> impl Iterator<Item = (bool, SignatureFormat, Reference, Digest)> + 'a {
+    [
+        (true, SignatureFormat::Bundle),
+        (false, SignatureFormat::Tag),
+    ]
+    .into_iter()
+    .map(move |(bundle, format)| {
+        let (r, d) = image(reg, repo, if bundle { "bundle" } else { "tag" });
+        (bundle, format, r, d)
+    })
 }
 
 fn cosign_sign(reg: &TestRegistry, keys: &Path, r: &Reference, bundle: bool) {
@@ -81,6 +93,37 @@ fn cosign_verify(
         .unwrap()
 }
 
+/// plumb signs `r` with `key`.
+fn plumb_sign(
+    client: &RegistryClient,
+    r: &Reference,
+    key: &CosignSigningKey,
+    format: SignatureFormat,
+) -> SignReport {
+    rt().block_on(sign(client, r, key, format, None)).unwrap()
+}
+
+/// plumb verifies `r`'s signatures under `key`.
+fn plumb_verify(
+    client: &RegistryClient,
+    r: &Reference,
+    key: &CosignPublicKey,
+    format: SignatureFormat,
+) -> VerifyReport {
+    rt().block_on(verify(client, r, key, format)).unwrap()
+}
+
+/// Where the tests with two signers start: a registry, the directories of
+/// two key pairs cosign generated in it (`keys`, and `other` as named), and
+/// a plumb client of the registry.
+fn two_signers(other: &str) -> (TestRegistry, PathBuf, PathBuf, RegistryClient) {
+    let reg = TestRegistry::start();
+    let keys = keypair(&reg, "keys");
+    let other = keypair(&reg, other);
+    let client = reg.client();
+    (reg, keys, other, client)
+}
+
 fn read_keys(dir: &Path) -> (CosignSigningKey, CosignPublicKey) {
     let private = std::fs::read_to_string(dir.join("cosign.key")).unwrap();
     let public = std::fs::read_to_string(dir.join("cosign.pub")).unwrap();
@@ -103,37 +146,20 @@ fn plumb_reads_cosign_key_files() {
 
 #[test]
 fn cosign_signs_and_plumb_verifies_both_formats() {
-    let reg = TestRegistry::start();
-    let keys = keypair(&reg, "keys");
-    let stranger = keypair(&reg, "stranger");
+    let (reg, keys, stranger, client) = two_signers("stranger");
     let (_, public) = read_keys(&keys);
     let (_, stranger_public) = read_keys(&stranger);
-    let client = reg.client();
-    for (bundle, format) in [
-        (true, SignatureFormat::Bundle),
-        (false, SignatureFormat::Tag),
-    ] {
-        let (r, d) = image(
-            &reg,
-            "signed/by-cosign",
-            if bundle { "bundle" } else { "tag" },
-        );
+    for (bundle, format, r, d) in image_per_format(&reg, "signed/by-cosign") {
         // Unsigned: nothing verifies.
-        let report = rt()
-            .block_on(verify(&client, &r, &public, SignatureFormat::Both))
-            .unwrap();
+        let report = plumb_verify(&client, &r, &public, SignatureFormat::Both);
         assert!(report.verified.is_empty());
         cosign_sign(&reg, &keys, &r, bundle);
-        let report = rt()
-            .block_on(verify(&client, &r, &public, SignatureFormat::Both))
-            .unwrap();
+        let report = plumb_verify(&client, &r, &public, SignatureFormat::Both);
         assert_eq!(report.digest, d);
         assert_eq!(report.verified.len(), 1, "{report:?}");
         assert_eq!(report.verified[0].format, format);
         // Another key verifies nothing and sees the signature as rejected.
-        let report = rt()
-            .block_on(verify(&client, &r, &stranger_public, SignatureFormat::Both))
-            .unwrap();
+        let report = plumb_verify(&client, &r, &stranger_public, SignatureFormat::Both);
         assert!(report.verified.is_empty());
         assert_eq!(report.rejected, 1);
     }
@@ -141,25 +167,12 @@ fn cosign_signs_and_plumb_verifies_both_formats() {
 
 #[test]
 fn plumb_signs_and_cosign_verifies_both_formats() {
-    let reg = TestRegistry::start();
-    let keys = keypair(&reg, "keys");
-    let stranger = keypair(&reg, "stranger");
+    let (reg, keys, stranger, client) = two_signers("stranger");
     let (private, _) = read_keys(&keys);
-    let client = reg.client();
-    for (bundle, format) in [
-        (true, SignatureFormat::Bundle),
-        (false, SignatureFormat::Tag),
-    ] {
-        let (r, d) = image(
-            &reg,
-            "signed/by-plumb",
-            if bundle { "bundle" } else { "tag" },
-        );
+    for (bundle, format, r, d) in image_per_format(&reg, "signed/by-plumb") {
         // cosign refuses before plumb signs.
         assert!(!cosign_verify(&reg, &keys, &r, bundle).status.success());
-        let report = rt()
-            .block_on(sign(&client, &r, &private, format, None))
-            .unwrap();
+        let report = plumb_sign(&client, &r, &private, format);
         assert_eq!(report.digest, d);
         let out = cosign_verify(&reg, &keys, &r, bundle);
         assert!(
@@ -180,20 +193,14 @@ fn plumb_signs_and_cosign_verifies_both_formats() {
 
 #[test]
 fn signing_twice_appends_to_the_signature_tag() {
-    let reg = TestRegistry::start();
-    let keys = keypair(&reg, "keys");
-    let other = keypair(&reg, "other");
+    let (reg, keys, other, client) = two_signers("other");
     let (k1, p1) = read_keys(&keys);
     let (k2, p2) = read_keys(&other);
-    let client = reg.client();
     let (r, d) = image(&reg, "signed/twice", "v1.0.0");
-    rt().block_on(sign(&client, &r, &k1, SignatureFormat::Tag, None))
-        .unwrap();
+    plumb_sign(&client, &r, &k1, SignatureFormat::Tag);
     // Same key again: no duplicate layer.
-    rt().block_on(sign(&client, &r, &k1, SignatureFormat::Tag, None))
-        .unwrap();
-    rt().block_on(sign(&client, &r, &k2, SignatureFormat::Tag, None))
-        .unwrap();
+    plumb_sign(&client, &r, &k1, SignatureFormat::Tag);
+    plumb_sign(&client, &r, &k2, SignatureFormat::Tag);
     let m: serde_json::Value = reg
         .http()
         .get(&format!(
@@ -204,9 +211,7 @@ fn signing_twice_appends_to_the_signature_tag() {
         .unwrap();
     assert_eq!(m["layers"].as_array().unwrap().len(), 2);
     for p in [&p1, &p2] {
-        let rep = rt()
-            .block_on(verify(&client, &r, p, SignatureFormat::Tag))
-            .unwrap();
+        let rep = plumb_verify(&client, &r, p, SignatureFormat::Tag);
         assert_eq!(rep.verified.len(), 1);
         assert_eq!(rep.rejected, 1);
     }

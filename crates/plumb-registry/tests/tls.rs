@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 
 use bytes::Bytes;
-use common::{PASSWORD, TestRegistry, USER, run};
+use common::{PASSWORD, TestRegistry, USER, rt, run};
 use plumb_oci::client::{ClientOptions, Credentials, RegistryClient};
 use plumb_oci::{Digest, RepositoryName};
 
@@ -69,10 +69,7 @@ fn tls_serves_https_to_clients_that_trust_the_certificate() {
     let repo = RepositoryName::parse("secure/app").unwrap();
     let data = Bytes::from_static(b"over TLS");
     let d = Digest::sha256_of(&data);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = rt();
     rt.block_on(async {
         client
             .blob_put(&reg.host(), &repo, &d, data.clone())

@@ -69,6 +69,20 @@ pub fn run(cmd: &mut Command) -> Output {
     out
 }
 
+/// A current-thread runtime to drive plumb-oci's async client from a test.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Wait until what was pushed just now is older than a `grace: 0s` window
+/// (push times are whole seconds).
+pub fn past_grace() {
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+}
+
 /// A registry served in-process on 127.0.0.1, stopped when dropped.
 pub struct TestRegistry {
     pub addr: SocketAddr,
@@ -310,11 +324,27 @@ impl Http {
         reference: &str,
         body: &[u8],
     ) -> reqwest::blocking::Response {
+        self.put_manifest_as(
+            repo,
+            reference,
+            "application/vnd.oci.image.manifest.v1+json",
+            body,
+        )
+    }
+
+    /// PUT a manifest of any media type (an image index, say).
+    pub fn put_manifest_as(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> reqwest::blocking::Response {
         self.req(
             reqwest::Method::PUT,
             &format!("/v2/{repo}/manifests/{reference}"),
         )
-        .header("content-type", "application/vnd.oci.image.manifest.v1+json")
+        .header("content-type", media_type)
         .body(body.to_vec())
         .send()
         .unwrap()
@@ -323,6 +353,39 @@ impl Http {
     pub fn get(&self, path: &str) -> reqwest::blocking::Response {
         self.req(reqwest::Method::GET, path).send().unwrap()
     }
+
+    /// POST without a body.
+    pub fn post(&self, path: &str) -> reqwest::blocking::Response {
+        self.req(reqwest::Method::POST, path).send().unwrap()
+    }
+
+    /// DELETE what `path` names.
+    pub fn delete(&self, path: &str) -> reqwest::blocking::Response {
+        self.req(reqwest::Method::DELETE, path).send().unwrap()
+    }
+
+    /// Start a blob upload in `repo`; returns its absolute location.
+    pub fn start_upload(&self, repo: &str) -> String {
+        let r = self.post(&format!("/v2/{repo}/blobs/uploads/"));
+        format!("{}{}", self.base, r.headers()["location"].to_str().unwrap())
+    }
+}
+
+/// The OCI image index media type.
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// An image index with one child manifest of `size` bytes.
+pub fn index_of(child: &plumb_oci::Digest, size: usize) -> String {
+    format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{child}","size":{size}}}]}}"#
+    )
+}
+
+/// Assert that `r` is refused with `status` and the OCI error `code`.
+#[track_caller]
+pub fn assert_refused(r: reqwest::blocking::Response, status: u16, code: &str) {
+    assert_eq!(r.status(), status);
+    assert_eq!(error_code(&r.text().unwrap()), code);
 }
 
 /// The OCI error code of a response body.
