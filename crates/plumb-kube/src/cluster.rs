@@ -111,6 +111,22 @@ impl Cluster {
         out
     }
 
+    /// CustomResourceDefinitions, cluster-wide (served by every API server,
+    /// so they need no discovery).
+    pub fn crds(&self) -> Api<DynamicObject> {
+        Api::all_with(
+            self.client.clone(),
+            &ApiResource::from_gvk_with_plural(
+                &kube::api::GroupVersionKind::gvk(
+                    "apiextensions.k8s.io",
+                    "v1",
+                    "CustomResourceDefinition",
+                ),
+                "customresourcedefinitions",
+            ),
+        )
+    }
+
     /// A dynamic API handle for a resolved kind in a namespace.
     pub fn api(&self, r: &Resolved, namespace: Option<&str>) -> Api<DynamicObject> {
         match (r.namespaced, namespace) {

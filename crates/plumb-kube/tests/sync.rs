@@ -431,17 +431,7 @@ async fn crds_and_custom_resources_sync_in_one_pass_with_waves() {
     );
 
     // Pruning everything custom removes the resource before its CRD.
-    let crds_api: Api<DynamicObject> = Api::all_with(
-        c.client.clone(),
-        &kube::discovery::ApiResource::from_gvk_with_plural(
-            &kube::api::GroupVersionKind::gvk(
-                "apiextensions.k8s.io",
-                "v1",
-                "CustomResourceDefinition",
-            ),
-            "customresourcedefinitions",
-        ),
-    );
+    let crds_api = c.cluster.crds();
     let forced = SyncOptions {
         prune: true,
         force_prune: true,

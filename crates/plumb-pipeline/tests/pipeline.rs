@@ -62,12 +62,18 @@ impl Check for NoForbidden {
 
 const CM_A: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n";
 
+/// A repository whose first commit holds `app/cm.yaml`, that commit, and a
+/// scratch directory for the pipeline's caches.
+fn repo_with(cm: &str) -> (GitRepo, String, tempfile::TempDir) {
+    let repo = GitRepo::new();
+    repo.write("app/cm.yaml", cm);
+    let first = repo.commit("one");
+    (repo, first, tempfile::tempdir().unwrap())
+}
+
 #[tokio::test]
 async fn checks_see_every_object_and_may_adjust_them() {
-    let repo = GitRepo::new();
-    repo.write("app/cm.yaml", CM_A);
-    let first = repo.commit("one");
-    let dir = tempfile::tempdir().unwrap();
+    let (repo, first, dir) = repo_with(CM_A);
     let p = pipeline(&dir).with_check(Arc::new(NoForbidden));
     let prepared = p.prepare(&app(&repo), None).await.unwrap();
     assert_eq!(prepared.revision, first);
@@ -80,13 +86,9 @@ async fn checks_see_every_object_and_may_adjust_them() {
 
 #[tokio::test]
 async fn a_refusal_names_the_file_line_and_rule() {
-    let repo = GitRepo::new();
-    repo.write(
-        "app/cm.yaml",
-        format!("{CM_A}---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: forbidden\n"),
-    );
-    repo.commit("one");
-    let dir = tempfile::tempdir().unwrap();
+    let (repo, _, dir) = repo_with(&format!(
+        "{CM_A}---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: forbidden\n"
+    ));
     let p = pipeline(&dir).with_check(Arc::new(NoForbidden));
     let err = p.prepare(&app(&repo), None).await.unwrap_err();
     assert!(matches!(err, PipelineError::Refused(_)), "{err:?}");
@@ -104,10 +106,7 @@ async fn a_refusal_names_the_file_line_and_rule() {
 
 #[tokio::test]
 async fn a_pin_names_the_commit_and_the_cache_serves_the_branch() {
-    let repo = GitRepo::new();
-    repo.write("app/cm.yaml", CM_A);
-    let first = repo.commit("one");
-    let dir = tempfile::tempdir().unwrap();
+    let (repo, first, dir) = repo_with(CM_A);
     let p = pipeline(&dir).with_resolve_ttl(std::time::Duration::from_secs(60));
     let a = app(&repo);
     assert_eq!(p.resolve(&a, None).await.unwrap()[0].id, first);

@@ -25,6 +25,32 @@ fn bearer(t: &str) -> String {
     format!("Bearer {t}")
 }
 
+/// A namespace, a repository with `file` committed, and an agent serving
+/// the Application `web` on it; the commit is returned last.
+async fn serve_app(
+    prefix: &str,
+    policy: &str,
+    file: (&str, String),
+) -> (
+    plumb_testenv::TestNamespace,
+    GitRepo,
+    Fixture,
+    Served,
+    String,
+) {
+    let ns = testenv().namespace(prefix).await;
+    let repo = GitRepo::new();
+    repo.write(file.0, file.1);
+    let c1 = repo.commit("first");
+    let f = Fixture::new();
+    f.write_app(
+        "web.yaml",
+        &application("web", &repo, "app", ns.name(), policy),
+    );
+    let served = Served::start(f.config(), AuthMode::Tokens).await;
+    (ns, repo, f, served, c1)
+}
+
 async fn one_app(
     prefix: &str,
     policy: &str,
@@ -35,25 +61,16 @@ async fn one_app(
     Served,
     String,
 ) {
-    let ns = testenv().namespace(prefix).await;
-    let repo = GitRepo::new();
-    repo.write("app/a.yaml", cm("a", "1"));
-    let c1 = repo.commit("first");
-    let f = Fixture::new();
-    f.write_app(
-        "web.yaml",
-        &application("web", &repo, "app", ns.name(), policy),
-    );
-    let served = Served::start(f.config(), AuthMode::Tokens).await;
+    let app = serve_app(prefix, policy, ("app/a.yaml", cm("a", "1"))).await;
     wait_for(
-        &served.agent,
+        &app.3.agent,
         "web",
         "first reconcile",
         Duration::from_secs(60),
         reconciled,
     )
     .await;
-    (ns, repo, f, served, c1)
+    app
 }
 
 #[tokio::test]
@@ -708,25 +725,15 @@ async fn without_auth_only_behind_the_flag() {
 
 #[tokio::test]
 async fn secret_values_never_reach_the_diff() {
-    let ns = testenv().namespace("api-secret").await;
-    let repo = GitRepo::new();
     use base64::Engine as _;
     let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-    repo.write(
-        "app/s.yaml",
-        format!(
-            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\ndata:\n  password: {}\n  user: {}\n",
-            b64("hunter2-in-git"),
-            b64("admin-user")
-        ),
+    let secret = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\ndata:\n  password: {}\n  user: {}\n",
+        b64("hunter2-in-git"),
+        b64("admin-user")
     );
-    let c1 = repo.commit("creds");
-    let f = Fixture::new();
-    f.write_app(
-        "web.yaml",
-        &application("web", &repo, "app", ns.name(), AUTO_NO_HEAL),
-    );
-    let s = Served::start(f.config(), AuthMode::Tokens).await;
+    let (ns, _repo, _f, s, c1) =
+        serve_app("api-secret", AUTO_NO_HEAL, ("app/s.yaml", secret)).await;
     wait_for(
         &s.agent,
         "web",

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PropagationPolicy};
 use plumb_model::health::assess;
 use plumb_model::inventory::{FIELD_MANAGER, tracking_id};
 use plumb_model::sync::{
@@ -294,17 +294,7 @@ impl Engine<'_> {
         crds: &[&Desired],
         timeout: Duration,
     ) -> Result<(), SyncError> {
-        let api: Api<DynamicObject> = Api::all_with(
-            self.cluster.client().clone(),
-            &kube::discovery::ApiResource::from_gvk_with_plural(
-                &kube::api::GroupVersionKind::gvk(
-                    "apiextensions.k8s.io",
-                    "v1",
-                    "CustomResourceDefinition",
-                ),
-                "customresourcedefinitions",
-            ),
-        );
+        let api = self.cluster.crds();
         let deadline = tokio::time::Instant::now() + timeout;
         for d in crds {
             if d.gvk.kind != "CustomResourceDefinition" {
