@@ -4,6 +4,8 @@
 //! in a local file or a real PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../../plumb-state/tests/support/infra_tools.rs"]
+mod infra_tools;
 #[path = "../../plumb-state/tests/support/postgres.rs"]
 mod postgres;
 
@@ -11,22 +13,10 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use infra_tools::infra_tools;
+
 fn tools(args: &[&str]) -> String {
-    let out = Command::new("bash")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../testenv/setup.d/infra-tools"
-        ))
-        .args(args)
-        .output()
-        .expect("run testenv/setup.d/infra-tools");
-    assert!(
-        out.status.success(),
-        "{}: {} (run testenv/setup)",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    infra_tools(args, &args.join(" "))
 }
 
 struct Stack {
