@@ -140,22 +140,24 @@ fn trim(args: &[Value], _: &CallContext<'_>) -> Result<Value, FunctionError> {
     ))
 }
 
-fn trimprefix(args: &[Value], _: &CallContext<'_>) -> Result<Value, FunctionError> {
+/// The text (first argument) without the second where `strip` finds it, and
+/// unchanged where it does not.
+fn trim_affix(
+    args: &[Value],
+    strip: for<'t> fn(&'t str, &str) -> Option<&'t str>,
+) -> Result<Value, FunctionError> {
     arity(args, 2)?;
     let t = text(&args[0])?;
-    let prefix = text(&args[1])?;
-    Ok(Value::String(
-        t.strip_prefix(prefix.as_str()).unwrap_or(&t).to_string(),
-    ))
+    let affix = text(&args[1])?;
+    Ok(Value::String(strip(&t, &affix).unwrap_or(&t).to_string()))
+}
+
+fn trimprefix(args: &[Value], _: &CallContext<'_>) -> Result<Value, FunctionError> {
+    trim_affix(args, |t, prefix| t.strip_prefix(prefix))
 }
 
 fn trimsuffix(args: &[Value], _: &CallContext<'_>) -> Result<Value, FunctionError> {
-    arity(args, 2)?;
-    let t = text(&args[0])?;
-    let suffix = text(&args[1])?;
-    Ok(Value::String(
-        t.strip_suffix(suffix.as_str()).unwrap_or(&t).to_string(),
-    ))
+    trim_affix(args, |t, suffix| t.strip_suffix(suffix))
 }
 
 /// `replace(text, search, replacement)`; a search written `/like this/` is
