@@ -816,6 +816,26 @@ mod tests {
     }
 
     #[test]
+    fn strip_markers_trim_the_literal_on_their_side() {
+        assert_eq!(eval("\"a ${~ \"b\" ~} c\"", &[]), Value::string("abc"));
+        assert_eq!(eval("\"a ${~ \"b\" } c\"", &[]), Value::string("ab c"));
+        assert_eq!(eval("\"a ${ \"b\" ~} c\"", &[]), Value::string("a bc"));
+        // A directive's first tag strips before it, its end tag after it.
+        assert_eq!(
+            eval("\"x %{~ if true }y%{ endif ~} z\"", &[]),
+            Value::string("xyz")
+        );
+        assert_eq!(
+            eval("\"x %{ if true ~}y%{~ endif } z\"", &[]),
+            Value::string("x y z")
+        );
+        assert_eq!(
+            eval("\"x %{~ for n in [1] }y%{ endfor ~} z\"", &[]),
+            Value::string("xyz")
+        );
+    }
+
+    #[test]
     fn arithmetic_keeps_precision() {
         assert_eq!(
             eval("0.1 + 0.2", &[]),
