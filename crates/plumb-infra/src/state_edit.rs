@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use base64::Engine;
 use plumb_state::{AnyBackend, InstanceState, LockInfo, ResourceKey, StateBackend, StateSnapshot};
-use plumb_tfplugin::Value;
 
 use crate::addr::{InstanceAddr, InstanceKey, parse_instance};
 use crate::config::Mode;
@@ -189,15 +188,7 @@ impl Stack {
             });
         }
         let p = providers.start(root, &rb.provider_name()).await?;
-        let empty = Value::Map(
-            p.schema()
-                .provider
-                .block
-                .attributes
-                .keys()
-                .map(|k| (k.clone(), Value::Null))
-                .collect(),
-        );
+        let empty = p.schema().provider.block.unset();
         let fail = |source: plumb_tfplugin::Error| InfraError::Provider {
             address: address.to_string(),
             source,

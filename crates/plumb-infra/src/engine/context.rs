@@ -113,17 +113,7 @@ impl WalkCtx {
                     .unwrap_or_else(|e| e.into_inner())
                     .get(&key)
                     .cloned()
-                    .unwrap_or_else(|| {
-                        Value::Map(
-                            p.schema()
-                                .provider
-                                .block
-                                .attributes
-                                .keys()
-                                .map(|k| (k.clone(), Value::Null))
-                                .collect(),
-                        )
-                    });
+                    .unwrap_or_else(|| p.schema().provider.block.unset());
                 let ty = p.schema().provider.block.implied_type();
                 let config = convert(&config.deep_unmark(), &ty)
                     .map_err(|e| Diag::new(format!("provider {name}: {e}")))?;
