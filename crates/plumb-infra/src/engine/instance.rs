@@ -25,7 +25,7 @@ use crate::diag::Diag;
 use crate::eval::Evaluator;
 use crate::modules::module_at;
 use crate::outcome::{Action, Change};
-use crate::references::{body_references, references};
+use crate::references::resource_references;
 
 /// What every instance of one resource shares.
 pub(super) struct ResourceRun {
@@ -42,15 +42,7 @@ pub(super) struct ResourceRun {
 }
 
 fn instance_deps(r: &ResourceBlock, m: &[String]) -> Vec<String> {
-    let mut refs = body_references(&r.body);
-    if let Some(c) = &r.count {
-        refs.extend(references(c));
-    }
-    if let Some(f) = &r.for_each {
-        refs.extend(references(f));
-    }
-    refs.extend(r.depends_on.clone());
-    let mut out: Vec<String> = refs
+    let mut out: Vec<String> = resource_references(r)
         .into_iter()
         .filter_map(|x| match x {
             Reference::Resource(mode, t, n) => Some(
