@@ -8,7 +8,7 @@
 //! provider call.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use hcl_edit::expr::Expression;
 use plumb_state::{InstanceState, JournalRecord, StateSnapshot};
@@ -68,6 +68,16 @@ impl WalkCtx {
                     .iter()
                     .any(|m| module_path_within(&r.module, m))
         })
+    }
+
+    /// The values evaluated so far, to read.
+    pub(super) fn read_values(&self) -> RwLockReadGuard<'_, Values> {
+        self.values.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The values evaluated so far, to add one to.
+    pub(super) fn write_values(&self) -> RwLockWriteGuard<'_, Values> {
+        self.values.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The scope of the module instance at `module`, over `values`.

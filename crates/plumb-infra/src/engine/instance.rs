@@ -83,7 +83,7 @@ pub(super) async fn run_instance(
         .ok_or_else(|| vec![Diag::new("module vanished")])?;
     let block = &schema.block;
     let config = {
-        let values = ctx.values.read().unwrap_or_else(|e| e.into_inner());
+        let values = ctx.read_values();
         let mut scope = ctx.scope(&values, &inst.resource.module, cfg);
         scope.count_index = match &inst.key {
             Some(InstanceKey::Int(i)) if r.count.is_some() => Some(*i),
@@ -152,7 +152,7 @@ pub(super) async fn run_instance(
     if prior.is_null() {
         if let Some((id_expr, origin)) = ctx.import_ids.get(inst) {
             let id = {
-                let values = ctx.values.read().unwrap_or_else(|e| e.into_inner());
+                let values = ctx.read_values();
                 let scope = ctx.scope(&values, &inst.resource.module, cfg);
                 let mut ev = Evaluator::new(&scope, &origin.file.text);
                 ev.eval(id_expr)
