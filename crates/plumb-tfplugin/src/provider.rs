@@ -3,6 +3,10 @@
 //! Protocols 5 and 6 carry the same operations under different names (and 6
 //! adds nested attributes); [`Provider`] hides that, speaking plumb's
 //! [`Value`]s in and out and turning provider diagnostics into errors.
+//!
+//! Each call is written once: `call!` expands it for both generated modules,
+//! seen through `v5` and `v6`, which add the conversions of values and
+//! schemas; a call the protocols name differently names both.
 
 use std::collections::BTreeMap;
 use std::path::Path;
