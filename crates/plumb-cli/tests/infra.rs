@@ -4,29 +4,19 @@
 //! in a local file or a real PostgreSQL.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../../plumb-state/tests/support/infra_tools.rs"]
+mod infra_tools;
 #[path = "../../plumb-state/tests/support/postgres.rs"]
 mod postgres;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use infra_tools::infra_tools;
+
 fn tools(args: &[&str]) -> String {
-    let out = Command::new("bash")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../testenv/setup.d/infra-tools"
-        ))
-        .args(args)
-        .output()
-        .expect("run testenv/setup.d/infra-tools");
-    assert!(
-        out.status.success(),
-        "{}: {} (run testenv/setup)",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    infra_tools(args, &args.join(" "))
 }
 
 struct Stack {
@@ -58,6 +48,16 @@ impl Run {
     fn all(&self) -> String {
         format!("{}{}", self.stdout, self.stderr)
     }
+    /// Fails the test, showing stdout, unless stdout holds `needle`.
+    #[track_caller]
+    fn assert_stdout_contains(&self, needle: &str) {
+        assert!(self.stdout.contains(needle), "{}", self.stdout);
+    }
+    /// Fails the test, showing all the output, unless it holds `needle`.
+    #[track_caller]
+    fn assert_output_contains(&self, needle: &str) {
+        assert!(self.all().contains(needle), "{}", self.all());
+    }
 }
 
 impl Stack {
@@ -87,6 +87,23 @@ impl Stack {
     fn run(&self, args: &[&str]) -> Run {
         Run::from(self.cmd(args).output().unwrap())
     }
+    /// Starts `plumb infra ARGS` in the background, its output discarded.
+    fn spawn_quietly(&self, args: &[&str]) -> Child {
+        self.cmd(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+    /// `plan -detailed-exitcode` exits 0: the stack has nothing to change.
+    #[track_caller]
+    fn assert_no_changes(&self) {
+        let p = self.run(&["plan", "-detailed-exitcode"]);
+        assert_eq!(p.code, 0, "{}", p.all());
+    }
+    fn state_list(&self) -> String {
+        self.run(&["state", "list"]).ok().stdout
+    }
     fn init(&self) -> Run {
         let mirror = tools(&["mirror"]);
         self.run(&["init", &format!("-plugin-dir={mirror}")]).ok()
@@ -103,6 +120,17 @@ impl Stack {
             .map(|r| r["instances"].as_array().unwrap().len())
             .sum()
     }
+}
+
+/// The first resource of type `ty` in a state file.
+fn resource_of_type(state: &serde_json::Value, ty: &str) -> serde_json::Value {
+    state["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["type"] == ty)
+        .unwrap()
+        .clone()
 }
 
 /// The lines of a `-json` run, each parsed (a line that is not a JSON
@@ -202,12 +230,7 @@ output "password" {{
     s.init();
     let plan = s.run(&["plan", "-detailed-exitcode"]);
     assert_eq!(plan.code, 2, "{}", plan.all());
-    assert!(
-        plan.stdout
-            .contains("Plan: 2 to add, 0 to change, 0 to destroy."),
-        "{}",
-        plan.stdout
-    );
+    plan.assert_stdout_contains("Plan: 2 to add, 0 to change, 0 to destroy.");
     assert!(plan.stdout.contains("(sensitive value)"));
     assert!(
         !plan.all().contains("hunter2"),
@@ -251,23 +274,12 @@ output "password" {{
     );
     assert!(!ui.all().contains("hunter2"), "a secret reached plan -json");
     let apply = s.run(&["apply", "-auto-approve"]).ok();
-    assert!(
-        apply
-            .stdout
-            .contains("Apply complete! Resources: 2 added, 0 changed, 0 destroyed."),
-        "{}",
-        apply.stdout
-    );
+    apply.assert_stdout_contains("Apply complete! Resources: 2 added, 0 changed, 0 destroyed.");
     assert!(!apply.all().contains("hunter2"));
     let st = s.state();
     assert_eq!(st["version"], 4);
     let serial1 = st["serial"].as_u64().unwrap();
-    let obj = st["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["type"] == "plumbtest_object")
-        .unwrap();
+    let obj = resource_of_type(&st, "plumbtest_object");
     assert_eq!(
         obj["instances"][0]["attributes"]["settings"]["mode"],
         "fast"
@@ -323,114 +335,47 @@ output "password" {{
     assert_eq!(outs["outputs"]["password"]["sensitive"], true, "{outs}");
     assert!(outs["outputs"]["password"].get("value").is_none(), "{outs}");
     let plain = s.run(&["output"]).ok();
-    assert!(
-        plain.stdout.contains("password = <sensitive>"),
-        "{}",
-        plain.stdout
-    );
+    plain.assert_stdout_contains("password = <sensitive>");
     assert_eq!(s.run(&["output", "-raw", "name"]).ok().stdout, name);
     // No changes now.
     assert_eq!(s.run(&["plan", "-detailed-exitcode"]).code, 0);
     // In-place update.
     let upd = s.run(&["plan", "-detailed-exitcode", "-var", "name=second"]);
     assert_eq!(upd.code, 2);
-    assert!(
-        upd.stdout.contains("will be updated in-place"),
-        "{}",
-        upd.stdout
-    );
-    assert!(
-        upd.stdout
-            .contains("Plan: 0 to add, 1 to change, 0 to destroy."),
-        "{}",
-        upd.stdout
-    );
+    upd.assert_stdout_contains("will be updated in-place");
+    upd.assert_stdout_contains("Plan: 0 to add, 1 to change, 0 to destroy.");
     s.run(&["apply", "-auto-approve", "-var", "name=second"])
         .ok();
     let st = s.state();
     assert!(st["serial"].as_u64().unwrap() > serial1);
-    let obj = st["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["type"] == "plumbtest_object")
-        .unwrap()
-        .clone();
+    let obj = resource_of_type(&st, "plumbtest_object");
     assert_eq!(
         obj["instances"][0]["attributes"]["id"],
         id.as_str(),
         "update keeps the object"
     );
-    // Replacement (zone forces it).
-    let rep = s
-        .run(&["plan", "-var", "name=second", "-var", "zone=z2"])
-        .ok();
-    assert!(rep.stdout.contains("must be replaced"), "{}", rep.stdout);
-    assert!(
-        rep.stdout.contains("# forces replacement"),
-        "{}",
-        rep.stdout
-    );
-    assert!(
-        rep.stdout
-            .contains("Plan: 1 to add, 0 to change, 1 to destroy."),
-        "{}",
-        rep.stdout
-    );
-    s.run(&[
-        "apply",
-        "-auto-approve",
-        "-var",
-        "name=second",
-        "-var",
-        "zone=z2",
-    ])
-    .ok();
-    let obj = s.state()["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["type"] == "plumbtest_object")
-        .unwrap()
-        .clone();
+    // Replacement (zone forces it). The commands from here on pass these
+    // variables, between the command and any other flag.
+    let zone_two = |command: &[&'static str], after: &[&'static str]| {
+        [command, &["-var", "name=second", "-var", "zone=z2"], after].concat()
+    };
+    let rep = s.run(&zone_two(&["plan"], &[])).ok();
+    rep.assert_stdout_contains("must be replaced");
+    rep.assert_stdout_contains("# forces replacement");
+    rep.assert_stdout_contains("Plan: 1 to add, 0 to change, 1 to destroy.");
+    s.run(&zone_two(&["apply", "-auto-approve"], &[])).ok();
+    let obj = resource_of_type(&s.state(), "plumbtest_object");
     assert_ne!(
         obj["instances"][0]["attributes"]["id"],
         id.as_str(),
         "replacement makes a new object"
     );
     // -replace forces it too.
-    let forced = s
-        .run(&[
-            "plan",
-            "-var",
-            "name=second",
-            "-var",
-            "zone=z2",
-            "-replace=random_id.id",
-        ])
-        .ok();
-    assert!(
-        forced.stdout.contains("random_id.id must be replaced"),
-        "{}",
-        forced.stdout
-    );
+    let forced = s.run(&zone_two(&["plan"], &["-replace=random_id.id"])).ok();
+    forced.assert_stdout_contains("random_id.id must be replaced");
     // Destroy.
-    let d = s
-        .run(&[
-            "destroy",
-            "-auto-approve",
-            "-var",
-            "name=second",
-            "-var",
-            "zone=z2",
-        ])
-        .ok();
-    assert!(
-        d.stdout
-            .contains("Destroy complete! Resources: 2 destroyed."),
-        "{}",
-        d.stdout
-    );
+    let d = s.run(&zone_two(&["destroy", "-auto-approve"], &[])).ok();
+    d.assert_stdout_contains("Destroy complete! Resources: 2 destroyed.");
     assert_eq!(s.instance_count(), 0, "destroy leaves nothing in state");
 }
 
@@ -484,7 +429,7 @@ output "shout" {
     assert_eq!(s.instance_count(), 3 + 2 + 1);
     let content = std::fs::read_to_string(s.path().join("out-1.txt")).unwrap();
     assert_eq!(content.split(',').count(), 3);
-    let list = s.run(&["state", "list"]).ok().stdout;
+    let list = s.state_list();
     assert!(list.contains("module.child.random_id.r"), "{list}");
     assert!(list.contains("random_pet.p[\"b\"]"), "{list}");
     assert!(s.run(&["output", "shout"]).ok().stdout.contains("A-"));
@@ -492,7 +437,7 @@ output "shout" {
     std::fs::write(s.path().join("out-0.txt"), "edited by hand").unwrap();
     let p = s.run(&["plan", "-detailed-exitcode"]);
     assert_eq!(p.code, 2, "{}", p.all());
-    assert!(p.stdout.contains("local_file.f[0]"), "{}", p.stdout);
+    p.assert_stdout_contains("local_file.f[0]");
     let ui = s.run(&["plan", "-json"]).ok();
     let drift: Vec<serde_json::Value> = ui_lines(&ui.stdout)
         .into_iter()
@@ -513,11 +458,7 @@ output "shout" {
         &tf.replace(r#"["a", "b", "c"]"#, r#"["a", "b"]"#),
     );
     let p = s.run(&["plan"]).ok();
-    assert!(
-        p.stdout.contains("random_pet.p[\"c\"] will be destroyed"),
-        "{}",
-        p.stdout
-    );
+    p.assert_stdout_contains("random_pet.p[\"c\"] will be destroyed");
     s.run(&["apply", "-auto-approve"]).ok();
     // moved: renaming keeps the objects.
     let tf = std::fs::read_to_string(s.path().join("main.tf")).unwrap();
@@ -535,12 +476,7 @@ output "shout" {
     );
     assert!(!p.stdout.contains("will be created"), "{}", p.stdout);
     s.run(&["apply", "-auto-approve"]).ok();
-    assert!(
-        s.run(&["state", "list"])
-            .ok()
-            .stdout
-            .contains("random_pet.q[\"a\"]")
-    );
+    assert!(s.state_list().contains("random_pet.q[\"a\"]"));
     // Module variable validation runs.
     s.write("child2/main.tf", "variable \"word\" {\n  validation {\n    condition     = length(var.word) > 20\n    error_message = \"word is too short\"\n  }\n}\n");
     s.write(
@@ -549,7 +485,7 @@ output "shout" {
     );
     let bad = s.run(&["plan"]);
     assert_eq!(bad.code, 1);
-    assert!(bad.all().contains("word is too short"), "{}", bad.all());
+    bad.assert_output_contains("word is too short");
 }
 
 #[test]
@@ -602,18 +538,8 @@ output "file" {
     );
     s.init();
     let plan = s.run(&["plan"]).ok();
-    assert!(
-        plan.stdout
-            .contains("module.site[\"dev\"].local_file.f will be created"),
-        "{}",
-        plan.stdout
-    );
-    assert!(
-        plan.stdout
-            .contains("Plan: 8 to add, 0 to change, 0 to destroy."),
-        "{}",
-        plan.stdout
-    );
+    plan.assert_stdout_contains("module.site[\"dev\"].local_file.f will be created");
+    plan.assert_stdout_contains("Plan: 8 to add, 0 to change, 0 to destroy.");
     let applied = s.run(&["apply", "-auto-approve", "-json"]).ok();
     let lines = ui_lines(&applied.stdout);
     let hooks = |kind: &str| {
@@ -659,7 +585,7 @@ output "file" {
     ] {
         assert!(modules.iter().any(|x| x == m), "{m} in {modules:?}");
     }
-    let list = s.run(&["state", "list"]).ok().stdout;
+    let list = s.state_list();
     assert!(list.contains("module.shard[1].random_id.r"), "{list}");
     let files = s.run(&["output", "-json", "files"]).ok().stdout;
     let files: Vec<String> = serde_json::from_str(&files).unwrap();
@@ -668,8 +594,7 @@ output "file" {
     let shard_files = s.run(&["output", "-json", "shard_files"]).ok().stdout;
     assert!(shard_files.contains("out/shard-1.txt"), "{shard_files}");
     // Applied state reads back as the same instances: nothing to do.
-    let p = s.run(&["plan", "-detailed-exitcode"]);
-    assert_eq!(p.code, 0, "{}", p.all());
+    s.assert_no_changes();
     // One instance of a module can be targeted.
     let t = s.run(&[
         "plan",
@@ -742,7 +667,7 @@ output "file" {
     );
     s.run(&["apply", "-auto-approve", "-var=sites=[\"dev\"]"])
         .ok();
-    let list = s.run(&["state", "list"]).ok().stdout;
+    let list = s.state_list();
     assert!(list.contains("module.shard.random_id.r"), "{list}");
     assert!(!list.contains("module.shard[1]"), "{list}");
     assert_eq!(s.instance_count(), 4);
@@ -752,12 +677,7 @@ output "file" {
         &(tf.clone() + "\nmoved {\n  from = module.shard\n  to   = module.shard[0]\n}\n"),
     );
     let p = s.run(&["plan", "-var=sites=[\"dev\"]"]).ok();
-    assert!(
-        p.stdout
-            .contains("module.shard.random_id.r has moved to module.shard[0].random_id.r"),
-        "{}",
-        p.stdout
-    );
+    p.assert_stdout_contains("module.shard.random_id.r has moved to module.shard[0].random_id.r");
     assert!(
         p.stdout
             .contains("Plan: 2 to add, 0 to change, 0 to destroy."),
@@ -777,12 +697,8 @@ output "file" {
     );
     let bad = s.run(&["plan", "-var=sites=[\"dev\"]"]);
     assert_eq!(bad.code, 1, "{}", bad.all());
-    assert!(
-        bad.all().contains("not resources or module outputs"),
-        "{}",
-        bad.all()
-    );
-    assert!(bad.all().contains("extra.tf:3:"), "{}", bad.all());
+    bad.assert_output_contains("not resources or module outputs");
+    bad.assert_output_contains("extra.tf:3:");
     // With -json the same error is a diagnostic line with its range.
     let bad = s.run(&["plan", "-json", "-var=sites=[\"dev\"]"]);
     assert_eq!(bad.code, 1, "{}", bad.all());
@@ -823,22 +739,12 @@ resource "random_integer" "n" {{
     let imp = s
         .run(&["import", "plumbtest_object.imported", "obj-existing"])
         .ok();
-    assert!(imp.stdout.contains("Import successful"), "{}", imp.stdout);
+    imp.assert_stdout_contains("Import successful");
     let shown = s.run(&["state", "show", "plumbtest_object.imported"]).ok();
-    assert!(shown.stdout.contains("obj-existing"), "{}", shown.stdout);
+    shown.assert_stdout_contains("obj-existing");
     let plan = s.run(&["plan", "-out=first.plan"]).ok();
-    assert!(
-        plan.stdout
-            .contains("plumbtest_object.by_block will be imported"),
-        "{}",
-        plan.stdout
-    );
-    assert!(
-        plan.stdout
-            .contains("Plan: 1 to import, 1 to add, 0 to change, 0 to destroy."),
-        "{}",
-        plan.stdout
-    );
+    plan.assert_stdout_contains("plumbtest_object.by_block will be imported");
+    plan.assert_stdout_contains("Plan: 1 to import, 1 to add, 0 to change, 0 to destroy.");
     // -chdir comes first: the relative plan file is written in the stack.
     assert!(s.path().join("first.plan").is_file());
     let show = s.run(&["show", "-json", "first.plan"]).ok();
@@ -852,36 +758,17 @@ resource "random_integer" "n" {{
     );
     s.run(&["plan", "-out=second.plan"]).ok();
     s.run(&["apply", "first.plan"]).ok();
-    assert!(
-        s.run(&["state", "list"])
-            .ok()
-            .stdout
-            .contains("plumbtest_object.by_block")
-    );
+    assert!(s.state_list().contains("plumbtest_object.by_block"));
     // The second plan was made against the state before the first apply.
     let stale = s.run(&["apply", "second.plan"]);
     assert_eq!(stale.code, 1);
-    assert!(
-        stale.all().contains("saved plan is stale"),
-        "{}",
-        stale.all()
-    );
+    stale.assert_output_contains("saved plan is stale");
     // state mv / rm
     s.run(&["state", "mv", "random_integer.n", "random_integer.m"])
         .ok();
-    assert!(
-        s.run(&["state", "list"])
-            .ok()
-            .stdout
-            .contains("random_integer.m")
-    );
+    assert!(s.state_list().contains("random_integer.m"));
     s.run(&["state", "rm", "random_integer.m"]).ok();
-    assert!(
-        !s.run(&["state", "list"])
-            .ok()
-            .stdout
-            .contains("random_integer")
-    );
+    assert!(!s.state_list().contains("random_integer"));
     let json = s.run(&["show", "-json"]).ok();
     let j: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(
@@ -963,11 +850,7 @@ fn bad_input_is_refused_with_locations_and_changes_nothing() {
     let s = Stack::new("resource \"nosuch_thing\" \"a\" {\n}\n");
     let r = s.run(&["init", &format!("-plugin-dir={}", tools(&["mirror"]))]);
     assert_eq!(r.code, 1);
-    assert!(
-        r.all().contains("hashicorp/nosuch is not in the plugin"),
-        "{}",
-        r.all()
-    );
+    r.assert_output_contains("hashicorp/nosuch is not in the plugin");
     // A tampered provider package is refused.
     let s = Stack::new("resource \"random_id\" \"a\" {\n  byte_length = 2\n}\n");
     s.init();
@@ -976,11 +859,7 @@ fn bad_input_is_refused_with_locations_and_changes_nothing() {
     std::fs::write(s.path().join(".terraform.lock.hcl"), tampered).unwrap();
     let r = s.run(&["plan"]);
     assert_eq!(r.code, 1);
-    assert!(
-        r.all().contains("does not match the checksums"),
-        "{}",
-        r.all()
-    );
+    r.assert_output_contains("does not match the checksums");
 }
 
 #[test]
@@ -1004,8 +883,8 @@ resource "random_id" "independent" {
     s.init();
     let r = s.run(&["apply", "-auto-approve", "-parallelism=2"]);
     assert_eq!(r.code, 1, "{}", r.all());
-    assert!(r.all().contains("random_integer.bad"), "{}", r.all());
-    let list = s.run(&["state", "list"]).ok().stdout;
+    r.assert_output_contains("random_integer.bad");
+    let list = s.state_list();
     assert_eq!(list.matches("random_id.independent").count(), 5, "{list}");
     assert!(!list.contains("after_bad"), "{list}");
 }
@@ -1033,12 +912,7 @@ resource "random_id" "r" {
 #[test]
 fn two_applies_at_once_one_fails_naming_the_holder_one_waits() {
     let s = lock_stack();
-    let first = s
-        .cmd(&["apply", "-auto-approve"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let first = s.spawn_quietly(&["apply", "-auto-approve"]);
     let lock = s.path().join(".terraform.tfstate.lock.info");
     let start = Instant::now();
     while !lock.exists() && start.elapsed() < Duration::from_secs(20) {
@@ -1046,21 +920,13 @@ fn two_applies_at_once_one_fails_naming_the_holder_one_waits() {
     }
     let refused = s.run(&["apply", "-auto-approve", "-var", "tag=two"]);
     assert_eq!(refused.code, 1, "{}", refused.all());
-    assert!(
-        refused.all().contains("state is locked"),
-        "{}",
-        refused.all()
-    );
+    refused.assert_output_contains("state is locked");
     assert!(
         refused.all().contains(&format!("pid {}", first.id())),
         "the holder is named:\n{}",
         refused.all()
     );
-    assert!(
-        refused.all().contains("OperationTypeApply"),
-        "{}",
-        refused.all()
-    );
+    refused.assert_output_contains("OperationTypeApply");
     let waiting = s
         .cmd(&[
             "apply",
@@ -1074,11 +940,7 @@ fn two_applies_at_once_one_fails_naming_the_holder_one_waits() {
     let mut first = first;
     assert!(first.wait().unwrap().success());
     let waiting = Run::from(waiting).ok();
-    assert!(
-        waiting.stdout.contains("Apply complete!"),
-        "{}",
-        waiting.stdout
-    );
+    waiting.assert_stdout_contains("Apply complete!");
     let st = s.state();
     assert!(st["serial"].as_u64().unwrap() >= 3);
     assert_eq!(s.instance_count(), 2);
@@ -1097,12 +959,7 @@ resource "local_file" "f" {
 "#,
     );
     s.init();
-    let mut child = s
-        .cmd(&["apply", "-auto-approve", "-parallelism=4"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = s.spawn_quietly(&["apply", "-auto-approve", "-parallelism=4"]);
     let files = s.path().join("files");
     let start = Instant::now();
     loop {
@@ -1130,19 +987,15 @@ resource "local_file" "f" {
         "the apply was interrupted part-way ({on_disk} files)"
     );
     // What completed before the kill is in state (journal included).
-    let recorded = s.run(&["state", "list"]).ok().stdout.lines().count();
+    let recorded = s.state_list().lines().count();
     assert!(
         recorded > 0 && recorded <= on_disk,
         "{recorded} recorded, {on_disk} files"
     );
     // The interrupted holder's lock is stale: the next apply takes over and finishes.
     let r = s.run(&["apply", "-auto-approve"]).ok();
-    assert!(
-        r.all().contains("Taking over a stale state lock"),
-        "{}",
-        r.all()
-    );
-    assert!(r.all().contains("Apply complete!"), "{}", r.all());
+    r.assert_output_contains("Taking over a stale state lock");
+    r.assert_output_contains("Apply complete!");
     assert_eq!(
         s.instance_count(),
         200,
@@ -1184,12 +1037,7 @@ output "pets" {{
         pg.conn_str()
     ));
     s.init();
-    let first = s
-        .cmd(&["apply", "-auto-approve"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let first = s.spawn_quietly(&["apply", "-auto-approve"]);
     // Wait until the first apply holds the lock (force-unlock with a wrong ID
     // names the current holder without touching it).
     let start = Instant::now();
@@ -1204,16 +1052,12 @@ output "pets" {{
     let mut first = first;
     assert!(first.wait().unwrap().success());
     assert_eq!(refused.code, 1, "{}", refused.all());
-    assert!(
-        refused.all().contains("state is locked"),
-        "{}",
-        refused.all()
-    );
+    refused.assert_output_contains("state is locked");
     assert!(
         !s.path().join("terraform.tfstate").exists(),
         "no local state with the pg backend"
     );
-    let list = s.run(&["state", "list"]).ok().stdout;
+    let list = s.state_list();
     assert_eq!(list.lines().count(), 4, "{list}");
     let out = s.run(&["output", "-json"]).ok();
     let j: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
@@ -1263,7 +1107,7 @@ resource "random_id" "other" {{
     let p = s
         .run(&["plan", "-var", "tag=t2", "-target=plumbtest_object.ignored"])
         .ok();
-    assert!(p.stdout.contains("~ tags"), "{}", p.stdout);
+    p.assert_stdout_contains("~ tags");
     assert!(!p.stdout.contains("~ name"), "{}", p.stdout);
     assert!(
         !p.stdout.contains("random_id"),
@@ -1273,16 +1117,11 @@ resource "random_id" "other" {{
     // create_before_destroy shows +/-; prevent_destroy refuses the replacement.
     let p = s.run(&["plan", "-var", "zone=z2"]);
     assert_eq!(p.code, 1, "{}", p.all());
-    assert!(p.all().contains("prevent_destroy"), "{}", p.all());
+    p.assert_output_contains("prevent_destroy");
     let p = s
         .run(&["plan", "-var", "zone=z2", "-target=plumbtest_object.cbd"])
         .ok();
-    assert!(
-        p.stdout
-            .contains("+/- resource \"plumbtest_object\" \"cbd\""),
-        "{}",
-        p.stdout
-    );
+    p.assert_stdout_contains("+/- resource \"plumbtest_object\" \"cbd\"");
     s.run(&[
         "apply",
         "-auto-approve",
@@ -1294,17 +1133,8 @@ resource "random_id" "other" {{
     // A destroy plan lists everything and changes nothing.
     let before = s.state()["serial"].clone();
     let d = s.run(&["plan", "-destroy", "-target=random_id.other"]).ok();
-    assert!(
-        d.stdout.contains("random_id.other will be destroyed"),
-        "{}",
-        d.stdout
-    );
-    assert!(
-        d.stdout
-            .contains("Plan: 0 to add, 0 to change, 1 to destroy."),
-        "{}",
-        d.stdout
-    );
+    d.assert_stdout_contains("random_id.other will be destroyed");
+    d.assert_stdout_contains("Plan: 0 to add, 0 to change, 1 to destroy.");
     assert_eq!(s.state()["serial"], before);
     // -refresh=false skips reading the providers.
     s.run(&["plan", "-refresh=false"]).ok();
@@ -1362,8 +1192,7 @@ resource "plumbtest_object" "fw" {{
         ]
     );
     // No change: a plan says so.
-    let p = s.run(&["plan", "-detailed-exitcode"]);
-    assert_eq!(p.code, 0, "{}", p.all());
+    s.assert_no_changes();
     // One more port: an in-place update that adds a block.
     let p = s.run(&[
         "plan",
@@ -1372,13 +1201,8 @@ resource "plumbtest_object" "fw" {{
         "ports=[80, 443, 8080]",
     ]);
     assert_eq!(p.code, 2, "{}", p.all());
-    assert!(
-        p.stdout
-            .contains("Plan: 0 to add, 1 to change, 0 to destroy."),
-        "{}",
-        p.stdout
-    );
-    assert!(p.stdout.contains("8080"), "{}", p.stdout);
+    p.assert_stdout_contains("Plan: 0 to add, 1 to change, 0 to destroy.");
+    p.assert_stdout_contains("8080");
     s.run(&["apply", "-auto-approve", "-var", "ports=[80, 443, 8080]"])
         .ok();
     assert_eq!(rules(&s).len(), 4);
@@ -1403,6 +1227,6 @@ resource "plumbtest_object" "fw" {{
     );
     let p = s.run(&["plan"]);
     assert_eq!(p.code, 1, "{}", p.all());
-    assert!(p.all().contains("colour"), "{}", p.all());
+    p.assert_output_contains("colour");
     assert_eq!(rules(&s).len(), 4, "a refused plan changes nothing");
 }

@@ -34,5 +34,5 @@ mod walk;
 pub use body::mark_schema_sensitive;
 pub use graph::{Graph, Node, build_graph};
 pub use options::{WalkMode, WalkOptions};
-pub use stored::{PriorStateError, paths_from_state, paths_to_state};
+pub use stored::{PriorStateError, paths_from_state, paths_to_state, stored_instances};
 pub use walk::{Walk, WalkInput};

@@ -15,7 +15,7 @@ use std::ops::Range;
 
 use hcl_edit::Span;
 use hcl_edit::expr::{BinaryOperator, Expression, ObjectKey, TraversalOperator, UnaryOperator};
-use hcl_edit::template::{Directive, Element, Template};
+use hcl_edit::template::{Directive, Element, Strip, Template};
 use plumb_tfplugin::{Number, Value};
 
 use crate::coerce::{iterate, mark, to_bool, to_number, value_to_string};
@@ -407,10 +407,14 @@ impl<'a> Evaluator<'a> {
                 Element::Literal(s) => {
                     let mut text: &str = s.value();
                     // Honour ~ strip markers on neighbouring interpolations and directives.
-                    if idx > 0 && strips_after(elems[idx - 1]) {
+                    if idx > 0
+                        && outer_strips(elems[idx - 1]).is_some_and(|(_, close)| close.strip_end())
+                    {
                         text = text.trim_start();
                     }
-                    if idx + 1 < elems.len() && strips_before(elems[idx + 1]) {
+                    if idx + 1 < elems.len()
+                        && outer_strips(elems[idx + 1]).is_some_and(|(open, _)| open.strip_start())
+                    {
                         text = text.trim_end();
                     }
                     out.push_str(text);
@@ -612,27 +616,18 @@ impl TemplateRenderer for TemplateFiles {
     }
 }
 
-fn strips_after(el: &Element) -> bool {
-    use hcl_edit::template::Strip;
+/// The strip markers on the outside of a template element: the one that
+/// opens it (an interpolation's own, or a directive's first tag) and the one
+/// that closes it (an interpolation's own, or a directive's end tag). A
+/// literal has none.
+fn outer_strips(el: &Element) -> Option<(Strip, Strip)> {
     match el {
-        Element::Interpolation(i) => matches!(i.strip, Strip::End | Strip::Both),
+        Element::Interpolation(i) => Some((i.strip, i.strip)),
         Element::Directive(d) => match d.as_ref() {
-            Directive::If(i) => matches!(i.endif_expr.strip, Strip::End | Strip::Both),
-            Directive::For(f) => matches!(f.endfor_expr.strip, Strip::End | Strip::Both),
+            Directive::If(i) => Some((i.if_expr.strip, i.endif_expr.strip)),
+            Directive::For(f) => Some((f.for_expr.strip, f.endfor_expr.strip)),
         },
-        Element::Literal(_) => false,
-    }
-}
-
-fn strips_before(el: &Element) -> bool {
-    use hcl_edit::template::Strip;
-    match el {
-        Element::Interpolation(i) => matches!(i.strip, Strip::Start | Strip::Both),
-        Element::Directive(d) => match d.as_ref() {
-            Directive::If(i) => matches!(i.if_expr.strip, Strip::Start | Strip::Both),
-            Directive::For(f) => matches!(f.for_expr.strip, Strip::Start | Strip::Both),
-        },
-        Element::Literal(_) => false,
+        Element::Literal(_) => None,
     }
 }
 
@@ -813,6 +808,26 @@ mod tests {
 
     fn list(items: &[&str]) -> Value {
         Value::List(items.iter().map(|s| Value::string(*s)).collect())
+    }
+
+    #[test]
+    fn strip_markers_trim_the_literal_on_their_side() {
+        assert_eq!(eval("\"a ${~ \"b\" ~} c\"", &[]), Value::string("abc"));
+        assert_eq!(eval("\"a ${~ \"b\" } c\"", &[]), Value::string("ab c"));
+        assert_eq!(eval("\"a ${ \"b\" ~} c\"", &[]), Value::string("a bc"));
+        // A directive's first tag strips before it, its end tag after it.
+        assert_eq!(
+            eval("\"x %{~ if true }y%{ endif ~} z\"", &[]),
+            Value::string("xyz")
+        );
+        assert_eq!(
+            eval("\"x %{ if true ~}y%{~ endif } z\"", &[]),
+            Value::string("x y z")
+        );
+        assert_eq!(
+            eval("\"x %{~ for n in [1] }y%{ endfor ~} z\"", &[]),
+            Value::string("xyz")
+        );
     }
 
     #[test]

@@ -62,6 +62,19 @@ fn string_attr(file: &Arc<SourceFile>, body: &Body, name: &str) -> Option<String
     })
 }
 
+/// Parses `text`, read from `path`, as an HCL body; a syntax error is a
+/// diagnostic at its position.
+pub(crate) fn parse_source(path: PathBuf, text: String) -> Result<(Arc<SourceFile>, Body), Diag> {
+    let file = Arc::new(SourceFile { path, text });
+    match hcl_edit::parser::parse_body(&file.text) {
+        Ok(body) => Ok((file, body)),
+        Err(e) => {
+            let offset = e.location().offset();
+            Err(Diag::new(format!("syntax error: {}", e.message())).at(file, Some(offset..offset)))
+        }
+    }
+}
+
 /// Loads the module in `dir` and every local module it calls.
 pub fn load(dir: &Path) -> Result<ModuleConfig, ConfigError> {
     let mut stack = Vec::new();
@@ -99,20 +112,10 @@ fn load_inner(dir: &Path, stack: &mut Vec<PathBuf>) -> Result<ModuleConfig, Conf
         let text = std::fs::read_to_string(&path).map_err(|e| {
             ConfigError::from(Diag::new(format!("cannot read {}: {e}", path.display())))
         })?;
-        let file = Arc::new(SourceFile {
-            path: path.clone(),
-            text,
-        });
-        let body = match hcl_edit::parser::parse_body(&file.text) {
-            Ok(b) => b,
-            Err(e) => {
-                let loc = e.location();
-                let offset = loc.offset();
-                errs.push(
-                    Diag::new(format!("syntax error: {}", e.message()))
-                        .at(file.clone(), Some(offset..offset))
-                        .hint("fix the syntax at the marked position; nothing was changed"),
-                );
+        let (file, body) = match parse_source(path.clone(), text) {
+            Ok(parsed) => parsed,
+            Err(d) => {
+                errs.push(d.hint("fix the syntax at the marked position; nothing was changed"));
                 continue;
             }
         };

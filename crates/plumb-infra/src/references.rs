@@ -7,24 +7,38 @@
 
 use hcl_edit::expr::{Expression, TraversalOperator};
 use hcl_edit::structure::{Body, Structure};
+use hcl_edit::{Decorated, Ident};
 
-use crate::config::{Mode, Reference, label_text};
+use crate::config::{Mode, Reference, ResourceBlock, label_text};
 
 /// Everything an expression refers to.
 pub fn references(expr: &Expression) -> Vec<Reference> {
-    let mut out = Vec::new();
-    let mut bound = Vec::new();
-    walk_refs(expr, &mut bound, &mut out);
-    out.sort();
-    out.dedup();
-    out
+    collected(|bound, out| walk_refs(expr, bound, out))
 }
 
 /// References of every attribute and nested block in a body.
 pub fn body_references(body: &Body) -> Vec<Reference> {
+    collected(|bound, out| walk_body(body, bound, out))
+}
+
+/// Everything a resource block refers to: its body, `count`, `for_each`
+/// and `depends_on` (not sorted or made unique across them).
+pub fn resource_references(r: &ResourceBlock) -> Vec<Reference> {
+    let mut refs = body_references(&r.body);
+    if let Some(c) = &r.count {
+        refs.extend(references(c));
+    }
+    if let Some(f) = &r.for_each {
+        refs.extend(references(f));
+    }
+    refs.extend(r.depends_on.clone());
+    refs
+}
+
+/// What one walk over an expression or body finds, sorted, each once.
+fn collected(walk: impl FnOnce(&mut Vec<String>, &mut Vec<Reference>)) -> Vec<Reference> {
     let mut out = Vec::new();
-    let mut bound = Vec::new();
-    walk_body(body, &mut bound, &mut out);
+    walk(&mut Vec::new(), &mut out);
     out.sort();
     out.dedup();
     out
@@ -36,13 +50,7 @@ fn walk_body(body: &Body, bound: &mut Vec<String>, out: &mut Vec<Reference>) {
             Structure::Attribute(a) => walk_refs(&a.value, bound, out),
             Structure::Block(b) => {
                 if b.ident.value().as_str() == "dynamic" {
-                    let name = b
-                        .body
-                        .get_attribute("iterator")
-                        .and_then(|a| match &a.value {
-                            Expression::Variable(v) => Some(v.value().to_string()),
-                            _ => None,
-                        })
+                    let name = dynamic_iterator(&b.body)
                         .or_else(|| b.labels.first().map(label_text))
                         .unwrap_or_default();
                     bound.push(name);
@@ -54,6 +62,32 @@ fn walk_body(body: &Body, bound: &mut Vec<String>, out: &mut Vec<Reference>) {
             }
         }
     }
+}
+
+/// The iterator a dynamic block's body names with `iterator = NAME`; without
+/// one, the iterator is the block's label.
+pub fn dynamic_iterator(body: &Body) -> Option<String> {
+    body.get_attribute("iterator").and_then(|a| match &a.value {
+        Expression::Variable(v) => Some(v.value().to_string()),
+        _ => None,
+    })
+}
+
+/// Runs `walk` with a for's key (if any) and value variables bound: they
+/// name the element, so they are not references inside it.
+fn with_for_variables(
+    bound: &mut Vec<String>,
+    key: Option<&Decorated<Ident>>,
+    value: &Decorated<Ident>,
+    walk: impl FnOnce(&mut Vec<String>),
+) {
+    let n = bound.len();
+    if let Some(k) = key {
+        bound.push(k.value().to_string());
+    }
+    bound.push(value.value().to_string());
+    walk(bound);
+    bound.truncate(n);
 }
 
 fn reference_of(root: &str, attrs: &[String]) -> Option<Reference> {
@@ -134,19 +168,16 @@ fn walk_refs(expr: &Expression, bound: &mut Vec<String>, out: &mut Vec<Reference
         }
         Expression::ForExpr(f) => {
             walk_refs(&f.intro.collection_expr, bound, out);
-            let n = bound.len();
-            if let Some(k) = &f.intro.key_var {
-                bound.push(k.value().to_string());
-            }
-            bound.push(f.intro.value_var.value().to_string());
-            if let Some(k) = &f.key_expr {
-                walk_refs(k, bound, out);
-            }
-            walk_refs(&f.value_expr, bound, out);
-            if let Some(c) = &f.cond {
-                walk_refs(&c.expr, bound, out);
-            }
-            bound.truncate(n);
+            let (key, value) = (f.intro.key_var.as_ref(), &f.intro.value_var);
+            with_for_variables(bound, key, value, |bound| {
+                if let Some(k) = &f.key_expr {
+                    walk_refs(k, bound, out);
+                }
+                walk_refs(&f.value_expr, bound, out);
+                if let Some(c) = &f.cond {
+                    walk_refs(&c.expr, bound, out);
+                }
+            });
         }
         _ => {}
     }
@@ -172,13 +203,10 @@ fn walk_template(
                 }
                 Directive::For(f) => {
                     walk_refs(&f.for_expr.collection_expr, bound, out);
-                    let n = bound.len();
-                    if let Some(k) = &f.for_expr.key_var {
-                        bound.push(k.value().to_string());
-                    }
-                    bound.push(f.for_expr.value_var.value().to_string());
-                    walk_template(&f.for_expr.template, bound, out);
-                    bound.truncate(n);
+                    let (key, value) = (f.for_expr.key_var.as_ref(), &f.for_expr.value_var);
+                    with_for_variables(bound, key, value, |bound| {
+                        walk_template(&f.for_expr.template, bound, out)
+                    });
                 }
             },
         }

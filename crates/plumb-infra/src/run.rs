@@ -91,34 +91,22 @@ impl Stack {
         run: &Run,
         progress: Arc<dyn Progress>,
     ) -> Result<WalkResult, InfraError> {
-        if run.destroy {
+        // A destroy plan reports no progress.
+        let (options, walk_progress): (_, Arc<dyn Progress>) = if run.destroy {
             let options = WalkOptions {
                 plan_only: true,
                 ..run.walk_options(WalkMode::Destroy)?
             };
-            return self
-                .walk(
-                    providers,
-                    run.vars.clone(),
-                    run.prior(),
-                    options,
-                    None,
-                    Arc::new(()),
-                )
-                .await;
-        }
-        let options = run.walk_options(WalkMode::Plan)?;
+            (options, Arc::new(()))
+        } else {
+            (run.walk_options(WalkMode::Plan)?, progress.clone())
+        };
         let result = self
-            .walk(
-                providers,
-                run.vars.clone(),
-                run.prior(),
-                options,
-                None,
-                progress.clone(),
-            )
+            .walk(providers, run, run.prior(), options, None, walk_progress)
             .await;
-        progress.finish();
+        if !run.destroy {
+            progress.finish();
+        }
         result
     }
 
@@ -152,7 +140,7 @@ impl Stack {
         let result = self
             .walk(
                 providers,
-                run.vars.clone(),
+                run,
                 base.clone(),
                 options,
                 Some(writer),
@@ -186,10 +174,11 @@ impl Stack {
         Ok(result)
     }
 
+    /// Walks the configuration with `run`'s variables.
     async fn walk(
         &self,
         providers: &Arc<ProviderCatalog>,
-        vars: BTreeMap<String, Value>,
+        run: &Run,
         prior: StateSnapshot,
         options: WalkOptions,
         writer: Option<StateWriter>,
@@ -199,7 +188,7 @@ impl Stack {
             root: self.config().clone(),
             catalog: providers.clone(),
             env: self.environment().clone(),
-            vars,
+            vars: run.vars.clone(),
             prior,
             writer,
             progress,

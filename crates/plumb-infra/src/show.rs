@@ -7,35 +7,10 @@
 use plumb_state::StateSnapshot;
 use plumb_tfplugin::Value;
 
-use crate::addr::{InstanceAddr, InstanceKey, ResourceAddr};
-use crate::engine::paths_from_state;
+use crate::addr::InstanceAddr;
+use crate::engine::{paths_from_state, stored_instances};
 use crate::error::InfraError;
 use crate::render::json_value;
-
-/// Every instance in `state`, with its resource and stored record.
-pub fn instances(
-    state: &StateSnapshot,
-) -> Vec<(
-    InstanceAddr,
-    &plumb_state::ResourceState,
-    &plumb_state::InstanceState,
-)> {
-    let mut out = Vec::new();
-    for r in &state.resources {
-        let addr = ResourceAddr::from_state(r.module.as_deref(), &r.mode, &r.ty, &r.name);
-        for i in &r.instances {
-            out.push((
-                InstanceAddr {
-                    resource: addr.clone(),
-                    key: i.index_key.as_ref().and_then(InstanceKey::from_json),
-                },
-                r,
-                i,
-            ));
-        }
-    }
-    out
-}
 
 fn redacted(i: &plumb_state::InstanceState) -> Value {
     let v = plumb_tfplugin::value::untyped_from_json(&i.attributes);
@@ -45,7 +20,7 @@ fn redacted(i: &plumb_state::InstanceState) -> Value {
 /// Human state, like `terraform show`.
 pub fn state_human(state: &StateSnapshot, only: Option<&InstanceAddr>) -> String {
     let mut out = String::new();
-    for (addr, r, i) in instances(state) {
+    for (addr, r, i) in stored_instances(state) {
         if only.is_some_and(|o| o != &addr) {
             continue;
         }
@@ -87,7 +62,7 @@ pub fn state_human(state: &StateSnapshot, only: Option<&InstanceAddr>) -> String
 /// State as Terraform's JSON state representation (`show -json`), with
 /// sensitive values removed.
 pub fn state_json(state: &StateSnapshot) -> serde_json::Value {
-    let resources: Vec<serde_json::Value> = instances(state)
+    let resources: Vec<serde_json::Value> = stored_instances(state)
         .into_iter()
         .map(|(addr, r, i)| {
             let (values, _, sensitive) = json_value(&redacted(i));
@@ -122,7 +97,7 @@ pub fn state_json(state: &StateSnapshot) -> serde_json::Value {
 /// `state list`: every instance address, or those under the `filters`
 /// (an address, or a resource or module prefix of one).
 pub fn addresses(state: &StateSnapshot, filters: &[String]) -> Vec<String> {
-    instances(state)
+    stored_instances(state)
         .into_iter()
         .map(|(addr, _, _)| addr.to_string())
         .filter(|s| {

@@ -10,14 +10,12 @@ use std::time::Duration;
 
 use base64::Engine;
 use plumb_state::{AnyBackend, InstanceState, LockInfo, ResourceKey, StateBackend, StateSnapshot};
-use plumb_tfplugin::Value;
 
 use crate::addr::{InstanceAddr, InstanceKey, parse_instance};
 use crate::config::Mode;
-use crate::engine::{mark_schema_sensitive, paths_to_state};
+use crate::engine::{mark_schema_sensitive, paths_to_state, stored_instances};
 use crate::error::InfraError;
 use crate::providers::ProviderCatalog;
-use crate::show::instances;
 use crate::stack::{Stack, TOOL_VERSION};
 
 /// An address given to a state command.
@@ -71,7 +69,7 @@ impl Stack {
             let mut removed = 0;
             for a in addresses {
                 let a = parse(a)?;
-                let before = instances(&state).len();
+                let before = stored_instances(&state).len();
                 let key = ResourceKey {
                     module: a.resource.module_string(),
                     mode: a.resource.mode.as_str().into(),
@@ -90,7 +88,7 @@ impl Stack {
                 } else {
                     state.remove_instance(&key, &a.key.as_ref().map(InstanceKey::to_json));
                 }
-                removed += before - instances(&state).len();
+                removed += before - stored_instances(&state).len();
             }
             if removed == 0 {
                 return Err(InfraError::NothingRemoved);
@@ -113,7 +111,7 @@ impl Stack {
             let mut state = read(backend).await?;
             let from = parse(source)?;
             let to = parse(destination)?;
-            let found = instances(&state)
+            let found = stored_instances(&state)
                 .into_iter()
                 .find(|(a, _, _)| *a == from)
                 .map(|(_, r, i)| (r.provider.clone(), i.clone()));
@@ -122,7 +120,7 @@ impl Stack {
                     address: source.to_string(),
                 });
             };
-            if instances(&state).iter().any(|(a, _, _)| *a == to) {
+            if stored_instances(&state).iter().any(|(a, _, _)| *a == to) {
                 return Err(InfraError::AlreadyInState {
                     address: destination.to_string(),
                 });
@@ -184,21 +182,13 @@ impl Stack {
                 resource: addr.resource.clone(),
             })?;
         let mut state = read(backend).await?;
-        if instances(&state).iter().any(|(a, _, _)| *a == addr) {
+        if stored_instances(&state).iter().any(|(a, _, _)| *a == addr) {
             return Err(InfraError::AlreadyManaged {
                 address: address.to_string(),
             });
         }
         let p = providers.start(root, &rb.provider_name()).await?;
-        let empty = Value::Map(
-            p.schema()
-                .provider
-                .block
-                .attributes
-                .keys()
-                .map(|k| (k.clone(), Value::Null))
-                .collect(),
-        );
+        let empty = p.schema().provider.block.unset();
         let fail = |source: plumb_tfplugin::Error| InfraError::Provider {
             address: address.to_string(),
             source,

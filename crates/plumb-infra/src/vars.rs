@@ -16,6 +16,7 @@ use crate::config::{ModuleConfig, Origin, VariableBlock, in_stack};
 use crate::diag::{ConfigError, Diag, SourceFile};
 use crate::environment::Environment;
 use crate::eval::{Evaluator, Scope, Step};
+use crate::parse::parse_source;
 
 /// A source of root variable values on the command line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -464,18 +465,10 @@ pub fn collect(
                     return;
                 }
             };
-            let file = Arc::new(SourceFile {
-                path: path.to_path_buf(),
-                text,
-            });
-            let body = match hcl_edit::parser::parse_body(&file.text) {
-                Ok(b) => b,
-                Err(e) => {
-                    let o = e.location().offset();
-                    errs.push(
-                        Diag::new(format!("syntax error: {}", e.message()))
-                            .at(file.clone(), Some(o..o)),
-                    );
+            let (file, body) = match parse_source(path.to_path_buf(), text) {
+                Ok(parsed) => parsed,
+                Err(d) => {
+                    errs.push(d);
                     return;
                 }
             };

@@ -293,6 +293,23 @@ impl LockInfo {
         }
     }
 
+    /// What a lock says of its holder when the holder wrote nothing readable:
+    /// only the state's `path` is known.
+    pub fn unknown(path: String) -> LockInfo {
+        LockInfo {
+            id: "unknown".into(),
+            operation: "unknown".into(),
+            info: String::new(),
+            who: "unknown".into(),
+            version: String::new(),
+            created: String::new(),
+            path,
+            pid: 0,
+            host: String::new(),
+            lease_expires: String::new(),
+        }
+    }
+
     /// One line naming the holder, for messages.
     pub fn describe(&self) -> String {
         format!(

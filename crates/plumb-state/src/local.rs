@@ -232,18 +232,8 @@ impl StateBackend for LocalBackend {
                 }
                 Err(std::fs::TryLockError::WouldBlock) => {
                     if Instant::now() >= deadline {
-                        let holder = Self::read_lock_info(&path).unwrap_or_else(|| LockInfo {
-                            id: "unknown".into(),
-                            operation: "unknown".into(),
-                            info: String::new(),
-                            who: "unknown".into(),
-                            version: String::new(),
-                            created: String::new(),
-                            path: self.describe(),
-                            pid: 0,
-                            host: String::new(),
-                            lease_expires: String::new(),
-                        });
+                        let holder = Self::read_lock_info(&path)
+                            .unwrap_or_else(|| LockInfo::unknown(self.describe()));
                         return Err(StateError::Locked(Box::new(holder)));
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;

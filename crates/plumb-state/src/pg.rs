@@ -273,18 +273,7 @@ impl StateBackend for PgBackend {
                     .holder(&client)
                     .await?
                     .map(|(i, _)| i)
-                    .unwrap_or_else(|| LockInfo {
-                        id: "unknown".into(),
-                        operation: "unknown".into(),
-                        info: String::new(),
-                        who: "unknown".into(),
-                        version: String::new(),
-                        created: String::new(),
-                        path: self.describe(),
-                        pid: 0,
-                        host: String::new(),
-                        lease_expires: String::new(),
-                    });
+                    .unwrap_or_else(|| LockInfo::unknown(self.describe()));
                 return Err(StateError::Locked(Box::new(holder)));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;

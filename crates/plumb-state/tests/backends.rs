@@ -7,8 +7,8 @@ mod support;
 use std::time::Duration;
 
 use plumb_state::{
-    AnyBackend, InstanceState, JournalRecord, LocalBackend, LockInfo, PgBackend, ResourceKey,
-    StateBackend, StateError, StateSnapshot,
+    AnyBackend, InstanceState, JournalRecord, LocalBackend, LockInfo, LockLease, PgBackend,
+    ResourceKey, StateBackend, StateError, StateSnapshot,
 };
 
 fn key(name: &str) -> ResourceKey {
@@ -31,6 +31,16 @@ fn instance(i: i64) -> InstanceState {
         dependencies: vec![],
         create_before_destroy: false,
     }
+}
+
+/// What a test holder of the lock writes, for operation `op`.
+fn info(op: &str) -> LockInfo {
+    LockInfo::for_operation(op, "x", "test", "test")
+}
+
+/// Takes `b`'s lock as a test holder of `op`, waiting at most `wait`.
+async fn lock(b: &AnyBackend, op: &str, wait: Duration) -> Result<LockLease, StateError> {
+    b.lock(info(op), wait).await
 }
 
 async fn exercise_state(b: &AnyBackend) {
@@ -81,19 +91,11 @@ async fn exercise_state(b: &AnyBackend) {
 }
 
 async fn exercise_lock(b: &AnyBackend, other: &AnyBackend) {
-    let lease = b
-        .lock(
-            LockInfo::for_operation("OperationTypeApply", "x", "test", "test"),
-            Duration::from_secs(1),
-        )
+    let lease = lock(b, "OperationTypeApply", Duration::from_secs(1))
         .await
         .unwrap();
     assert!(lease.took_over.is_none());
-    let err = other
-        .lock(
-            LockInfo::for_operation("OperationTypePlan", "x", "test", "test"),
-            Duration::from_millis(500),
-        )
+    let err = lock(other, "OperationTypePlan", Duration::from_millis(500))
         .await
         .err()
         .expect("a held lock refuses a second holder");
@@ -107,11 +109,7 @@ async fn exercise_lock(b: &AnyBackend, other: &AnyBackend) {
     }
     let id = lease.info.id.clone();
     b.unlock(lease).await.unwrap();
-    let second = other
-        .lock(
-            LockInfo::for_operation("OperationTypePlan", "x", "test", "test"),
-            Duration::from_secs(1),
-        )
+    let second = lock(other, "OperationTypePlan", Duration::from_secs(1))
         .await
         .unwrap();
     assert!(second.took_over.is_none(), "a released lock is not stale");
@@ -122,11 +120,7 @@ async fn exercise_lock(b: &AnyBackend, other: &AnyBackend) {
     let forced = other.force_unlock(&second.info.id).await.unwrap();
     assert_eq!(forced.id, second.info.id);
     // After force-unlock a new holder gets the lock at once.
-    let third = b
-        .lock(
-            LockInfo::for_operation("OperationTypeApply", "x", "test", "test"),
-            Duration::from_secs(5),
-        )
+    let third = lock(b, "OperationTypeApply", Duration::from_secs(5))
         .await
         .unwrap();
     b.unlock(third).await.unwrap();
@@ -149,18 +143,14 @@ async fn local_lock_names_holder_and_takes_over_stale() {
     let b = AnyBackend::Local(LocalBackend::new(&path));
     exercise_lock(&a, &b).await;
     // A holder that died leaves its info behind but not its OS lock.
-    let mut dead = LockInfo::for_operation("OperationTypeApply", "x", "test", "test");
+    let mut dead = info("OperationTypeApply");
     dead.pid = 999_999;
     std::fs::write(
         dir.path().join(".terraform.tfstate.lock.info"),
         serde_json::to_vec(&dead).unwrap(),
     )
     .unwrap();
-    let lease = a
-        .lock(
-            LockInfo::for_operation("OperationTypeApply", "x", "test", "test"),
-            Duration::from_secs(1),
-        )
+    let lease = lock(&a, "OperationTypeApply", Duration::from_secs(1))
         .await
         .unwrap();
     assert_eq!(
@@ -179,21 +169,13 @@ async fn postgres_state_journal_and_lock() {
     exercise_state(&a).await;
     exercise_lock(&a, &b).await;
     // A holder whose session died: its row stays, its advisory lock is gone.
-    let lease = a
-        .lock(
-            LockInfo::for_operation("OperationTypeApply", "x", "test", "test"),
-            Duration::from_secs(1),
-        )
+    let lease = lock(&a, "OperationTypeApply", Duration::from_secs(1))
         .await
         .unwrap();
     let id = lease.info.id.clone();
     drop(lease); // connection and renewal task end without unlocking
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let next = b
-        .lock(
-            LockInfo::for_operation("OperationTypeApply", "x", "test", "test"),
-            Duration::from_secs(10),
-        )
+    let next = lock(&b, "OperationTypeApply", Duration::from_secs(10))
         .await
         .unwrap();
     assert_eq!(next.took_over.map(|i| i.id), Some(id));

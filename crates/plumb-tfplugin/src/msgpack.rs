@@ -195,33 +195,35 @@ fn read_value(cur: &mut Cursor<&[u8]>, ty: &Type) -> Result<Value, ValueError> {
             }
             Ok(Value::List(items))
         }
-        Type::Map(et) => {
-            let n = rmp::decode::read_map_len(cur).map_err(enc_err)?;
-            let mut m = BTreeMap::new();
-            for _ in 0..n {
-                let k = read_string(cur)?;
-                let v = read_value(cur, et)?;
-                m.insert(k, v);
-            }
-            Ok(Value::Map(m))
-        }
+        Type::Map(et) => Ok(Value::Map(read_map(cur, |_| Ok(et))?)),
         Type::Object(attrs) => {
-            let n = rmp::decode::read_map_len(cur).map_err(enc_err)?;
-            let mut m = BTreeMap::new();
-            for _ in 0..n {
-                let k = read_string(cur)?;
-                let t = attrs.get(&k).ok_or_else(|| {
+            let mut m = read_map(cur, |k| {
+                attrs.get(k).ok_or_else(|| {
                     ValueError::Encoding(format!("attribute {k:?} is not in the schema"))
-                })?;
-                let v = read_value(cur, t)?;
-                m.insert(k, v);
-            }
+                })
+            })?;
             for k in attrs.keys() {
                 m.entry(k.clone()).or_insert(Value::Null);
             }
             Ok(Value::Map(m))
         }
     }
+}
+
+/// Reads a msgpack map of string keys, each value of the type `type_of` gives
+/// for its key: a map's one element type, or an object's attribute type.
+fn read_map<'t>(
+    cur: &mut Cursor<&[u8]>,
+    type_of: impl Fn(&str) -> Result<&'t Type, ValueError>,
+) -> Result<BTreeMap<String, Value>, ValueError> {
+    let n = rmp::decode::read_map_len(cur).map_err(enc_err)?;
+    let mut m = BTreeMap::new();
+    for _ in 0..n {
+        let k = read_string(cur)?;
+        let v = read_value(cur, type_of(&k)?)?;
+        m.insert(k, v);
+    }
+    Ok(m)
 }
 
 fn read_string(cur: &mut Cursor<&[u8]>) -> Result<String, ValueError> {

@@ -3,6 +3,10 @@
 //! Protocols 5 and 6 carry the same operations under different names (and 6
 //! adds nested attributes); [`Provider`] hides that, speaking plumb's
 //! [`Value`]s in and out and turning provider diagnostics into errors.
+//!
+//! Each call is written once: `call!` expands it for both generated modules,
+//! seen through `v5` and `v6`, which add the conversions of values and
+//! schemas; a call the protocols name differently names both.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -114,20 +118,6 @@ fn rpc_err(e: tonic::Status) -> Error {
     Error::Rpc(format!("{}: {}", e.code(), e.message()))
 }
 
-fn dv5(value: &Value, ty: &Type) -> Result<tfplugin5::DynamicValue, Error> {
-    Ok(tfplugin5::DynamicValue {
-        msgpack: msgpack::encode(value, ty)?,
-        json: Vec::new(),
-    })
-}
-
-fn dv6(value: &Value, ty: &Type) -> Result<tfplugin6::DynamicValue, Error> {
-    Ok(tfplugin6::DynamicValue {
-        msgpack: msgpack::encode(value, ty)?,
-        json: Vec::new(),
-    })
-}
-
 macro_rules! decode_dv {
     ($dv:expr, $ty:expr) => {
         match $dv {
@@ -193,87 +183,157 @@ fn nesting(n: i32) -> Nesting {
     }
 }
 
-fn block5(b: Option<tfplugin5::schema::Block>) -> Result<Block, Error> {
-    let b = b.unwrap_or_default();
-    let mut out = Block::default();
-    for a in b.attributes {
-        out.attributes.insert(
-            a.name,
-            Attribute {
-                ty: Type::from_json_bytes(&a.r#type)?,
-                nested: None,
-                required: a.required,
-                optional: a.optional,
-                computed: a.computed,
-                sensitive: a.sensitive,
-            },
-        );
-    }
-    for nb in b.block_types {
-        out.block_types.insert(
-            nb.type_name,
-            NestedBlock {
-                block: block5(nb.block)?,
-                nesting: nesting(nb.nesting),
-                min_items: nb.min_items,
-                max_items: nb.max_items,
-            },
-        );
-    }
-    Ok(out)
+/// The value type of `type_name` among `schemas` (the provider's resources or
+/// its data sources).
+fn implied_type(schemas: &BTreeMap<String, Schema>, type_name: &str) -> Result<Type, Error> {
+    schemas
+        .get(type_name)
+        .map(|s| s.block.implied_type())
+        .ok_or_else(|| Error::UnknownType(type_name.to_string()))
 }
 
-fn attr6(a: tfplugin6::schema::Attribute) -> Result<(String, Attribute), Error> {
-    let nested = match a.nested_type {
-        Some(obj) => {
-            let mut attrs = BTreeMap::new();
-            for na in obj.attributes {
-                let (k, v) = attr6(na)?;
-                attrs.insert(k, v);
+/// One protocol version as [`call!`] sees it: a module holding the generated
+/// messages, plus how a value and a schema cross into and out of them. The two
+/// versions differ in one place the conversion cares about: only protocol 6
+/// has nested attributes, which `$nested` (written as seen from inside the
+/// new module, with `$a` the protocol's attribute) turns into plumb's.
+macro_rules! protocol {
+    ($(#[$doc:meta])* $v:ident = $m:ident, |$a:ident| $nested:expr) => {
+        $(#[$doc])*
+        mod $v {
+            pub(super) use super::$m::*;
+
+            use super::{
+                Attribute, Block, Error, NestedAttributes, NestedBlock, Type, Value, msgpack,
+                nesting,
+            };
+
+            pub(super) fn dynamic(value: &Value, ty: &Type) -> Result<DynamicValue, Error> {
+                Ok(DynamicValue {
+                    msgpack: msgpack::encode(value, ty)?,
+                    json: Vec::new(),
+                })
             }
-            Some(NestedAttributes {
-                attributes: attrs,
-                nesting: nesting(obj.nesting),
-            })
+
+            pub(super) fn schema(s: Option<Schema>) -> Result<super::Schema, Error> {
+                let s = s.unwrap_or_default();
+                Ok(super::Schema {
+                    version: s.version,
+                    block: block(s.block)?,
+                })
+            }
+
+            fn block(b: Option<schema::Block>) -> Result<Block, Error> {
+                let b = b.unwrap_or_default();
+                let mut out = Block::default();
+                for a in b.attributes {
+                    let (k, v) = attribute(a)?;
+                    out.attributes.insert(k, v);
+                }
+                for nb in b.block_types {
+                    out.block_types.insert(
+                        nb.type_name,
+                        NestedBlock {
+                            block: block(nb.block)?,
+                            nesting: nesting(nb.nesting),
+                            min_items: nb.min_items,
+                            max_items: nb.max_items,
+                        },
+                    );
+                }
+                Ok(out)
+            }
+
+            pub(super) fn attribute($a: schema::Attribute) -> Result<(String, Attribute), Error> {
+                let nested: Option<NestedAttributes> = $nested;
+                let ty = match &nested {
+                    Some(n) => n.implied_type(),
+                    None => Type::from_json_bytes(&$a.r#type)?,
+                };
+                Ok((
+                    $a.name,
+                    Attribute {
+                        ty,
+                        nested,
+                        required: $a.required,
+                        optional: $a.optional,
+                        computed: $a.computed,
+                        sensitive: $a.sensitive,
+                    },
+                ))
+            }
         }
-        None => None,
     };
-    let ty = match &nested {
-        Some(n) => n.implied_type(),
-        None => Type::from_json_bytes(&a.r#type)?,
-    };
-    Ok((
-        a.name,
-        Attribute {
-            ty,
-            nested,
-            required: a.required,
-            optional: a.optional,
-            computed: a.computed,
-            sensitive: a.sensitive,
-        },
-    ))
 }
 
-fn block6(b: Option<tfplugin6::schema::Block>) -> Result<Block, Error> {
-    let b = b.unwrap_or_default();
-    let mut out = Block::default();
-    for a in b.attributes {
-        let (k, v) = attr6(a)?;
-        out.attributes.insert(k, v);
-    }
-    for nb in b.block_types {
-        out.block_types.insert(
-            nb.type_name,
-            NestedBlock {
-                block: block6(nb.block)?,
-                nesting: nesting(nb.nesting),
-                min_items: nb.min_items,
-                max_items: nb.max_items,
-            },
-        );
-    }
-    Ok(out)
+protocol!(
+    /// Protocol 5: no nested attributes.
+    v5 = tfplugin5,
+    |a| None
+);
+
+protocol!(
+    /// Protocol 6: an attribute may hold nested attributes.
+    v6 = tfplugin6,
+    |a| a.nested_type.map(super::nested_attributes).transpose()?
+);
+
+/// Protocol 6's nested attributes: an attribute typed as an object (or a
+/// collection of objects) of further attributes.
+fn nested_attributes(obj: tfplugin6::schema::Object) -> Result<NestedAttributes, Error> {
+    let attributes = obj
+        .attributes
+        .into_iter()
+        .map(v6::attribute)
+        .collect::<Result<BTreeMap<_, _>, Error>>()?;
+    Ok(NestedAttributes {
+        attributes,
+        nesting: nesting(obj.nesting),
+    })
+}
+
+/// Makes one call in whichever protocol the provider speaks, written once for
+/// both. `$m` names that protocol's module (`v5` or `v6`) inside the request's
+/// fields and `$then`; `$r` is the response there, and `$warnings` its
+/// diagnostics once [`check`] found no error among them. A call both
+/// protocols name alike gives its method (also its request message) and its
+/// operation name once; otherwise `v5:` and `v6:` give each protocol's
+/// `method(message) "Operation"`.
+macro_rules! call {
+    (
+        @in $v:ident, $client:ident.$method:ident($msg:ident) $op:literal,
+        |$m:ident| { $($req:tt)* },
+        |$r:ident, $warnings:pat_param| $then:expr
+    ) => {{
+        use crate::provider::$v as $m;
+        let mut client = $client;
+        let $r = client
+            .$method($m::$msg::Request { $($req)* })
+            .await
+            .map_err(rpc_err)?
+            .into_inner();
+        let $warnings = check(diags!($m, $r.diagnostics), $op)?;
+        $then
+    }};
+    (
+        $client:expr,
+        v5: $method5:ident($msg5:ident) $op5:literal,
+        v6: $method6:ident($msg6:ident) $op6:literal,
+        $($rest:tt)*
+    ) => {
+        match $client {
+            Client::V5(c) => call!(@in v5, c.$method5($msg5) $op5, $($rest)*),
+            Client::V6(c) => call!(@in v6, c.$method6($msg6) $op6, $($rest)*),
+        }
+    };
+    ($client:expr, $method:ident $op:literal, $($rest:tt)*) => {
+        call!(
+            $client,
+            v5: $method($method) $op,
+            v6: $method($method) $op,
+            $($rest)*
+        )
+    };
 }
 
 impl Provider {
@@ -357,129 +417,62 @@ impl Provider {
     }
 
     fn resource_type(&self, type_name: &str) -> Result<Type, Error> {
-        self.schema
-            .resources
-            .get(type_name)
-            .map(|s| s.block.implied_type())
-            .ok_or_else(|| Error::UnknownType(type_name.to_string()))
+        implied_type(&self.schema.resources, type_name)
     }
 
     fn data_type(&self, type_name: &str) -> Result<Type, Error> {
-        self.schema
-            .data_sources
-            .get(type_name)
-            .map(|s| s.block.implied_type())
-            .ok_or_else(|| Error::UnknownType(type_name.to_string()))
+        implied_type(&self.schema.data_sources, type_name)
     }
 
     async fn fetch_schema(&self) -> Result<ProviderSchema, Error> {
-        let mut out = ProviderSchema::default();
-        match self.client.clone() {
-            Client::V5(mut c) => {
-                let r = c
-                    .get_schema(tfplugin5::get_provider_schema::Request {})
-                    .await
-                    .map_err(rpc_err)?
-                    .into_inner();
-                check(diags!(tfplugin5, r.diagnostics), "GetSchema")?;
-                let conv = |s: Option<tfplugin5::Schema>| -> Result<Schema, Error> {
-                    let s = s.unwrap_or_default();
-                    Ok(Schema {
-                        version: s.version,
-                        block: block5(s.block)?,
-                    })
+        call!(
+            self.client.clone(),
+            v5: get_schema(get_provider_schema) "GetSchema",
+            v6: get_provider_schema(get_provider_schema) "GetProviderSchema",
+            |m| {},
+            |r, _| {
+                let mut out = ProviderSchema {
+                    provider: m::schema(r.provider)?,
+                    ..ProviderSchema::default()
                 };
-                out.provider = conv(r.provider)?;
                 for (k, s) in r.resource_schemas {
-                    out.resources.insert(k, conv(Some(s))?);
+                    out.resources.insert(k, m::schema(Some(s))?);
                 }
                 for (k, s) in r.data_source_schemas {
-                    out.data_sources.insert(k, conv(Some(s))?);
+                    out.data_sources.insert(k, m::schema(Some(s))?);
                 }
                 out.plan_destroy = r.server_capabilities.is_some_and(|c| c.plan_destroy);
+                Ok(out)
             }
-            Client::V6(mut c) => {
-                let r = c
-                    .get_provider_schema(tfplugin6::get_provider_schema::Request {})
-                    .await
-                    .map_err(rpc_err)?
-                    .into_inner();
-                check(diags!(tfplugin6, r.diagnostics), "GetProviderSchema")?;
-                let conv = |s: Option<tfplugin6::Schema>| -> Result<Schema, Error> {
-                    let s = s.unwrap_or_default();
-                    Ok(Schema {
-                        version: s.version,
-                        block: block6(s.block)?,
-                    })
-                };
-                out.provider = conv(r.provider)?;
-                for (k, s) in r.resource_schemas {
-                    out.resources.insert(k, conv(Some(s))?);
-                }
-                for (k, s) in r.data_source_schemas {
-                    out.data_sources.insert(k, conv(Some(s))?);
-                }
-                out.plan_destroy = r.server_capabilities.is_some_and(|c| c.plan_destroy);
-            }
-        }
-        Ok(out)
+        )
     }
 
     /// Validates the provider's own configuration.
     pub async fn validate_provider_config(&self, config: &Value) -> Result<Vec<Diagnostic>, Error> {
         let ty = self.schema.provider.block.implied_type();
-        match self.client.clone() {
-            Client::V5(mut c) => {
-                let r = c
-                    .prepare_provider_config(tfplugin5::prepare_provider_config::Request {
-                        config: Some(dv5(config, &ty)?),
-                    })
-                    .await
-                    .map_err(rpc_err)?
-                    .into_inner();
-                check(diags!(tfplugin5, r.diagnostics), "PrepareProviderConfig")
-            }
-            Client::V6(mut c) => {
-                let r = c
-                    .validate_provider_config(tfplugin6::validate_provider_config::Request {
-                        config: Some(dv6(config, &ty)?),
-                    })
-                    .await
-                    .map_err(rpc_err)?
-                    .into_inner();
-                check(diags!(tfplugin6, r.diagnostics), "ValidateProviderConfig")
-            }
-        }
+        call!(
+            self.client.clone(),
+            v5: prepare_provider_config(prepare_provider_config) "PrepareProviderConfig",
+            v6: validate_provider_config(validate_provider_config) "ValidateProviderConfig",
+            |m| { config: Some(m::dynamic(config, &ty)?) },
+            |r, warnings| Ok(warnings)
+        )
     }
 
     /// Configures the provider; required before any resource operation.
     pub async fn configure(&self, config: &Value) -> Result<Vec<Diagnostic>, Error> {
         let ty = self.schema.provider.block.implied_type();
         let version = concat!("plumb-", env!("CARGO_PKG_VERSION")).to_string();
-        match self.client.clone() {
-            Client::V5(mut c) => {
-                let r = c
-                    .configure(tfplugin5::configure::Request {
-                        terraform_version: version,
-                        config: Some(dv5(config, &ty)?),
-                    })
-                    .await
-                    .map_err(rpc_err)?
-                    .into_inner();
-                check(diags!(tfplugin5, r.diagnostics), "Configure")
-            }
-            Client::V6(mut c) => {
-                let r = c
-                    .configure_provider(tfplugin6::configure_provider::Request {
-                        terraform_version: version,
-                        config: Some(dv6(config, &ty)?),
-                    })
-                    .await
-                    .map_err(rpc_err)?
-                    .into_inner();
-                check(diags!(tfplugin6, r.diagnostics), "ConfigureProvider")
-            }
-        }
+        call!(
+            self.client.clone(),
+            v5: configure(configure) "Configure",
+            v6: configure_provider(configure_provider) "ConfigureProvider",
+            |m| {
+                terraform_version: version,
+                config: Some(m::dynamic(config, &ty)?),
+            },
+            |r, warnings| Ok(warnings)
+        )
     }
 
     /// Validates a resource's configuration.
@@ -489,35 +482,17 @@ impl Provider {
         config: &Value,
     ) -> Result<Vec<Diagnostic>, Error> {
         let ty = self.resource_type(type_name)?;
-        match self.client.clone() {
-            Client::V5(mut c) => {
-                let r = c
-                    .validate_resource_type_config(
-                        tfplugin5::validate_resource_type_config::Request {
-                            type_name: type_name.to_string(),
-                            config: Some(dv5(config, &ty)?),
-                        },
-                    )
-                    .await
-                    .map_err(rpc_err)?
-                    .into_inner();
-                check(
-                    diags!(tfplugin5, r.diagnostics),
-                    "ValidateResourceTypeConfig",
-                )
-            }
-            Client::V6(mut c) => {
-                let r = c
-                    .validate_resource_config(tfplugin6::validate_resource_config::Request {
-                        type_name: type_name.to_string(),
-                        config: Some(dv6(config, &ty)?),
-                    })
-                    .await
-                    .map_err(rpc_err)?
-                    .into_inner();
-                check(diags!(tfplugin6, r.diagnostics), "ValidateResourceConfig")
-            }
-        }
+        call!(
+            self.client.clone(),
+            v5: validate_resource_type_config(validate_resource_type_config)
+                "ValidateResourceTypeConfig",
+            v6: validate_resource_config(validate_resource_config) "ValidateResourceConfig",
+            |m| {
+                type_name: type_name.to_string(),
+                config: Some(m::dynamic(config, &ty)?),
+            },
+            |r, warnings| Ok(warnings)
+        )
     }
 
     /// Upgrades stored JSON state written under schema `version` to the
@@ -529,40 +504,19 @@ impl Provider {
         raw_json: &[u8],
     ) -> Result<Value, Error> {
         let ty = self.resource_type(type_name)?;
-        match self.client.clone() {
-            Client::V5(mut c) => {
-                let r = c
-                    .upgrade_resource_state(tfplugin5::upgrade_resource_state::Request {
-                        type_name: type_name.to_string(),
-                        version,
-                        raw_state: Some(tfplugin5::RawState {
-                            json: raw_json.to_vec(),
-                            flatmap: Default::default(),
-                        }),
-                    })
-                    .await
-                    .map_err(rpc_err)?
-                    .into_inner();
-                check(diags!(tfplugin5, r.diagnostics), "UpgradeResourceState")?;
-                Ok(decode_dv!(r.upgraded_state, &ty))
-            }
-            Client::V6(mut c) => {
-                let r = c
-                    .upgrade_resource_state(tfplugin6::upgrade_resource_state::Request {
-                        type_name: type_name.to_string(),
-                        version,
-                        raw_state: Some(tfplugin6::RawState {
-                            json: raw_json.to_vec(),
-                            flatmap: Default::default(),
-                        }),
-                    })
-                    .await
-                    .map_err(rpc_err)?
-                    .into_inner();
-                check(diags!(tfplugin6, r.diagnostics), "UpgradeResourceState")?;
-                Ok(decode_dv!(r.upgraded_state, &ty))
-            }
-        }
+        call!(
+            self.client.clone(),
+            upgrade_resource_state "UpgradeResourceState",
+            |m| {
+                type_name: type_name.to_string(),
+                version,
+                raw_state: Some(m::RawState {
+                    json: raw_json.to_vec(),
+                    flatmap: Default::default(),
+                }),
+            },
+            |r, _| Ok(decode_dv!(r.upgraded_state, &ty))
+        )
     }
 
     /// Refreshes a resource: returns its current state (null if it is gone)
@@ -574,36 +528,17 @@ impl Provider {
         private: &[u8],
     ) -> Result<(Value, Vec<u8>), Error> {
         let ty = self.resource_type(type_name)?;
-        match self.client.clone() {
-            Client::V5(mut c) => {
-                let r = c
-                    .read_resource(tfplugin5::read_resource::Request {
-                        type_name: type_name.to_string(),
-                        current_state: Some(dv5(current, &ty)?),
-                        private: private.to_vec(),
-                        provider_meta: None,
-                    })
-                    .await
-                    .map_err(rpc_err)?
-                    .into_inner();
-                check(diags!(tfplugin5, r.diagnostics), "ReadResource")?;
-                Ok((decode_dv!(r.new_state, &ty), r.private))
-            }
-            Client::V6(mut c) => {
-                let r = c
-                    .read_resource(tfplugin6::read_resource::Request {
-                        type_name: type_name.to_string(),
-                        current_state: Some(dv6(current, &ty)?),
-                        private: private.to_vec(),
-                        provider_meta: None,
-                    })
-                    .await
-                    .map_err(rpc_err)?
-                    .into_inner();
-                check(diags!(tfplugin6, r.diagnostics), "ReadResource")?;
-                Ok((decode_dv!(r.new_state, &ty), r.private))
-            }
-        }
+        call!(
+            self.client.clone(),
+            read_resource "ReadResource",
+            |m| {
+                type_name: type_name.to_string(),
+                current_state: Some(m::dynamic(current, &ty)?),
+                private: private.to_vec(),
+                provider_meta: None,
+            },
+            |r, _| Ok((decode_dv!(r.new_state, &ty), r.private))
+        )
     }
 
     /// Plans a change: create (prior null), update, or destroy (proposed null).
@@ -616,58 +551,28 @@ impl Provider {
         prior_private: &[u8],
     ) -> Result<PlannedChange, Error> {
         let ty = self.resource_type(type_name)?;
-        match self.client.clone() {
-            Client::V5(mut c) => {
-                let r = c
-                    .plan_resource_change(tfplugin5::plan_resource_change::Request {
-                        type_name: type_name.to_string(),
-                        prior_state: Some(dv5(prior, &ty)?),
-                        proposed_new_state: Some(dv5(proposed, &ty)?),
-                        config: Some(dv5(config, &ty)?),
-                        prior_private: prior_private.to_vec(),
-                        provider_meta: None,
-                    })
-                    .await
-                    .map_err(rpc_err)?
-                    .into_inner();
-                let warnings = check(diags!(tfplugin5, r.diagnostics), "PlanResourceChange")?;
-                Ok(PlannedChange {
-                    planned_state: decode_dv!(r.planned_state, &ty),
-                    requires_replace: r
-                        .requires_replace
-                        .into_iter()
-                        .map(|p| path_from!(tfplugin5, p))
-                        .collect(),
-                    planned_private: r.planned_private,
-                    warnings,
-                })
-            }
-            Client::V6(mut c) => {
-                let r = c
-                    .plan_resource_change(tfplugin6::plan_resource_change::Request {
-                        type_name: type_name.to_string(),
-                        prior_state: Some(dv6(prior, &ty)?),
-                        proposed_new_state: Some(dv6(proposed, &ty)?),
-                        config: Some(dv6(config, &ty)?),
-                        prior_private: prior_private.to_vec(),
-                        provider_meta: None,
-                    })
-                    .await
-                    .map_err(rpc_err)?
-                    .into_inner();
-                let warnings = check(diags!(tfplugin6, r.diagnostics), "PlanResourceChange")?;
-                Ok(PlannedChange {
-                    planned_state: decode_dv!(r.planned_state, &ty),
-                    requires_replace: r
-                        .requires_replace
-                        .into_iter()
-                        .map(|p| path_from!(tfplugin6, p))
-                        .collect(),
-                    planned_private: r.planned_private,
-                    warnings,
-                })
-            }
-        }
+        call!(
+            self.client.clone(),
+            plan_resource_change "PlanResourceChange",
+            |m| {
+                type_name: type_name.to_string(),
+                prior_state: Some(m::dynamic(prior, &ty)?),
+                proposed_new_state: Some(m::dynamic(proposed, &ty)?),
+                config: Some(m::dynamic(config, &ty)?),
+                prior_private: prior_private.to_vec(),
+                provider_meta: None,
+            },
+            |r, warnings| Ok(PlannedChange {
+                planned_state: decode_dv!(r.planned_state, &ty),
+                requires_replace: r
+                    .requires_replace
+                    .into_iter()
+                    .map(|p| path_from!(m, p))
+                    .collect(),
+                planned_private: r.planned_private,
+                warnings,
+            })
+        )
     }
 
     /// Applies a planned change; returns the new state and private data.
@@ -680,40 +585,19 @@ impl Provider {
         planned_private: &[u8],
     ) -> Result<(Value, Vec<u8>), Error> {
         let ty = self.resource_type(type_name)?;
-        match self.client.clone() {
-            Client::V5(mut c) => {
-                let r = c
-                    .apply_resource_change(tfplugin5::apply_resource_change::Request {
-                        type_name: type_name.to_string(),
-                        prior_state: Some(dv5(prior, &ty)?),
-                        planned_state: Some(dv5(planned, &ty)?),
-                        config: Some(dv5(config, &ty)?),
-                        planned_private: planned_private.to_vec(),
-                        provider_meta: None,
-                    })
-                    .await
-                    .map_err(rpc_err)?
-                    .into_inner();
-                check(diags!(tfplugin5, r.diagnostics), "ApplyResourceChange")?;
-                Ok((decode_dv!(r.new_state, &ty), r.private))
-            }
-            Client::V6(mut c) => {
-                let r = c
-                    .apply_resource_change(tfplugin6::apply_resource_change::Request {
-                        type_name: type_name.to_string(),
-                        prior_state: Some(dv6(prior, &ty)?),
-                        planned_state: Some(dv6(planned, &ty)?),
-                        config: Some(dv6(config, &ty)?),
-                        planned_private: planned_private.to_vec(),
-                        provider_meta: None,
-                    })
-                    .await
-                    .map_err(rpc_err)?
-                    .into_inner();
-                check(diags!(tfplugin6, r.diagnostics), "ApplyResourceChange")?;
-                Ok((decode_dv!(r.new_state, &ty), r.private))
-            }
-        }
+        call!(
+            self.client.clone(),
+            apply_resource_change "ApplyResourceChange",
+            |m| {
+                type_name: type_name.to_string(),
+                prior_state: Some(m::dynamic(prior, &ty)?),
+                planned_state: Some(m::dynamic(planned, &ty)?),
+                config: Some(m::dynamic(config, &ty)?),
+                planned_private: planned_private.to_vec(),
+                provider_meta: None,
+            },
+            |r, _| Ok((decode_dv!(r.new_state, &ty), r.private))
+        )
     }
 
     /// Asks the provider what exists under an import id.
@@ -722,85 +606,41 @@ impl Provider {
         type_name: &str,
         id: &str,
     ) -> Result<Vec<ImportedResource>, Error> {
-        match self.client.clone() {
-            Client::V5(mut c) => {
-                let r = c
-                    .import_resource_state(tfplugin5::import_resource_state::Request {
-                        type_name: type_name.to_string(),
-                        id: id.to_string(),
+        call!(
+            self.client.clone(),
+            import_resource_state "ImportResourceState",
+            |m| {
+                type_name: type_name.to_string(),
+                id: id.to_string(),
+            },
+            |r, _| r
+                .imported_resources
+                .into_iter()
+                .map(|i| {
+                    let ty = self.resource_type(&i.type_name)?;
+                    Ok(ImportedResource {
+                        state: decode_dv!(i.state, &ty),
+                        type_name: i.type_name,
+                        private: i.private,
                     })
-                    .await
-                    .map_err(rpc_err)?
-                    .into_inner();
-                check(diags!(tfplugin5, r.diagnostics), "ImportResourceState")?;
-                r.imported_resources
-                    .into_iter()
-                    .map(|i| {
-                        let ty = self.resource_type(&i.type_name)?;
-                        Ok(ImportedResource {
-                            state: decode_dv!(i.state, &ty),
-                            type_name: i.type_name,
-                            private: i.private,
-                        })
-                    })
-                    .collect()
-            }
-            Client::V6(mut c) => {
-                let r = c
-                    .import_resource_state(tfplugin6::import_resource_state::Request {
-                        type_name: type_name.to_string(),
-                        id: id.to_string(),
-                    })
-                    .await
-                    .map_err(rpc_err)?
-                    .into_inner();
-                check(diags!(tfplugin6, r.diagnostics), "ImportResourceState")?;
-                r.imported_resources
-                    .into_iter()
-                    .map(|i| {
-                        let ty = self.resource_type(&i.type_name)?;
-                        Ok(ImportedResource {
-                            state: decode_dv!(i.state, &ty),
-                            type_name: i.type_name,
-                            private: i.private,
-                        })
-                    })
-                    .collect()
-            }
-        }
+                })
+                .collect()
+        )
     }
 
     /// Reads a data source.
     pub async fn read_data_source(&self, type_name: &str, config: &Value) -> Result<Value, Error> {
         let ty = self.data_type(type_name)?;
-        match self.client.clone() {
-            Client::V5(mut c) => {
-                let r = c
-                    .read_data_source(tfplugin5::read_data_source::Request {
-                        type_name: type_name.to_string(),
-                        config: Some(dv5(config, &ty)?),
-                        provider_meta: None,
-                    })
-                    .await
-                    .map_err(rpc_err)?
-                    .into_inner();
-                check(diags!(tfplugin5, r.diagnostics), "ReadDataSource")?;
-                Ok(decode_dv!(r.state, &ty))
-            }
-            Client::V6(mut c) => {
-                let r = c
-                    .read_data_source(tfplugin6::read_data_source::Request {
-                        type_name: type_name.to_string(),
-                        config: Some(dv6(config, &ty)?),
-                        provider_meta: None,
-                    })
-                    .await
-                    .map_err(rpc_err)?
-                    .into_inner();
-                check(diags!(tfplugin6, r.diagnostics), "ReadDataSource")?;
-                Ok(decode_dv!(r.state, &ty))
-            }
-        }
+        call!(
+            self.client.clone(),
+            read_data_source "ReadDataSource",
+            |m| {
+                type_name: type_name.to_string(),
+                config: Some(m::dynamic(config, &ty)?),
+                provider_meta: None,
+            },
+            |r, _| Ok(decode_dv!(r.state, &ty))
+        )
     }
 
     /// Stops the provider process.

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::value::Type;
+use crate::value::{Type, Value};
 
 /// A versioned schema for a provider, resource type or data source.
 #[derive(Clone, Debug, Default)]
@@ -89,6 +89,16 @@ impl Block {
             attrs.insert(k.clone(), b.nesting.wrap(b.block.implied_type()));
         }
         Type::Object(attrs)
+    }
+
+    /// A value of this block that sets nothing: every attribute null.
+    pub fn unset(&self) -> Value {
+        Value::Map(
+            self.attributes
+                .keys()
+                .map(|k| (k.clone(), Value::Null))
+                .collect(),
+        )
     }
 }
 

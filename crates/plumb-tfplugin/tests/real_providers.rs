@@ -2,27 +2,20 @@
 //! `testenv/setup.d/20-infra` builds.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "../../plumb-state/tests/support/infra_tools.rs"]
+mod infra_tools;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use infra_tools::infra_tools;
 use plumb_tfplugin::{Provider, Value};
 
 fn provider_binary(kind: &str) -> PathBuf {
-    let out = std::process::Command::new("bash")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../testenv/setup.d/infra-tools"
-        ))
-        .arg("provider")
-        .arg(kind)
-        .output()
-        .expect("run testenv/setup.d/infra-tools");
-    assert!(
-        out.status.success(),
-        "provider {kind} is missing: {} (run testenv/setup)",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    PathBuf::from(infra_tools(
+        &["provider", kind],
+        &format!("provider {kind} is missing"),
+    ))
 }
 
 #[tokio::test]

@@ -16,7 +16,7 @@ use plumb_state::{StateBackend, StateSnapshot};
 use super::args::{Command, InfraArgs, StateCommand};
 use super::environment;
 use super::report::Failure;
-use super::run::{self, lock};
+use super::run::{self, under_lock};
 
 /// Runs a parsed `plumb infra` command; returns its exit code.
 pub async fn execute(args: InfraArgs) -> Result<u8, Failure> {
@@ -149,12 +149,15 @@ pub async fn execute(args: InfraArgs) -> Result<u8, Failure> {
         }
         Command::Import { flags, address, id } => {
             let stack = open()?;
-            let providers = Arc::new(stack.providers()?);
-            let backend = stack.backend()?;
-            let lease = lock(&stack, &backend, "OperationTypeImport", &flags).await?;
-            let r = stack.import(&providers, &backend, &address, &id).await;
-            backend.unlock(lease).await?;
-            r?;
+            under_lock(
+                &stack,
+                "OperationTypeImport",
+                &flags,
+                async |providers, backend| {
+                    Ok(stack.import(providers, backend, &address, &id).await?)
+                },
+            )
+            .await?;
             println!(
                 "{address}: Import prepared!\n\nImport successful!\n\nThe resources that were imported are shown above. These resources are now in\nyour plumb state and will henceforth be managed by plumb."
             );

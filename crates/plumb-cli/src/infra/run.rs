@@ -64,12 +64,15 @@ pub async fn plan(
     }
     let r = async {
         let stack = Stack::open(dir, env)?;
-        let providers = Arc::new(stack.providers()?);
-        let backend = stack.backend()?;
-        let lease = lock(&stack, &backend, "OperationTypePlan", flags).await?;
-        let result = plan_locked(&stack, &providers, &backend, flags, destroy, out).await;
-        backend.unlock(lease).await?;
-        let (result, changed) = result?;
+        let (result, changed) = under_lock(
+            &stack,
+            "OperationTypePlan",
+            flags,
+            async |providers, backend| {
+                plan_locked(&stack, providers, backend, flags, destroy, out).await
+            },
+        )
+        .await?;
         if !result.errors.is_empty() {
             print_errors(&result, flags.json);
             return Ok(1);
@@ -132,21 +135,24 @@ pub async fn apply(
     }
     let r = async {
         let stack = Stack::open(dir, env)?;
-        let providers = Arc::new(stack.providers()?);
-        let backend = stack.backend()?;
-        let lease = lock(&stack, &backend, "OperationTypeApply", flags).await?;
-        let r = apply_locked(
+        under_lock(
             &stack,
-            &providers,
-            &backend,
+            "OperationTypeApply",
             flags,
-            auto_approve,
-            destroy,
-            plan_file,
+            async |providers, backend| {
+                apply_locked(
+                    &stack,
+                    providers,
+                    backend,
+                    flags,
+                    auto_approve,
+                    destroy,
+                    plan_file,
+                )
+                .await
+            },
         )
-        .await;
-        backend.unlock(lease).await?;
-        r
+        .await
     }
     .await;
     json_errors(flags.json, r)
@@ -271,9 +277,25 @@ fn approve(what: &str) -> Result<bool, Failure> {
     Ok(line.trim() == "yes")
 }
 
+/// Runs `step` with the stack's providers and backend under the state lock
+/// for `operation`; the lock is released whatever `step` returns.
+pub async fn under_lock<T>(
+    stack: &Stack,
+    operation: &str,
+    flags: &PlanFlags,
+    step: impl AsyncFnOnce(&Arc<ProviderCatalog>, &AnyBackend) -> Result<T, Failure>,
+) -> Result<T, Failure> {
+    let providers = Arc::new(stack.providers()?);
+    let backend = stack.backend()?;
+    let lease = lock(stack, &backend, operation, flags).await?;
+    let r = step(&providers, &backend).await;
+    backend.unlock(lease).await?;
+    r
+}
+
 /// Takes the state lock for `operation`, saying so when it takes over a
 /// stale one.
-pub async fn lock(
+async fn lock(
     stack: &Stack,
     backend: &plumb_state::AnyBackend,
     operation: &str,

@@ -115,12 +115,7 @@ pub fn plan(result: &WalkResult) {
                 )
             })
             .collect();
-        emit(
-            "info",
-            &format!("Outputs: {}", outputs.len()),
-            "outputs",
-            &[("outputs", Json::Object(outputs))],
-        );
+        emit_outputs(outputs);
     }
     let (a, c, d, i) = plumb_infra::render::counts(&result.changes);
     summary("plan", a, c, d, i);
@@ -283,11 +278,16 @@ pub fn outputs(outputs: &std::collections::BTreeMap<String, (Value, bool)>) {
             (name.clone(), o)
         })
         .collect();
+    emit_outputs(list);
+}
+
+/// An `outputs` line: one entry per root output.
+fn emit_outputs(outputs: serde_json::Map<String, Json>) {
     emit(
         "info",
-        &format!("Outputs: {}", list.len()),
+        &format!("Outputs: {}", outputs.len()),
         "outputs",
-        &[("outputs", Json::Object(list))],
+        &[("outputs", Json::Object(outputs))],
     );
 }
 

@@ -10,15 +10,24 @@
 use std::collections::BTreeMap;
 
 use hcl_edit::Span;
-use hcl_edit::expr::Expression;
 use hcl_edit::structure::{Body, Structure};
 use plumb_tfplugin::value::convert;
-use plumb_tfplugin::{Block, Nesting, Value};
+use plumb_tfplugin::{Attribute, Block, NestedBlock, Nesting, Value};
 
 use crate::coerce::{iterate, value_to_string};
 use crate::config::{Origin, label_text};
 use crate::diag::Diag;
 use crate::eval::Evaluator;
+use crate::references::dynamic_iterator;
+
+/// `v`, marked sensitive when it is set and `attribute` is sensitive.
+fn marked_as(attribute: &Attribute, v: Value) -> Value {
+    if attribute.sensitive && !v.is_null() {
+        v.mark_sensitive()
+    } else {
+        v
+    }
+}
 
 /// Marks attributes the schema calls sensitive.
 pub fn mark_schema_sensitive(v: Value, block: &Block) -> Value {
@@ -27,14 +36,7 @@ pub fn mark_schema_sensitive(v: Value, block: &Block) -> Value {
     };
     for (k, a) in &block.attributes {
         if let Some(x) = m.remove(k) {
-            m.insert(
-                k.clone(),
-                if a.sensitive && !x.is_null() {
-                    x.mark_sensitive()
-                } else {
-                    x
-                },
-            );
+            m.insert(k.clone(), marked_as(a, x));
         }
     }
     for (k, b) in &block.block_types {
@@ -66,6 +68,26 @@ pub fn mark_schema_sensitive(v: Value, block: &Block) -> Value {
         }
     }
     Value::Map(m)
+}
+
+/// The schema of `block`'s nested blocks of type `name`, which `b` (a block
+/// or a dynamic block) writes; none, with the error in `errs`, when the
+/// schema has no such blocks.
+fn nested_schema<'s>(
+    block: &'s Block,
+    name: &str,
+    b: &hcl_edit::structure::Block,
+    origin: &Origin,
+    errs: &mut Vec<Diag>,
+) -> Option<&'s NestedBlock> {
+    let nested = block.block_types.get(name);
+    if nested.is_none() {
+        errs.push(origin.diag_at(
+            b.span(),
+            format!("blocks of type {name:?} are not expected here"),
+        ));
+    }
+    nested
 }
 
 /// Evaluates a resource or provider body against its schema.
@@ -143,21 +165,10 @@ pub fn eval_body(
                         ));
                         continue;
                     };
-                    let Some(nb) = block.block_types.get(&label) else {
-                        errs.push(origin.diag_at(
-                            b.span(),
-                            format!("blocks of type {label:?} are not expected here"),
-                        ));
+                    let Some(nb) = nested_schema(block, &label, b, origin, &mut errs) else {
                         continue;
                     };
-                    let iterator = b
-                        .body
-                        .get_attribute("iterator")
-                        .and_then(|a| match &a.value {
-                            Expression::Variable(v) => Some(v.value().to_string()),
-                            _ => None,
-                        })
-                        .unwrap_or_else(|| label.clone());
+                    let iterator = dynamic_iterator(&b.body).unwrap_or_else(|| label.clone());
                     let Some(fe) = b.body.get_attribute("for_each") else {
                         errs.push(origin.diag_at(b.span(), "a dynamic block needs for_each"));
                         continue;
@@ -215,11 +226,7 @@ pub fn eval_body(
                     }
                     continue;
                 }
-                let Some(nb) = block.block_types.get(&ident) else {
-                    errs.push(origin.diag_at(
-                        b.span(),
-                        format!("blocks of type {ident:?} are not expected here"),
-                    ));
+                let Some(nb) = nested_schema(block, &ident, b, origin, &mut errs) else {
                     continue;
                 };
                 let labels = b.labels.iter().map(label_text).collect();
@@ -244,14 +251,7 @@ pub fn eval_body(
     let mut out: BTreeMap<String, Value> = BTreeMap::new();
     for (k, a) in &block.attributes {
         let v = attrs.remove(k).unwrap_or(Value::Null);
-        out.insert(
-            k.clone(),
-            if a.sensitive && !v.is_null() {
-                v.mark_sensitive()
-            } else {
-                v
-            },
-        );
+        out.insert(k.clone(), marked_as(a, v));
     }
     for (k, nb) in &block.block_types {
         let items = blocks.remove(k).unwrap_or_default();

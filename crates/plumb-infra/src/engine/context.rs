@@ -8,7 +8,7 @@
 //! provider call.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use hcl_edit::expr::Expression;
 use plumb_state::{InstanceState, JournalRecord, StateSnapshot};
@@ -70,6 +70,16 @@ impl WalkCtx {
         })
     }
 
+    /// The values evaluated so far, to read.
+    pub(super) fn read_values(&self) -> RwLockReadGuard<'_, Values> {
+        self.values.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The values evaluated so far, to add one to.
+    pub(super) fn write_values(&self) -> RwLockWriteGuard<'_, Values> {
+        self.values.write().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The scope of the module instance at `module`, over `values`.
     pub(super) fn scope<'a>(
         &'a self,
@@ -113,17 +123,7 @@ impl WalkCtx {
                     .unwrap_or_else(|e| e.into_inner())
                     .get(&key)
                     .cloned()
-                    .unwrap_or_else(|| {
-                        Value::Map(
-                            p.schema()
-                                .provider
-                                .block
-                                .attributes
-                                .keys()
-                                .map(|k| (k.clone(), Value::Null))
-                                .collect(),
-                        )
-                    });
+                    .unwrap_or_else(|| p.schema().provider.block.unset());
                 let ty = p.schema().provider.block.implied_type();
                 let config = convert(&config.deep_unmark(), &ty)
                     .map_err(|e| Diag::new(format!("provider {name}: {e}")))?;

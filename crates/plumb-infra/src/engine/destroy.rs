@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
+use plumb_state::StateSnapshot;
 use plumb_tfplugin::{Block, Provider, Value};
 
 use super::context::WalkCtx;
@@ -219,16 +220,7 @@ pub(super) async fn destroy_orphans(ctx: &Arc<WalkCtx>) -> Result<(), Vec<Diag>>
         .partition(|(i, _)| i.resource.mode == Mode::Data);
     for (i, _) in data {
         if ctx.opts.mode == WalkMode::Apply {
-            let provider = snapshot
-                .resource(
-                    i.resource.module_string().as_deref(),
-                    "data",
-                    &i.resource.ty,
-                    &i.resource.name,
-                )
-                .map(|r| r.provider.clone())
-                .unwrap_or_default();
-            ctx.record(&i, &provider, None).await.map_err(|d| vec![d])?;
+            forget_data(ctx, &snapshot, &i).await.map_err(|d| vec![d])?;
         }
     }
     let errs = destroy_in_order(ctx, managed).await;
@@ -237,6 +229,25 @@ pub(super) async fn destroy_orphans(ctx: &Arc<WalkCtx>) -> Result<(), Vec<Diag>>
     } else {
         Err(errs.into_iter().map(|e| e.diag).collect())
     }
+}
+
+/// Removes data instance `i` from state, recorded under the provider
+/// `snapshot` names for its resource.
+async fn forget_data(
+    ctx: &WalkCtx,
+    snapshot: &StateSnapshot,
+    i: &InstanceAddr,
+) -> Result<(), Diag> {
+    let provider = snapshot
+        .resource(
+            i.resource.module_string().as_deref(),
+            "data",
+            &i.resource.ty,
+            &i.resource.name,
+        )
+        .map(|r| r.provider.clone())
+        .unwrap_or_default();
+    ctx.record(i, &provider, None).await
 }
 
 /// Destroys everything in state (within `-target`).
@@ -252,16 +263,7 @@ pub(super) async fn destroy_all(ctx: &Arc<WalkCtx>) -> Vec<WalkError> {
     let mut errors = destroy_in_order(ctx, managed).await;
     if !ctx.opts.plan_only {
         for (i, _) in data {
-            let provider = snapshot
-                .resource(
-                    i.resource.module_string().as_deref(),
-                    "data",
-                    &i.resource.ty,
-                    &i.resource.name,
-                )
-                .map(|r| r.provider.clone())
-                .unwrap_or_default();
-            if let Err(d) = ctx.record(&i, &provider, None).await {
+            if let Err(d) = forget_data(ctx, &snapshot, &i).await {
                 errors.push(WalkError {
                     what: i.to_string(),
                     diag: d,

@@ -14,7 +14,7 @@ use crate::addr::ResourceAddr;
 use crate::config::{Mode, ModuleConfig, Origin, Reference};
 use crate::diag::{ConfigError, Diag};
 use crate::modules::ModuleInstances;
-use crate::references::{body_references, references};
+use crate::references::{body_references, references, resource_references};
 
 /// A node of the graph.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -215,15 +215,7 @@ fn add_module(
             errs.push(r.origin.diag(format!("duplicate resource {}", r.address())));
             continue;
         }
-        let mut refs = body_references(&r.body);
-        if let Some(c) = &r.count {
-            refs.extend(references(c));
-        }
-        if let Some(f) = &r.for_each {
-            refs.extend(references(f));
-        }
-        refs.extend(r.depends_on.clone());
-        let mut deps = resolve(refs, &r.origin, errs);
+        let mut deps = resolve(resource_references(r), &r.origin, errs);
         // Self references (inside provisioners or lifecycle) are not dependencies.
         deps.remove(&node);
         let (pname, palias) = match &r.provider {

@@ -25,7 +25,7 @@ use crate::diag::Diag;
 use crate::eval::Evaluator;
 use crate::modules::module_at;
 use crate::outcome::{Action, Change};
-use crate::references::{body_references, references};
+use crate::references::resource_references;
 
 /// What every instance of one resource shares.
 pub(super) struct ResourceRun {
@@ -42,15 +42,7 @@ pub(super) struct ResourceRun {
 }
 
 fn instance_deps(r: &ResourceBlock, m: &[String]) -> Vec<String> {
-    let mut refs = body_references(&r.body);
-    if let Some(c) = &r.count {
-        refs.extend(references(c));
-    }
-    if let Some(f) = &r.for_each {
-        refs.extend(references(f));
-    }
-    refs.extend(r.depends_on.clone());
-    let mut out: Vec<String> = refs
+    let mut out: Vec<String> = resource_references(r)
         .into_iter()
         .filter_map(|x| match x {
             Reference::Resource(mode, t, n) => Some(
@@ -91,7 +83,7 @@ pub(super) async fn run_instance(
         .ok_or_else(|| vec![Diag::new("module vanished")])?;
     let block = &schema.block;
     let config = {
-        let values = ctx.values.read().unwrap_or_else(|e| e.into_inner());
+        let values = ctx.read_values();
         let mut scope = ctx.scope(&values, &inst.resource.module, cfg);
         scope.count_index = match &inst.key {
             Some(InstanceKey::Int(i)) if r.count.is_some() => Some(*i),
@@ -160,7 +152,7 @@ pub(super) async fn run_instance(
     if prior.is_null() {
         if let Some((id_expr, origin)) = ctx.import_ids.get(inst) {
             let id = {
-                let values = ctx.values.read().unwrap_or_else(|e| e.into_inner());
+                let values = ctx.read_values();
                 let scope = ctx.scope(&values, &inst.resource.module, cfg);
                 let mut ev = Evaluator::new(&scope, &origin.file.text);
                 ev.eval(id_expr)

@@ -40,7 +40,7 @@ fn expand(
     m: &[String],
     cfg: &ModuleConfig,
 ) -> Result<Option<Vec<Expansion>>, Diag> {
-    let values = ctx.values.read().unwrap_or_else(|e| e.into_inner());
+    let values = ctx.read_values();
     let scope = ctx.scope(&values, m, cfg);
     expand_in(&scope, r.count.as_ref(), r.for_each.as_ref(), &r.origin)
 }
@@ -67,9 +67,7 @@ pub(super) async fn run_resource(ctx: &Arc<WalkCtx>, addr: &ResourceAddr) -> Res
     {
         // Not targeted: keep its prior values for references.
         let prior = prior_values(ctx, addr, &r).await;
-        ctx.values
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
+        ctx.write_values()
             .resources
             .insert(addr.clone(), Arc::new(prior));
         return Ok(());
@@ -113,9 +111,7 @@ pub(super) async fn run_resource(ctx: &Arc<WalkCtx>, addr: &ResourceAddr) -> Res
                     .hint("apply the resources it depends on first with -target"),
             ]);
         }
-        ctx.values
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
+        ctx.write_values()
             .resources
             .insert(addr.clone(), Arc::new(ResourceValue::Unknown));
         ctx.changes
@@ -267,9 +263,7 @@ pub(super) async fn run_resource(ctx: &Arc<WalkCtx>, addr: &ResourceAddr) -> Res
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .extend(changes);
-    ctx.values
-        .write()
-        .unwrap_or_else(|e| e.into_inner())
+    ctx.write_values()
         .resources
         .insert(addr.clone(), Arc::new(rv));
     if errs.is_empty() { Ok(()) } else { Err(errs) }

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use plumb_state::{InstanceState, ResourceKey, StateSnapshot};
+use plumb_state::{InstanceState, ResourceKey, ResourceState, StateSnapshot};
 use plumb_tfplugin::value::PathStep;
 use plumb_tfplugin::{Block, Provider, Value, ValueError};
 
@@ -164,10 +164,12 @@ pub fn resource_key(addr: &ResourceAddr, provider: &str) -> ResourceKey {
     }
 }
 
-/// Every instance in a snapshot, with the dependencies state recorded.
-pub fn state_instances(snapshot: &StateSnapshot) -> Vec<(InstanceAddr, Vec<String>)> {
+/// Every instance in `state`, with its resource and stored record.
+pub fn stored_instances(
+    state: &StateSnapshot,
+) -> Vec<(InstanceAddr, &ResourceState, &InstanceState)> {
     let mut out = Vec::new();
-    for r in &snapshot.resources {
+    for r in &state.resources {
         let addr = ResourceAddr::from_state(r.module.as_deref(), &r.mode, &r.ty, &r.name);
         for i in &r.instances {
             out.push((
@@ -175,9 +177,18 @@ pub fn state_instances(snapshot: &StateSnapshot) -> Vec<(InstanceAddr, Vec<Strin
                     resource: addr.clone(),
                     key: i.index_key.as_ref().and_then(InstanceKey::from_json),
                 },
-                i.dependencies.clone(),
+                r,
+                i,
             ));
         }
     }
     out
+}
+
+/// Every instance in a snapshot, with the dependencies state recorded.
+pub fn state_instances(snapshot: &StateSnapshot) -> Vec<(InstanceAddr, Vec<String>)> {
+    stored_instances(snapshot)
+        .into_iter()
+        .map(|(addr, _, i)| (addr, i.dependencies.clone()))
+        .collect()
 }

@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 
+use hcl_edit::expr::Expression;
 use plumb_state::StateSnapshot;
 use plumb_tfplugin::Value;
 use tokio::sync::Semaphore;
@@ -27,7 +28,7 @@ use super::stored::index_prior;
 use crate::addr::{
     InstanceKey, ResourceAddr, module_call_name, module_path_within, parse_instance,
 };
-use crate::config::ModuleConfig;
+use crate::config::{ModuleConfig, Origin};
 use crate::diag::{ConfigError, Diag};
 use crate::environment::Environment;
 use crate::eval::Evaluator;
@@ -162,7 +163,7 @@ fn targeted_resources(graph: &Graph, opts: &WalkOptions) -> Option<HashSet<Resou
 /// The root module's outputs after the walk, and how they differ from the
 /// prior state's.
 fn root_outputs(ctx: &WalkCtx, result: &mut WalkResult) {
-    let values = ctx.values.read().unwrap_or_else(|e| e.into_inner());
+    let values = ctx.read_values();
     let prior = ctx.prior.lock().unwrap_or_else(|e| e.into_inner());
     for (name, o) in &ctx.root.outputs {
         if let Some(v) = values.outputs.get(&(vec![], name.clone())) {
@@ -200,16 +201,8 @@ async fn run_node(ctx: &Arc<WalkCtx>, node: &Node) -> Result<(), Vec<Diag>> {
         Node::Local(m, name) => {
             let cfg = module_at(&ctx.root, m).ok_or_else(|| vec![Diag::new("module vanished")])?;
             let (expr, origin) = &cfg.locals[name];
-            let v = {
-                let values = ctx.values.read().unwrap_or_else(|e| e.into_inner());
-                let scope = ctx.scope(&values, m, cfg);
-                let mut ev = Evaluator::new(&scope, &origin.file.text);
-                ev.eval(expr)
-                    .map_err(|e| vec![origin.diag_at(e.span, e.message)])?
-            };
-            ctx.values
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
+            let v = eval_in(ctx, m, cfg, expr, origin)?;
+            ctx.write_values()
                 .locals
                 .insert((m.clone(), name.clone()), v);
             Ok(())
@@ -217,13 +210,7 @@ async fn run_node(ctx: &Arc<WalkCtx>, node: &Node) -> Result<(), Vec<Diag>> {
         Node::Output(m, name) => {
             let cfg = module_at(&ctx.root, m).ok_or_else(|| vec![Diag::new("module vanished")])?;
             let o = &cfg.outputs[name];
-            let v = {
-                let values = ctx.values.read().unwrap_or_else(|e| e.into_inner());
-                let scope = ctx.scope(&values, m, cfg);
-                let mut ev = Evaluator::new(&scope, &o.origin.file.text);
-                ev.eval(&o.value)
-                    .map_err(|e| vec![o.origin.diag_at(e.span, e.message)])?
-            };
+            let v = eval_in(ctx, m, cfg, &o.value, &o.origin)?;
             if v.contains_sensitive() && !o.sensitive && m.is_empty() {
                 return Err(vec![
                     o.origin
@@ -232,9 +219,7 @@ async fn run_node(ctx: &Arc<WalkCtx>, node: &Node) -> Result<(), Vec<Diag>> {
                 ]);
             }
             let v = if o.sensitive { v.mark_sensitive() } else { v };
-            ctx.values
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
+            ctx.write_values()
                 .outputs
                 .insert((m.clone(), name.clone()), v);
             Ok(())
@@ -255,7 +240,7 @@ async fn run_node(ctx: &Arc<WalkCtx>, node: &Node) -> Result<(), Vec<Diag>> {
             let block = binary.schema().provider.block.clone();
             binary.shutdown().await;
             let v = {
-                let values = ctx.values.read().unwrap_or_else(|e| e.into_inner());
+                let values = ctx.read_values();
                 let scope = ctx.scope(&values, &[], &ctx.root);
                 let mut ev = Evaluator::new(&scope, &p.origin.file.text);
                 eval_body(
@@ -277,6 +262,22 @@ async fn run_node(ctx: &Arc<WalkCtx>, node: &Node) -> Result<(), Vec<Diag>> {
     }
 }
 
+/// Evaluates `expr`, written in `origin`'s file, in module `m` (configured
+/// as `cfg`) with the values the walk has so far.
+fn eval_in(
+    ctx: &WalkCtx,
+    m: &[String],
+    cfg: &ModuleConfig,
+    expr: &Expression,
+    origin: &Origin,
+) -> Result<Value, Vec<Diag>> {
+    let values = ctx.read_values();
+    let scope = ctx.scope(&values, m, cfg);
+    let mut ev = Evaluator::new(&scope, &origin.file.text);
+    ev.eval(expr)
+        .map_err(|e| vec![origin.diag_at(e.span, e.message)])
+}
+
 fn eval_var(ctx: &Arc<WalkCtx>, m: &[String], name: &str) -> Result<(), Diag> {
     let cfg = module_at(&ctx.root, m).ok_or_else(|| Diag::new("module vanished"))?;
     let var = &cfg.variables[name];
@@ -292,7 +293,7 @@ fn eval_var(ctx: &Arc<WalkCtx>, m: &[String], name: &str) -> Result<(), Diag> {
             .ok_or_else(|| Diag::new("module vanished"))?;
         match call.inputs.get(name) {
             Some(e) => {
-                let values = ctx.values.read().unwrap_or_else(|e| e.into_inner());
+                let values = ctx.read_values();
                 let mut scope = ctx.scope(&values, parent, pcfg);
                 // The call's arguments see this instance's count.index / each.
                 if let Some(i) = ctx.instances.instance(parent, elem) {
@@ -312,9 +313,7 @@ fn eval_var(ctx: &Arc<WalkCtx>, m: &[String], name: &str) -> Result<(), Diag> {
         }
     };
     let v = crate::vars::finish_variable(cfg, name, var, given, ctx.env.home.as_deref())?;
-    ctx.values
-        .write()
-        .unwrap_or_else(|e| e.into_inner())
+    ctx.write_values()
         .vars
         .insert((m.to_vec(), name.to_string()), v);
     Ok(())

@@ -125,6 +125,24 @@ impl Function {
     }
 }
 
+/// A family's table of functions, one entry a name: `functions![abs, ceil]`
+/// is `&[Function::known("abs", abs), Function::known("ceil", ceil)]`. Each
+/// function is called in the language by the name of the Rust `fn` that runs
+/// it; one that takes its arguments other than known and unmarked says how
+/// first, by the name of its [`Function`] constructor (`as_given coalesce`).
+macro_rules! functions {
+    (@entry $name:ident) => {
+        Function::known(stringify!($name), $name)
+    };
+    (@entry $how:ident $name:ident) => {
+        Function::$how(stringify!($name), $name)
+    };
+    ($($first:ident $($name:ident)?),* $(,)?) => {
+        &[$(functions!(@entry $first $($name)?)),*]
+    };
+}
+pub(crate) use functions;
+
 /// Why a function call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FunctionError {

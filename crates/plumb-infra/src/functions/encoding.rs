@@ -6,16 +6,16 @@
 use base64::Engine;
 use plumb_tfplugin::Value;
 
-use super::builtin::{CallContext, Function, FunctionError, only, text};
+use super::builtin::{CallContext, Function, FunctionError, functions, only, text};
 
 /// The encoding functions.
-pub const FUNCTIONS: &[Function] = &[
-    Function::known("base64decode", base64decode),
-    Function::known("base64encode", base64encode),
-    Function::known("jsondecode", jsondecode),
-    Function::known("jsonencode", jsonencode),
-    Function::known("urlencode", urlencode),
-    Function::known("yamlencode", yamlencode),
+pub const FUNCTIONS: &[Function] = functions![
+    base64decode,
+    base64encode,
+    jsondecode,
+    jsonencode,
+    urlencode,
+    yamlencode
 ];
 
 fn base64encode(args: &[Value], _: &CallContext<'_>) -> Result<Value, FunctionError> {

@@ -12,19 +12,20 @@ use base64::Engine;
 use plumb_tfplugin::Value;
 
 use super::builtin::{
-    CallContext, Function, FunctionError, arity, entries, module_path, only, read_file, text,
+    CallContext, Function, FunctionError, arity, entries, functions, module_path, only, read_file,
+    text,
 };
 
 /// The file system functions.
-pub const FUNCTIONS: &[Function] = &[
-    Function::known("abspath", abspath),
-    Function::known("basename", basename),
-    Function::known("dirname", dirname),
-    Function::known("file", file),
-    Function::known("filebase64", filebase64),
-    Function::known("fileexists", fileexists),
-    Function::known("pathexpand", pathexpand),
-    Function::known("templatefile", templatefile),
+pub const FUNCTIONS: &[Function] = functions![
+    abspath,
+    basename,
+    dirname,
+    file,
+    filebase64,
+    fileexists,
+    pathexpand,
+    templatefile
 ];
 
 fn file(args: &[Value], context: &CallContext<'_>) -> Result<Value, FunctionError> {

@@ -6,15 +6,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use plumb_tfplugin::Value;
 
-use super::builtin::{CallContext, Function, FunctionError, arity, only, text, whole};
+use super::builtin::{CallContext, Function, FunctionError, arity, functions, only, text, whole};
 
 /// The IP network functions.
-pub const FUNCTIONS: &[Function] = &[
-    Function::known("cidrhost", cidrhost),
-    Function::known("cidrnetmask", cidrnetmask),
-    Function::known("cidrsubnet", cidrsubnet),
-    Function::known("cidrsubnets", cidrsubnets),
-];
+pub const FUNCTIONS: &[Function] = functions![cidrhost, cidrnetmask, cidrsubnet, cidrsubnets];
 
 fn cidrhost(args: &[Value], _: &CallContext<'_>) -> Result<Value, FunctionError> {
     arity(args, 2)?;

@@ -6,20 +6,13 @@
 
 use plumb_tfplugin::{Number, Value};
 
-use super::builtin::{CallContext, Function, FunctionError, arity, number, only, text, whole};
+use super::builtin::{
+    CallContext, Function, FunctionError, arity, functions, number, only, text, whole,
+};
 use crate::coerce::to_number;
 
 /// The numeric functions.
-pub const FUNCTIONS: &[Function] = &[
-    Function::known("abs", abs),
-    Function::known("ceil", ceil),
-    Function::known("floor", floor),
-    Function::known("max", max),
-    Function::known("min", min),
-    Function::known("parseint", parseint),
-    Function::known("pow", pow),
-    Function::known("signum", signum),
-];
+pub const FUNCTIONS: &[Function] = functions![abs, ceil, floor, max, min, parseint, pow, signum];
 
 fn abs(args: &[Value], _: &CallContext<'_>) -> Result<Value, FunctionError> {
     Ok(number(to_number(only(args)?)?.0.abs()))

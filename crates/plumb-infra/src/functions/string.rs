@@ -7,31 +7,15 @@
 
 use plumb_tfplugin::Value;
 
-use super::builtin::{CallContext, Function, FunctionError, arity, elements, only, text, whole};
+use super::builtin::{
+    CallContext, Function, FunctionError, arity, elements, functions, only, text, whole,
+};
 use crate::coerce::{to_bool, to_number};
 
 /// The string functions.
-pub const FUNCTIONS: &[Function] = &[
-    Function::known("chomp", chomp),
-    Function::known("endswith", endswith),
-    Function::known("format", format),
-    Function::known("formatlist", formatlist),
-    Function::known("indent", indent),
-    Function::known("join", join),
-    Function::known("lower", lower),
-    Function::known("regex", regex),
-    Function::known("regexall", regexall),
-    Function::known("replace", replace),
-    Function::known("split", split),
-    Function::known("startswith", startswith),
-    Function::known("strrev", strrev),
-    Function::known("substr", substr),
-    Function::known("title", title),
-    Function::known("trim", trim),
-    Function::known("trimprefix", trimprefix),
-    Function::known("trimspace", trimspace),
-    Function::known("trimsuffix", trimsuffix),
-    Function::known("upper", upper),
+pub const FUNCTIONS: &[Function] = functions![
+    chomp, endswith, format, formatlist, indent, join, lower, regex, regexall, replace, split,
+    startswith, strrev, substr, title, trim, trimprefix, trimspace, trimsuffix, upper
 ];
 
 fn chomp(args: &[Value], _: &CallContext<'_>) -> Result<Value, FunctionError> {
@@ -156,22 +140,24 @@ fn trim(args: &[Value], _: &CallContext<'_>) -> Result<Value, FunctionError> {
     ))
 }
 
-fn trimprefix(args: &[Value], _: &CallContext<'_>) -> Result<Value, FunctionError> {
+/// The text (first argument) without the second where `strip` finds it, and
+/// unchanged where it does not.
+fn trim_affix(
+    args: &[Value],
+    strip: for<'t> fn(&'t str, &str) -> Option<&'t str>,
+) -> Result<Value, FunctionError> {
     arity(args, 2)?;
     let t = text(&args[0])?;
-    let prefix = text(&args[1])?;
-    Ok(Value::String(
-        t.strip_prefix(prefix.as_str()).unwrap_or(&t).to_string(),
-    ))
+    let affix = text(&args[1])?;
+    Ok(Value::String(strip(&t, &affix).unwrap_or(&t).to_string()))
+}
+
+fn trimprefix(args: &[Value], _: &CallContext<'_>) -> Result<Value, FunctionError> {
+    trim_affix(args, |t, prefix| t.strip_prefix(prefix))
 }
 
 fn trimsuffix(args: &[Value], _: &CallContext<'_>) -> Result<Value, FunctionError> {
-    arity(args, 2)?;
-    let t = text(&args[0])?;
-    let suffix = text(&args[1])?;
-    Ok(Value::String(
-        t.strip_suffix(suffix.as_str()).unwrap_or(&t).to_string(),
-    ))
+    trim_affix(args, |t, suffix| t.strip_suffix(suffix))
 }
 
 /// `replace(text, search, replacement)`; a search written `/like this/` is

@@ -1,1 +1,2 @@
+pub mod infra_tools;
 pub mod postgres;

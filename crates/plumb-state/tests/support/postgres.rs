@@ -4,8 +4,10 @@
 //! as root, because initdb refuses root.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use super::infra_tools::infra_tools;
 
 pub struct TestPostgres {
     dir: tempfile::TempDir,
@@ -14,35 +16,40 @@ pub struct TestPostgres {
 }
 
 fn postgres_bin() -> PathBuf {
-    let out = Command::new("bash")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../testenv/setup.d/infra-tools"
-        ))
-        .arg("postgres-bin")
-        .output()
-        .expect("run testenv/setup.d/infra-tools");
-    assert!(
-        out.status.success(),
-        "PostgreSQL is not installed: {} (run testenv/setup)",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    PathBuf::from(infra_tools(
+        &["postgres-bin"],
+        "PostgreSQL is not installed",
+    ))
 }
 
-fn as_owner(cmd: &str) -> Command {
-    let root = Command::new("id")
+fn is_root() -> bool {
+    Command::new("id")
         .arg("-u")
         .output()
         .map(|o| o.stdout == b"0\n")
-        .unwrap_or(false);
-    if root {
+        .unwrap_or(false)
+}
+
+fn as_owner(cmd: &str) -> Command {
+    if is_root() {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--", cmd]);
         c
     } else {
         Command::new(cmd)
     }
+}
+
+/// Runs `cmd` to success; a failure shows its stderr and the server's log in
+/// `dir`, if there is one yet.
+fn succeed(cmd: &mut Command, what: &str, dir: &Path) {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(dir.join("log")).unwrap_or_default()
+    );
 }
 
 impl TestPostgres {
@@ -52,12 +59,7 @@ impl TestPostgres {
             .prefix("plumb-pg-")
             .tempdir()
             .unwrap();
-        let root = Command::new("id")
-            .arg("-u")
-            .output()
-            .map(|o| o.stdout == b"0\n")
-            .unwrap_or(false);
-        if root {
+        if is_root() {
             let ok = Command::new("chown")
                 .arg("-R")
                 .arg("postgres:")
@@ -70,24 +72,21 @@ impl TestPostgres {
             );
         }
         let data = dir.path().join("data");
-        let out = as_owner(bin.join("initdb").to_str().unwrap())
-            .args([
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "--no-sync",
-                "-E",
-                "UTF8",
-                "-D",
-            ])
-            .arg(&data)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "initdb failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+        succeed(
+            as_owner(bin.join("initdb").to_str().unwrap())
+                .args([
+                    "-A",
+                    "trust",
+                    "-U",
+                    "postgres",
+                    "--no-sync",
+                    "-E",
+                    "UTF8",
+                    "-D",
+                ])
+                .arg(&data),
+            "initdb",
+            dir.path(),
         );
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -98,19 +97,15 @@ impl TestPostgres {
             "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
             dir.path().display()
         );
-        let out = as_owner(bin.join("pg_ctl").to_str().unwrap())
-            .args(["-w", "-t", "60", "-l"])
-            .arg(dir.path().join("log"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-o", &opts, "start"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "pg_ctl start failed: {}{}",
-            String::from_utf8_lossy(&out.stderr),
-            std::fs::read_to_string(dir.path().join("log")).unwrap_or_default()
+        succeed(
+            as_owner(bin.join("pg_ctl").to_str().unwrap())
+                .args(["-w", "-t", "60", "-l"])
+                .arg(dir.path().join("log"))
+                .arg("-D")
+                .arg(&data)
+                .args(["-o", &opts, "start"]),
+            "pg_ctl start",
+            dir.path(),
         );
         TestPostgres { dir, bin, port }
     }
