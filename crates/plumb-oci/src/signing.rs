@@ -279,12 +279,74 @@ pub async fn verify(
     format: SignatureFormat,
 ) -> Result<VerifyReport, SigningError> {
     let (digest, _, _) = resolve(client, reference).await?;
+    let found = signatures(
+        client,
+        reference,
+        &digest,
+        std::slice::from_ref(key),
+        format,
+    )
+    .await?;
+    Ok(VerifyReport {
+        digest,
+        verified: found
+            .verified
+            .into_iter()
+            .map(|s| VerifiedSignature {
+                format: s.format,
+                carrier: s.carrier,
+            })
+            .collect(),
+        rejected: found.rejected,
+    })
+}
+
+/// A signature that verified under one of several keys.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeyedSignature {
+    /// Its format.
+    pub format: SignatureFormat,
+    /// The manifest that carries it.
+    pub carrier: Digest,
+    /// Which of the keys signed it (index into the keys given).
+    pub key: usize,
+    /// The claims signed with it: a simple-signing payload's `optional`
+    /// section, or a bundle referrer's manifest annotations (string values
+    /// only).
+    pub annotations: std::collections::BTreeMap<String, String>,
+}
+
+/// Every signature on `digest` (in `reference`'s repository) and which of
+/// `keys` signed it.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct SignatureSearch {
+    /// Signatures by one of the keys that name the digest.
+    pub verified: Vec<KeyedSignature>,
+    /// Signatures found that are by none of the keys (or name another digest).
+    pub rejected: usize,
+}
+
+fn string_claims(
+    map: Option<&serde_json::Map<String, serde_json::Value>>,
+) -> std::collections::BTreeMap<String, String> {
+    map.into_iter()
+        .flatten()
+        .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+        .collect()
+}
+
+/// Look for signatures on `digest` in both of cosign's places and check each
+/// against every key in `keys`.
+pub async fn signatures(
+    client: &RegistryClient,
+    reference: &Reference,
+    digest: &Digest,
+    keys: &[CosignPublicKey],
+    format: SignatureFormat,
+) -> Result<SignatureSearch, SigningError> {
     let (registry, repo) = (&reference.registry, &reference.repository);
-    let mut report = VerifyReport {
-        digest: digest.clone(),
-        verified: vec![],
-        rejected: 0,
-    };
+    let mut search = SignatureSearch::default();
+    let signer = |check: &dyn Fn(&CosignPublicKey) -> bool| keys.iter().position(check);
     if matches!(format, SignatureFormat::Tag | SignatureFormat::Both) {
         let tag = digest.cosign_signature_tag();
         if client.manifest_head(registry, repo, &tag).await?.is_some() {
@@ -300,24 +362,32 @@ pub async fn verify(
                     continue;
                 };
                 let Ok(layer_digest) = layer.digest().to_string().parse::<Digest>() else {
-                    report.rejected += 1;
+                    search.rejected += 1;
                     continue;
                 };
                 let payload = client.blob_get(registry, repo, &layer_digest).await?;
-                if verify_simple_signing(key, &payload, sig, &digest).unwrap_or(false) {
-                    report.verified.push(VerifiedSignature {
-                        format: SignatureFormat::Tag,
-                        carrier: sig_manifest.digest.clone(),
-                    });
-                } else {
-                    report.rejected += 1;
+                let by =
+                    signer(&|k| verify_simple_signing(k, &payload, sig, digest).unwrap_or(false));
+                match by {
+                    Some(key) => {
+                        let claims = serde_json::from_slice::<SimpleSigningPayload>(&payload)
+                            .ok()
+                            .and_then(|p| p.optional);
+                        search.verified.push(KeyedSignature {
+                            format: SignatureFormat::Tag,
+                            carrier: sig_manifest.digest.clone(),
+                            key,
+                            annotations: string_claims(claims.as_ref()),
+                        });
+                    }
+                    None => search.rejected += 1,
                 }
             }
         }
     }
     if matches!(format, SignatureFormat::Bundle | SignatureFormat::Both) {
         for d in client
-            .referrers(registry, repo, &digest, Some(BUNDLE_MEDIA_TYPE))
+            .referrers(registry, repo, digest, Some(BUNDLE_MEDIA_TYPE))
             .await?
         {
             let Some(carrier) = d["digest"].as_str().and_then(|s| s.parse::<Digest>().ok()) else {
@@ -327,9 +397,15 @@ pub async fn verify(
                 .manifest_get(registry, repo, &carrier.to_string())
                 .await?;
             let Ok(m) = serde_json::from_slice::<ImageManifest>(&m.bytes) else {
-                report.rejected += 1;
+                search.rejected += 1;
                 continue;
             };
+            let claims: std::collections::BTreeMap<String, String> = m
+                .annotations()
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
             for layer in m.layers() {
                 if layer.media_type().to_string() != BUNDLE_MEDIA_TYPE {
                     continue;
@@ -338,20 +414,19 @@ pub async fn verify(
                     continue;
                 };
                 let bytes = client.blob_get(registry, repo, &layer_digest).await?;
-                let ok = serde_json::from_slice::<SigstoreBundle>(&bytes)
-                    .ok()
-                    .map(|b| b.verify(key, &digest).unwrap_or(false))
-                    .unwrap_or(false);
-                if ok {
-                    report.verified.push(VerifiedSignature {
+                let bundle = serde_json::from_slice::<SigstoreBundle>(&bytes).ok();
+                let by = bundle.and_then(|b| signer(&|k| b.verify(k, digest).unwrap_or(false)));
+                match by {
+                    Some(key) => search.verified.push(KeyedSignature {
                         format: SignatureFormat::Bundle,
                         carrier: carrier.clone(),
-                    });
-                } else {
-                    report.rejected += 1;
+                        key,
+                        annotations: claims.clone(),
+                    }),
+                    None => search.rejected += 1,
                 }
             }
         }
     }
-    Ok(report)
+    Ok(search)
 }
