@@ -51,7 +51,9 @@ impl Agent {
         let store = Store::open(&config.data_dir)?;
         let git = GitCache::new(config.data_dir.join("git"), config.credentials.clone());
         let renderer = Renderer::new(config.tools.clone(), config.data_dir.join("render"));
-        let pipeline = Pipeline::new(git, renderer).with_resolve_ttl(RESOLVED_TTL);
+        let pipeline = Pipeline::new(git, renderer)
+            .with_resolve_ttl(RESOLVED_TTL)
+            .with_checks(&config.checks);
         let metrics = Metrics::new();
         let layer = metrics.kube_layer();
         let clusters = Clusters::new(config.kubeconfig.clone()).with_client_factory(Arc::new(

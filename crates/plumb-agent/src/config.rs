@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use plumb_git::Credentials;
+use plumb_pipeline::Checks;
 use plumb_render::Tools;
 
 use crate::notify::NotificationConfig;
@@ -43,6 +44,8 @@ pub struct AgentConfig {
     pub credentials: Credentials,
     /// kustomize and helm.
     pub tools: Tools,
+    /// Checks between render and apply (the deploy gate, ...).
+    pub checks: Checks,
 }
 
 impl AgentConfig {
@@ -63,6 +66,7 @@ impl AgentConfig {
             max_prune_share: 0.5,
             credentials: Credentials::default(),
             tools: Tools::default(),
+            checks: Checks::default(),
         }
     }
 }

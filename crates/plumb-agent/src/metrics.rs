@@ -24,6 +24,13 @@ pub struct VerbLabel {
     pub verb: String,
 }
 
+/// A `rule` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabel {
+    /// The rule that refused (`tag`, `signature`, `scan`, `registry`, `policy`).
+    pub rule: String,
+}
+
 /// Labels of the Applications gauge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AppLabels {
@@ -49,6 +56,8 @@ pub struct Metrics {
     pub git_fetch_duration: Histogram,
     /// Requests to Kubernetes API servers by verb.
     pub kube_requests: Family<VerbLabel, Counter>,
+    /// Images the deploy gate refused, by rule.
+    pub policy_denials: Family<RuleLabel, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -73,6 +82,7 @@ impl Metrics {
         let applications = Family::<AppLabels, Gauge>::default();
         let git_fetch_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         let kube_requests = Family::<VerbLabel, Counter>::default();
+        let policy_denials = Family::<RuleLabel, Counter>::default();
         registry.register(
             "reconcile_duration_seconds",
             "Time to reconcile one Application",
@@ -99,6 +109,11 @@ impl Metrics {
             "Requests to Kubernetes API servers by verb",
             kube_requests.clone(),
         );
+        registry.register(
+            "policy_denials",
+            "Denials of the deploy gate, by rule",
+            policy_denials.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             reconcile_duration,
@@ -107,6 +122,7 @@ impl Metrics {
             applications,
             git_fetch_duration,
             kube_requests,
+            policy_denials,
         }
     }
 

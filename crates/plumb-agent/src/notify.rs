@@ -7,7 +7,7 @@
 //! - name: team-chat
 //!   url: https://hooks.slack.com/services/...
 //!   format: slack            # or json (default)
-//!   events: [sync-succeeded, sync-failed, health-degraded, drift-detected]
+//!   events: [sync-succeeded, sync-failed, health-degraded, drift-detected, policy-denied]
 //! ```
 //!
 //! Events go into a bounded queue that a background task drains, retrying each
@@ -32,6 +32,8 @@ pub enum EventKind {
     HealthDegraded,
     /// The cluster drifted from Git.
     DriftDetected,
+    /// The deploy gate refused the commit; nothing was applied.
+    PolicyDenied,
 }
 
 /// One notification.
@@ -157,6 +159,7 @@ fn payload(target: &Target, e: &Event) -> serde_json::Value {
                 EventKind::SyncFailed => ":x:",
                 EventKind::HealthDegraded => ":warning:",
                 EventKind::DriftDetected => ":mag:",
+                EventKind::PolicyDenied => ":no_entry:",
             };
             let what = serde_json::to_value(e.event)
                 .ok()

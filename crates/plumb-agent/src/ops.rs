@@ -132,7 +132,11 @@ impl Agent {
             None => None,
         };
         let commits = self.resolve(&app, pin.as_ref()).await?;
-        let prepared = self.inner.pipeline.prepare_commits(&app, commits).await?;
+        let prepared = self
+            .inner
+            .pipeline
+            .prepare_commits(&app, commits, false)
+            .await?;
         let cluster = self.inner.clusters.get(&app.spec.destination).await?;
         Ok((prepared, cluster))
     }

@@ -14,7 +14,7 @@ use plumb_git::Commit;
 use plumb_kube::{Engine, StatusReport, SyncOptions};
 use plumb_model::application::{Application, AutomatedPolicy};
 use plumb_model::{HealthStatus, Revision, SyncStatus};
-use plumb_pipeline::Prepared;
+use plumb_pipeline::{PipelineError, Prepared};
 
 use crate::agent::Agent;
 use crate::error::AgentError;
@@ -35,7 +35,8 @@ impl Agent {
             return;
         };
         let message = error.to_string();
-        let (attempts, status) = {
+        let denials = denials_of(&error);
+        let (attempts, status, newly_denied) = {
             let mut apps = lock_write(&self.inner.apps);
             let Some(slot) = apps.get_mut(key) else {
                 return;
@@ -44,8 +45,15 @@ impl Agent {
             slot.status.phase = Phase::Failed;
             slot.status.message = message.clone();
             slot.status.last_reconcile = Some(now());
-            (slot.attempts, slot.status.clone())
+            let newly_denied = !denials.is_empty()
+                && slot.status.denials
+                    != denials.iter().map(|(_, d)| d.clone()).collect::<Vec<_>>();
+            slot.status.denials = denials.iter().map(|(_, d)| d.clone()).collect();
+            (slot.attempts, slot.status.clone(), newly_denied)
         };
+        if newly_denied {
+            self.announce_denials(key, &status, &denials);
+        }
         tracing::warn!(app = %key, attempt = attempts, error = %message, hint = error.hint(), "reconcile failed");
         self.publish(&status);
         let delay =
@@ -56,6 +64,25 @@ impl Agent {
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             agent.trigger(&key, Reason::Refresh);
+        });
+    }
+
+    /// Count and announce a deploy-gate refusal (once per new set of reasons,
+    /// not on every retry).
+    fn announce_denials(&self, key: &str, status: &AppStatus, denials: &[(String, String)]) {
+        for (rule, _) in denials {
+            self.inner
+                .metrics
+                .policy_denials
+                .get_or_create(&crate::metrics::RuleLabel { rule: rule.clone() })
+                .inc();
+        }
+        self.inner.notifier.send(Event {
+            event: EventKind::PolicyDenied,
+            application: key.to_string(),
+            revision: status.git_revision.clone().unwrap_or_default(),
+            message: status.denials.join("; "),
+            time: now(),
         });
     }
 
@@ -110,19 +137,30 @@ impl Agent {
         } else {
             cached_commits
         };
-        let prepared = self.inner.pipeline.prepare_commits(app, commits).await?;
         let cluster = self.inner.clusters.get(&app.spec.destination).await?;
+        let synced_revision = Engine::new(&cluster, app)
+            .inventory()
+            .await
+            .map_err(PipelineError::from)?
+            .and_then(|i| i.revision);
+        let new_commit = synced_revision.is_none_or(|synced| {
+            !commits
+                .iter()
+                .map(|c| c.id.as_str())
+                .eq(synced.parts().iter().map(String::as_str))
+        });
+        // Checks may let through what the cluster already runs (a self-heal)
+        // and refuse only what is new.
+        let prepared = self
+            .inner
+            .pipeline
+            .prepare_commits(app, commits, !new_commit)
+            .await?;
         let engine = prepared.engine(&cluster);
         let automated = app.automated().filter(|_| pinned.is_none());
         let revision = &prepared.revision;
         // A new commit under automation is synced straight away: the sync
         // itself finds what changed, and status is computed once, after.
-        let synced_revision = engine
-            .inventory()
-            .await
-            .map_err(plumb_pipeline::PipelineError::from)?
-            .and_then(|i| i.revision);
-        let new_commit = synced_revision.as_ref() != Some(revision);
         let skip_first_status = automated.is_some() && new_commit && reason != Reason::Health;
         let mut report = None;
         let mut out_of_sync = new_commit;
@@ -232,6 +270,7 @@ impl Agent {
         s.git_revision = Some(prepared.revision.to_string());
         s.suspended = pinned.map(Revision::to_string);
         s.phase = Phase::Idle;
+        s.denials.clear();
         s.message = prepared.rendered.warnings.join("; ");
         s.last_reconcile = Some(now());
         s.resources = report.resources;
@@ -253,6 +292,19 @@ impl Agent {
             message: why.join("; "),
             time: now(),
         });
+    }
+}
+
+/// The deploy gate's refusals in `error`: (rule, refusal text) each.
+fn denials_of(error: &AgentError) -> Vec<(String, String)> {
+    match error {
+        AgentError::Pipeline(PipelineError::Refused(refused)) => refused
+            .0
+            .iter()
+            .filter(|r| r.check == "deploy-gate")
+            .map(|r| (r.rule.clone(), r.to_string()))
+            .collect(),
+        _ => Vec::new(),
     }
 }
 

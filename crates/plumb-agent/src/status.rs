@@ -67,6 +67,10 @@ pub struct AppStatus {
     /// The last error, if any.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// Why the deploy gate refused the last commit (one line per image and
+    /// rule); empty when it was admitted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub denials: Vec<String>,
     /// When the last sync finished (seconds since the epoch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync: Option<i64>,

@@ -75,6 +75,8 @@ pub struct AgentArgs {
     /// Git credentials file (default: DATA_DIR/git-credentials.yaml when present).
     #[arg(long, value_name = "PATH")]
     git_credentials: Option<PathBuf>,
+    #[command(flatten)]
+    policy: crate::policy::AgentPolicyArgs,
     /// Serve the API and UI without authentication. Anyone who can reach the
     /// address can change your clusters.
     #[arg(long)]
@@ -100,6 +102,8 @@ pub async fn agent(data_dir: &Path, args: AgentArgs) -> miette::Result<ExitCode>
     config.notifications = notifications;
     config.credentials = creds;
     config.tools = Tools::from_env();
+    config.checks =
+        crate::policy::checks(args.policy.policy.as_deref(), args.policy.enforce_on_drift)?;
 
     // Bind before anything else: a taken port is the commonest failure.
     let listener = plumb_server::bind(args.listen)

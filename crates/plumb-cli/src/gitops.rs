@@ -57,6 +57,9 @@ pub struct Common {
     /// Git credentials file (default: DATA_DIR/git-credentials.yaml when present).
     #[arg(long, value_name = "PATH")]
     pub git_credentials: Option<PathBuf>,
+    /// Deploy policy: refuse images that are not immutably tagged, signed and scanned (see docs/POLICY.md).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
 }
 
 /// Errors the GitOps commands show, with hints.
@@ -119,8 +122,16 @@ pub struct Session {
 }
 
 impl Session {
-    /// A session over `data_dir`.
+    /// A session over `data_dir`, with the checks `--policy` asks for.
     pub fn new(data_dir: &Path, common: &Common) -> miette::Result<Session> {
+        let checks = crate::policy::checks(common.policy.as_deref(), false)?;
+        let mut session = Session::without_checks(data_dir, common)?;
+        session.pipeline = session.pipeline.with_checks(&checks);
+        Ok(session)
+    }
+
+    /// A session that only fetches and renders.
+    pub fn without_checks(data_dir: &Path, common: &Common) -> miette::Result<Session> {
         let creds = git_credentials(data_dir, common.git_credentials.as_deref())?;
         let git = GitCache::new(data_dir.join("git"), creds);
         let renderer = Renderer::new(Tools::from_env(), data_dir.join("render"));
@@ -131,11 +142,8 @@ impl Session {
         })
     }
 
-    /// Fetch, render and check one Application, and connect to its destination.
-    pub async fn prepare(
-        &self,
-        file: ApplicationFile,
-    ) -> Result<(Prepared, Cluster), CommandError> {
+    /// Fetch, render and check one Application, without a cluster.
+    pub async fn prepare_only(&self, file: ApplicationFile) -> Result<Prepared, CommandError> {
         let app = file.application;
         let prepared = self
             .pipeline
@@ -145,16 +153,25 @@ impl Session {
         for w in &prepared.rendered.warnings {
             eprintln!("warning: {}: {w}", prepared.app.metadata.name);
         }
+        Ok(prepared)
+    }
+
+    /// Fetch, render and check one Application, and connect to its destination.
+    pub async fn prepare(
+        &self,
+        file: ApplicationFile,
+    ) -> Result<(Prepared, Cluster), CommandError> {
+        let prepared = self.prepare_only(file).await?;
         let cluster = self
             .clusters
-            .get(&app.spec.destination)
+            .get(&prepared.app.spec.destination)
             .await
-            .map_err(|e| CommandError::of(&app, e))?;
+            .map_err(|e| CommandError::of(&prepared.app, e))?;
         Ok((prepared, cluster))
     }
 }
 
-fn load_all(paths: &[PathBuf]) -> miette::Result<Vec<ApplicationFile>> {
+pub(crate) fn load_all(paths: &[PathBuf]) -> miette::Result<Vec<ApplicationFile>> {
     let files = plumb_render::application::load_paths(paths).map_err(CommandError::Load)?;
     for f in &files {
         for w in &f.warnings {
@@ -310,7 +327,7 @@ pub async fn sync(data_dir: &Path, args: SyncArgs) -> miette::Result<ExitCode> {
 }
 
 /// Print the reports as JSON when asked; exit 0 when `ok`, else 1.
-fn finish<T: serde::Serialize>(
+pub(crate) fn finish<T: serde::Serialize>(
     reports: &[T],
     output: Output,
     ok: bool,
@@ -340,10 +357,10 @@ fn print_json<T: serde::Serialize>(items: &[T]) -> miette::Result<()> {
 #[derive(Debug, Args)]
 pub struct ViewArgs {
     #[command(flatten)]
-    common: Common,
+    pub(crate) common: Common,
     /// Output format.
     #[arg(long, short, value_enum, default_value_t)]
-    output: Output,
+    pub(crate) output: Output,
 }
 
 /// Run `plumb diff`: exit 0 when the cluster matches Git, 1 when it differs.

@@ -9,6 +9,7 @@ mod agent_cmd;
 mod artifact;
 mod gitops;
 mod infra;
+mod policy;
 mod registry;
 mod remote;
 
@@ -50,6 +51,9 @@ enum Command {
     Rollback(remote::RollbackArgs),
     /// Resume automated sync after a rollback.
     Resume(remote::ResumeArgs),
+    /// Deploy policy: what images may run.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -135,6 +139,7 @@ fn main() -> ExitCode {
             Command::Registry(c) => registry::run(c).await,
             Command::Artifact(c) => artifact::run(c).await,
             Command::Infra { args } => infra::run(args).await,
+            Command::Policy(c) => policy::run(&data_dir, c).await,
         }
     });
     match result {

@@ -15,7 +15,18 @@ use plumb_model::{Application, Origin};
 use plumb_render::Rendered;
 
 /// What [`Check::check`] returns.
-pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = Result<(), Refusal>> + Send + 'a>>;
+pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = Result<(), Refused>> + Send + 'a>>;
+
+/// What a check knows about the render it looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckContext<'a> {
+    /// The Application.
+    pub app: &'a Application,
+    /// These commits are already applied to the cluster (a self-heal or a
+    /// status of what was synced), as opposed to a new commit on its way
+    /// in. A check may choose to only warn about what it already let through.
+    pub admitted: bool,
+}
 
 /// One stage between render and apply.
 pub trait Check: Send + Sync {
@@ -23,8 +34,8 @@ pub trait Check: Send + Sync {
     fn name(&self) -> &'static str;
 
     /// Look at `rendered` (and adjust it where that is the check's job);
-    /// refuse the Application by returning a [`Refusal`].
-    fn check<'a>(&'a self, app: &'a Application, rendered: &'a mut Rendered) -> CheckFuture<'a>;
+    /// refuse the Application by returning every [`Refusal`] at once.
+    fn check<'a>(&'a self, ctx: CheckContext<'a>, rendered: &'a mut Rendered) -> CheckFuture<'a>;
 }
 
 /// Why a check refused an Application: the rule, and where.
@@ -39,6 +50,29 @@ pub struct Refusal {
     pub origin: Option<Origin>,
     /// What is wrong and what to do (never a secret value).
     pub message: String,
+}
+
+/// The checks a pipeline runs, in order (cheap to clone).
+#[derive(Clone, Default)]
+pub struct Checks(pub Vec<std::sync::Arc<dyn Check>>);
+
+impl std::fmt::Debug for Checks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|c| c.name()))
+            .finish()
+    }
+}
+
+/// Everything a check refused in one render, one refusal per line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct Refused(pub Vec<Refusal>);
+
+impl From<Refusal> for Refused {
+    fn from(r: Refusal) -> Refused {
+        Refused(vec![r])
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use plumb_git::GitError;
 use plumb_kube::{ClusterError, DestinationError, SyncError};
 use plumb_render::RenderError;
 
-use crate::check::Refusal;
+use crate::check::Refused;
 
 /// A pipeline stage, for errors that are about the stage rather than its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +48,7 @@ pub enum PipelineError {
     },
     /// A check refused the rendered objects.
     #[error(transparent)]
-    Refused(Refusal),
+    Refused(Refused),
     /// The destination names no cluster plumb can reach.
     #[error(transparent)]
     Destination(#[from] DestinationError),

@@ -25,7 +25,7 @@ mod error;
 mod prepared;
 mod resolve;
 
-pub use check::{Check, CheckFuture, Refusal};
+pub use check::{Check, CheckContext, CheckFuture, Checks, Refusal, Refused};
 pub use clusters::{ClientFactory, Clusters};
 pub use error::{PipelineError, Stage};
 pub use prepared::Prepared;
@@ -45,17 +45,14 @@ use crate::resolve::ResolveCache;
 pub struct Pipeline {
     git: GitCache,
     renderer: Renderer,
-    checks: Vec<Arc<dyn Check>>,
+    checks: Checks,
     resolved: Arc<ResolveCache>,
 }
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pipeline")
-            .field(
-                "checks",
-                &self.checks.iter().map(|c| c.name()).collect::<Vec<_>>(),
-            )
+            .field("checks", &self.checks)
             .finish_non_exhaustive()
     }
 }
@@ -67,7 +64,7 @@ impl Pipeline {
         Pipeline {
             git,
             renderer,
-            checks: Vec::new(),
+            checks: Checks::default(),
             resolved: Arc::new(ResolveCache::new(Duration::ZERO)),
         }
     }
@@ -82,7 +79,13 @@ impl Pipeline {
 
     /// Run `check` on every render, after the ones already added.
     pub fn with_check(mut self, check: Arc<dyn Check>) -> Pipeline {
-        self.checks.push(check);
+        self.checks.0.push(check);
+        self
+    }
+
+    /// Run each of `checks` on every render, after the ones already added.
+    pub fn with_checks(mut self, checks: &Checks) -> Pipeline {
+        self.checks.0.extend(checks.0.iter().cloned());
         self
     }
 
@@ -105,17 +108,21 @@ impl Pipeline {
         pin: Option<&Revision>,
     ) -> Result<Prepared, PipelineError> {
         let commits = self.resolve(app, pin).await?;
-        self.prepare_commits(app, commits).await
+        self.prepare_commits(app, commits, false).await
     }
 
-    /// Render → checks at commits already resolved (one per source).
+    /// Render → checks at commits already resolved (one per source);
+    /// `admitted` when the cluster already runs these commits (see
+    /// [`CheckContext::admitted`]).
     pub async fn prepare_commits(
         &self,
         app: &Application,
         commits: Vec<Commit>,
+        admitted: bool,
     ) -> Result<Prepared, PipelineError> {
         let mut rendered = self.render(app, &commits).await?;
-        self.check(app, &mut rendered).await?;
+        self.check(CheckContext { app, admitted }, &mut rendered)
+            .await?;
         Prepared::new(app.clone(), commits, rendered)
     }
 
@@ -196,15 +203,15 @@ impl Pipeline {
         .await
     }
 
-    /// Run every check, in order; the first refusal stops the Application.
+    /// Run every check, in order; the first that refuses stops the Application.
     pub async fn check(
         &self,
-        app: &Application,
+        ctx: CheckContext<'_>,
         rendered: &mut Rendered,
     ) -> Result<(), PipelineError> {
-        for check in &self.checks {
+        for check in &self.checks.0 {
             check
-                .check(app, rendered)
+                .check(ctx, rendered)
                 .await
                 .map_err(PipelineError::Refused)?;
         }

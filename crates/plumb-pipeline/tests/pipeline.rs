@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use plumb_git::{Credentials, GitCache};
 use plumb_model::{Application, Revision};
-use plumb_pipeline::{Check, CheckFuture, Pipeline, PipelineError, Refusal};
+use plumb_pipeline::{Check, CheckContext, CheckFuture, Pipeline, PipelineError, Refusal};
 use plumb_render::{Rendered, Renderer, Tools};
 use plumb_testenv::git::GitRepo;
 use serde_json::json;
@@ -42,7 +42,7 @@ impl Check for NoForbidden {
         "no-forbidden"
     }
 
-    fn check<'a>(&'a self, _app: &'a Application, rendered: &'a mut Rendered) -> CheckFuture<'a> {
+    fn check<'a>(&'a self, _ctx: CheckContext<'a>, rendered: &'a mut Rendered) -> CheckFuture<'a> {
         Box::pin(async move {
             for m in &mut rendered.manifests {
                 if m.name() == "forbidden" {
@@ -51,7 +51,8 @@ impl Check for NoForbidden {
                         rule: "forbidden-name".into(),
                         origin: Some(m.origin.clone()),
                         message: "this name is not allowed".into(),
-                    });
+                    }
+                    .into());
                 }
                 m.object["metadata"]["labels"] = json!({"checked": "yes"});
             }

@@ -116,6 +116,39 @@ pub fn parse_documents(text: &str, file: &str) -> Result<Vec<Document>, ParseErr
     Ok(out)
 }
 
+/// Parse a single-document YAML file into `T`, bounded like every manifest;
+/// a syntax or type error names `file:line:col`. Fields declared as
+/// [`serde_saphyr::Spanned`] keep their own location for later checks
+/// (see [`origin_at`]).
+pub fn parse_typed<T: serde::de::DeserializeOwned>(
+    text: &str,
+    file: &str,
+) -> Result<T, ParseError> {
+    serde_saphyr::from_str_with_options(text, options()).map_err(|e| {
+        let (line, column) = e
+            .location()
+            .map(|l| (l.line() as usize, l.column() as usize))
+            .unwrap_or((1, 1));
+        ParseError {
+            origin: Origin {
+                file: file.to_string(),
+                line,
+                column,
+            },
+            message: first_line(&e.to_string()),
+        }
+    })
+}
+
+/// The origin of a value parsed by [`parse_typed`] at `location`.
+pub fn origin_at(file: &str, location: &serde_saphyr::Location) -> Origin {
+    Origin {
+        file: file.to_string(),
+        line: location.line() as usize,
+        column: location.column() as usize,
+    }
+}
+
 /// Parse a JSON file (one value).
 pub fn parse_json(text: &str, file: &str) -> Result<Vec<Document>, ParseError> {
     let value: Value = serde_json::from_str(text).map_err(|e| ParseError {

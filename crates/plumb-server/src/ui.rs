@@ -733,6 +733,7 @@ struct AppView {
     prune: bool,
     suspended: String,
     message: String,
+    denials: Vec<String>,
     last_sync: String,
     last_reconcile: String,
     total: usize,
@@ -822,7 +823,12 @@ fn app_view(s: &AppStatus, history: Result<Vec<HistoryEntry>, String>, can_write
         self_heal: s.self_heal,
         prune: s.prune,
         suspended: s.suspended.clone().unwrap_or_default(),
-        message: s.message.clone(),
+        message: if s.denials.is_empty() {
+            s.message.clone()
+        } else {
+            String::new()
+        },
+        denials: s.denials.clone(),
         last_sync: s.last_sync.map(utc).unwrap_or_default(),
         last_reconcile: s.last_reconcile.map(utc).unwrap_or_default(),
         total: s.resources.total,

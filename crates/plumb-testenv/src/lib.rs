@@ -50,19 +50,23 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// Path of a tool that `testenv/build` caches (`kustomize`, `helm`, `kubectl`),
-/// found from the pins in `testenv/versions.sh`.
+/// Path of a tool the setup scripts cache: `kustomize`, `helm`, `kubectl`,
+/// the control plane's binaries (pins in `testenv/versions.sh`), and the OCI
+/// clients `crane`, `oras` and `cosign` (pins in `testenv/setup.d/oci.versions`).
 ///
 /// # Panics
 /// When the tool is not built, with the command that builds it.
 pub fn tool_path(name: &str) -> PathBuf {
-    let versions = std::fs::read_to_string(repo_root().join("testenv/versions.sh"))
-        .expect("read testenv/versions.sh");
+    let pins = |file: &str| std::fs::read_to_string(repo_root().join(file)).expect(file);
+    let versions = pins("testenv/versions.sh");
+    let oci = pins("testenv/setup.d/oci.versions");
     let pin = |key: &str| {
         versions
             .lines()
+            .chain(oci.lines())
             .find_map(|l| l.strip_prefix(&format!("{key}=")))
-            .unwrap_or_else(|| panic!("{key} missing from testenv/versions.sh"))
+            .unwrap_or_else(|| panic!("{key} is not pinned in testenv/"))
+            .trim()
             .to_string()
     };
     let cache = std::env::var_os("PLUMB_CACHE")
@@ -77,6 +81,9 @@ pub fn tool_path(name: &str) -> PathBuf {
             format!("kube-{}", pin("PLUMB_K8S_VERSION"))
         }
         "etcd" => format!("etcd-{}", pin("PLUMB_ETCD_VERSION")),
+        "crane" => format!("crane-{}", pin("PLUMB_CRANE_VERSION")),
+        "oras" => format!("oras-{}", pin("PLUMB_ORAS_VERSION")),
+        "cosign" => format!("cosign-{}", pin("PLUMB_COSIGN_VERSION")),
         other => panic!("unknown testenv tool {other}"),
     };
     let path = cache.join(dir).join("bin").join(name);
