@@ -102,8 +102,11 @@ pub async fn agent(data_dir: &Path, args: AgentArgs) -> miette::Result<ExitCode>
     config.notifications = notifications;
     config.credentials = creds;
     config.tools = Tools::from_env();
-    config.checks =
-        crate::policy::checks(args.policy.policy.as_deref(), args.policy.enforce_on_drift)?;
+    config.checks = crate::policy::checks(
+        data_dir,
+        args.policy.policy.as_deref(),
+        args.policy.enforce_on_drift,
+    )?;
 
     // Bind before anything else: a taken port is the commonest failure.
     let listener = plumb_server::bind(args.listen)

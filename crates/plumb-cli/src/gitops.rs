@@ -124,7 +124,7 @@ pub struct Session {
 impl Session {
     /// A session over `data_dir`, with the checks `--policy` asks for.
     pub fn new(data_dir: &Path, common: &Common) -> miette::Result<Session> {
-        let checks = crate::policy::checks(common.policy.as_deref(), false)?;
+        let checks = crate::policy::checks(data_dir, common.policy.as_deref(), false)?;
         let mut session = Session::without_checks(data_dir, common)?;
         session.pipeline = session.pipeline.with_checks(&checks);
         Ok(session)

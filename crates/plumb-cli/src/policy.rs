@@ -25,8 +25,9 @@ use crate::gitops::{Output, Session, ViewArgs};
 ))]
 pub struct BadPolicy(#[from] PolicyError);
 
-/// The deploy gate for `file`, reaching registries as this process would.
-pub fn gate(file: &Path, enforce_on_drift: bool) -> Result<Gate, BadPolicy> {
+/// The deploy gate for `file`, reaching registries as this process would and
+/// remembering proven signatures under `data_dir`.
+pub fn gate(data_dir: &Path, file: &Path, enforce_on_drift: bool) -> Result<Gate, BadPolicy> {
     let policies = PolicyFile::load(file)?;
     let access = RegistryAccess {
         credentials: Arc::new(|host: &str| {
@@ -34,13 +35,19 @@ pub fn gate(file: &Path, enforce_on_drift: bool) -> Result<Gate, BadPolicy> {
         }),
         ..Default::default()
     };
-    Ok(Gate::new(policies, access).with_enforce_on_drift(enforce_on_drift))
+    Ok(Gate::new(policies, access)
+        .with_cache_dir(data_dir.join("policy"))
+        .with_enforce_on_drift(enforce_on_drift))
 }
 
 /// The checks a `--policy` flag asks for (none without it).
-pub fn checks(file: Option<&Path>, enforce_on_drift: bool) -> Result<Checks, BadPolicy> {
+pub fn checks(
+    data_dir: &Path,
+    file: Option<&Path>,
+    enforce_on_drift: bool,
+) -> Result<Checks, BadPolicy> {
     Ok(Checks(match file {
-        Some(f) => vec![Arc::new(gate(f, enforce_on_drift)?)],
+        Some(f) => vec![Arc::new(gate(data_dir, f, enforce_on_drift)?)],
         None => Vec::new(),
     }))
 }
@@ -82,7 +89,7 @@ async fn check(data_dir: &Path, args: CheckArgs) -> miette::Result<ExitCode> {
             "no --policy given"
         ));
     };
-    let gate = gate(&policy, false)?;
+    let gate = gate(data_dir, &policy, false)?;
     // Render without the gate: its verdicts are what this command prints.
     let session = Session::without_checks(data_dir, &args.view.common)?;
     let files = crate::gitops::load_all(&args.view.common.apps)?;

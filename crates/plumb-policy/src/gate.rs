@@ -138,6 +138,13 @@ impl Gate {
         }
     }
 
+    /// Remember proven signatures under `dir` too, across processes.
+    pub fn with_cache_dir(mut self, dir: std::path::PathBuf) -> Gate {
+        let access = self.registries.access().clone();
+        self.registries = Arc::new(Registries::new(access).with_cache_dir(dir));
+        self
+    }
+
     /// Refuse a self-heal of already admitted commits too, when the policy
     /// changed since (default: only warn).
     pub fn with_enforce_on_drift(mut self, enforce: bool) -> Gate {

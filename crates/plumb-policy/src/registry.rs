@@ -7,7 +7,9 @@
 //! verified under a policy's keys for good (a digest's content cannot
 //! change), a scan report for a few minutes (a rescan may attach a newer
 //! one). Failures are never remembered, and every failure is an answer the
-//! gate refuses on: an unreachable registry admits nothing.
+//! gate refuses on: an unreachable registry admits nothing. With a cache
+//! directory, proven signatures also outlive the process (one empty file
+//! per digest and key set), so `plumb sync` runs warm like the agent.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -71,6 +73,8 @@ pub struct Registries {
     clients: Mutex<HashMap<String, RegistryClient>>,
     /// (repository@digest, key-set fingerprint) whose signature verified.
     signed: Mutex<HashSet<(String, String)>>,
+    /// Where proven signatures are also written down, if anywhere.
+    cache_dir: Option<PathBuf>,
     /// repository@digest → (when, newest report).
     scans: Mutex<HashMap<String, (Instant, Option<ScanReport>)>>,
 }
@@ -91,7 +95,36 @@ impl Registries {
             clients: Mutex::new(HashMap::new()),
             signed: Mutex::new(HashSet::new()),
             scans: Mutex::new(HashMap::new()),
+            cache_dir: None,
         }
+    }
+
+    /// Also remember proven signatures under `dir`, across processes.
+    pub fn with_cache_dir(mut self, dir: PathBuf) -> Registries {
+        self.cache_dir = Some(dir);
+        self
+    }
+
+    /// The marker file of a proven (digest, key set), when there is a cache dir.
+    fn marker(&self, key: &(String, String)) -> Option<PathBuf> {
+        let name = Digest::sha256_of(format!("{}\n{}", key.0, key.1).as_bytes());
+        Some(self.cache_dir.as_ref()?.join("signed").join(name.hex()))
+    }
+
+    fn proven(&self, key: &(String, String)) -> bool {
+        if lock(&self.signed).contains(key) {
+            return true;
+        }
+        let on_disk = self.marker(key).is_some_and(|m| m.is_file());
+        if on_disk {
+            lock(&self.signed).insert(key.clone());
+        }
+        on_disk
+    }
+
+    /// How registries are reached.
+    pub fn access(&self) -> &RegistryAccess {
+        &self.access
     }
 
     fn client(&self, host: &str) -> Result<RegistryClient, String> {
@@ -150,7 +183,7 @@ impl Registries {
             format!("{}@{digest}", image.repository_ref()),
             fingerprint.to_string(),
         );
-        if lock(&self.signed).contains(&key) {
+        if self.proven(&key) {
             return Ok(None);
         }
         let reference = Self::reference(image)?.with_digest(digest.clone());
@@ -175,10 +208,18 @@ impl Registries {
     /// Remember that `digest` carries a signature that passes the rule named
     /// by `fingerprint` (a digest's content never changes).
     pub fn remember_signed(&self, image: &ImageName, digest: &Digest, fingerprint: &str) {
-        lock(&self.signed).insert((
+        let key = (
             format!("{}@{digest}", image.repository_ref()),
             fingerprint.to_string(),
-        ));
+        );
+        if let Some(marker) = self.marker(&key)
+            && let Some(dir) = marker.parent()
+            && let Err(e) = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&marker, b""))
+        {
+            // Only a cache: the next run verifies again.
+            tracing::debug!(error = %e, "cannot write the signature cache");
+        }
+        lock(&self.signed).insert(key);
     }
 
     /// The newest scan report attached to `digest`, if any.
