@@ -26,7 +26,7 @@ use crate::rules::{Denial, ImageVerdict, Rule, check_scan, check_signatures, che
 pub const POLICY_ANNOTATION: &str = "plumb.dev/policy";
 
 /// Images judged at once.
-const CONCURRENCY: usize = 8;
+const CONCURRENCY: usize = 32;
 
 /// The deploy gate.
 #[derive(Clone)]

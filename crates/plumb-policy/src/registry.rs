@@ -131,8 +131,12 @@ impl Registries {
         if let Some(c) = lock(&self.clients).get(host) {
             return Ok(c.clone());
         }
+        let plain_http = self
+            .access
+            .plain_http
+            .or(plumb_oci::client::is_loopback(host).then_some(true));
         let client = RegistryClient::new(ClientOptions {
-            plain_http: self.access.plain_http,
+            plain_http,
             credentials: (self.access.credentials)(host),
             ca_file: self.access.ca_file.clone(),
         })
