@@ -21,9 +21,11 @@
 
 pub mod cvss;
 pub mod report;
+pub mod sbom;
 pub mod version;
 
 pub use report::{
     DatabaseInfo, Finding, SCAN_REPORT_ARTIFACT_TYPE, SCAN_REPORT_MEDIA_TYPE, ScanDocument,
     ScanReport, ScannerInfo, Severity, Subject,
 };
+pub use sbom::{Ecosystem, Package, Sbom};
