@@ -28,4 +28,4 @@ pub use report::{
     DatabaseInfo, Finding, SCAN_REPORT_ARTIFACT_TYPE, SCAN_REPORT_MEDIA_TYPE, ScanDocument,
     ScanReport, ScannerInfo, Severity, Subject,
 };
-pub use sbom::{Ecosystem, Package, Sbom};
+pub use sbom::{Ecosystem, Package, Sbom, SbomError, read_dir, read_image};

@@ -5,9 +5,28 @@
 //! matcher (which reads it). Writers for CycloneDX 1.6 and SPDX 2.3 live
 //! beside it.
 
+use std::path::{Path, PathBuf};
+
 use serde::{Deserialize, Serialize};
 
 use crate::version::VersionScheme;
+
+mod cargo;
+pub mod cyclonedx;
+mod elf;
+mod extract;
+mod golang;
+mod image;
+mod npm;
+mod os;
+mod purl;
+mod python;
+mod source;
+pub mod spdx;
+
+pub use image::read_image;
+
+use extract::extract;
 
 /// The ecosystem a package comes from, named as OSV names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -104,4 +123,111 @@ pub struct Sbom {
     pub digest: Option<String>,
     /// The packages, sorted and without duplicates.
     pub packages: Vec<Package>,
+}
+
+impl Sbom {
+    /// An SBOM of `packages`, which are sorted and freed of duplicates here.
+    pub fn new(subject: String, digest: Option<String>, mut packages: Vec<Package>) -> Sbom {
+        packages.sort();
+        packages.dedup();
+        Sbom {
+            subject,
+            digest,
+            packages,
+        }
+    }
+}
+
+/// Why an SBOM could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum SbomError {
+    /// A file or directory could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The path given is not a directory.
+    #[error("{} is not a directory", path.display())]
+    NotADirectory {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A file that names packages is malformed.
+    #[error("{}: {message}", located(.file, *.line))]
+    Parse {
+        /// The file, relative to the image root or directory.
+        file: String,
+        /// The line, when known (1-based).
+        line: Option<usize>,
+        /// What is wrong.
+        message: String,
+    },
+    /// The registry could not serve the image.
+    #[error("cannot read {subject}: {source}")]
+    Registry {
+        /// The image reference.
+        subject: String,
+        /// Why.
+        source: plumb_oci::client::ClientError,
+    },
+    /// The image's manifests are not something plumb reads.
+    #[error("{subject}: {message}")]
+    Image {
+        /// The image reference.
+        subject: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A layer is not a readable tar archive.
+    #[error("layer {layer}: {message}")]
+    Layer {
+        /// The layer's digest.
+        layer: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn located(file: &str, line: Option<usize>) -> String {
+    match line {
+        Some(l) => format!("{file}:{l}"),
+        None => file.to_owned(),
+    }
+}
+
+impl SbomError {
+    pub(crate) fn parse(file: &str, line: Option<usize>, message: impl Into<String>) -> SbomError {
+        SbomError::Parse {
+            file: file.to_owned(),
+            line,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn read(path: &Path) -> impl Fn(std::io::Error) -> SbomError + '_ {
+        move |source| SbomError::Read {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// List the packages in the directory tree at `path` (its subject is the
+/// path as given; symbolic links are not followed).
+pub fn read_dir(path: &Path) -> Result<Sbom, SbomError> {
+    let meta = std::fs::metadata(path).map_err(SbomError::read(path))?;
+    if !meta.is_dir() {
+        return Err(SbomError::NotADirectory {
+            path: path.to_path_buf(),
+        });
+    }
+    let files = source::walk(path)?;
+    Ok(Sbom::new(
+        path.display().to_string(),
+        None,
+        extract(&files)?,
+    ))
 }
