@@ -223,6 +223,7 @@ mod tests {
             version: "3.0.1".into(),
             severity: sev,
             fixed: None,
+            ..Finding::default()
         };
         let report = ScanReport {
             schema_version: 1,

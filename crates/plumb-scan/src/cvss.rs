@@ -12,8 +12,9 @@
 //! the highest score any vector in that class gets (the refinement only
 //! lowers it, by less than one point). Over all 104,976 base vectors this
 //! names the same rating as the full algorithm for 87% and one step more
-//! severe for the rest, never a milder one. Callers prefer a qualitative
-//! rating the record itself gives (see `crate::osv`).
+//! severe for the rest, never a milder one. A record's severity is the
+//! highest of its vectors' ratings and any rating the record names itself
+//! (see [`crate::advisories::osv`]).
 
 use crate::report::Severity;
 

@@ -19,11 +19,16 @@
 //! reads its report types). It reads registries and its own store, and
 //! writes only the store and, when asked to attach, a referrer.
 
+pub mod advisories;
 pub mod cvss;
+pub mod matcher;
+pub mod output;
 pub mod report;
 pub mod sbom;
 pub mod version;
 
+pub use advisories::{AdvisoryError, AdvisoryStore, ImportOptions, ImportSummary, StoreMeta};
+pub use matcher::scan;
 pub use report::{
     DatabaseInfo, Finding, SCAN_REPORT_ARTIFACT_TYPE, SCAN_REPORT_MEDIA_TYPE, ScanDocument,
     ScanReport, ScannerInfo, Severity, Subject,

@@ -22,10 +22,13 @@ pub const SCAN_REPORT_ARTIFACT_TYPE: &str = "application/vnd.plumb.scan.report.v
 pub const SCAN_REPORT_MEDIA_TYPE: &str = "application/vnd.plumb.scan.report.v1+json";
 
 /// How bad a finding is, from least to most.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Severity {
     /// No severity given.
+    #[default]
     #[serde(alias = "NONE", alias = "UNKNOWN")]
     Unknown,
     /// Low.
@@ -66,7 +69,7 @@ impl std::fmt::Display for Severity {
 }
 
 /// One vulnerability found in one package.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
     /// The advisory id (CVE-…, GHSA-…, RUSTSEC-…).
     pub id: String,
@@ -85,6 +88,13 @@ pub struct Finding {
     /// The first version with a fix, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fixed: Option<String>,
+    /// The advisory's one-line summary, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<String>,
+    /// Where the package was found (files relative to the image root or
+    /// directory scanned).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub locations: Vec<String>,
 }
 
 fn unknown() -> Severity {
@@ -190,6 +200,7 @@ mod tests {
                     version: "1".into(),
                     severity: Severity::Low,
                     fixed: Some("2".into()),
+                    ..Finding::default()
                 }],
             },
             scanner: ScannerInfo {
