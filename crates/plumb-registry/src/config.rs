@@ -19,6 +19,13 @@
 //! tls: { cert: server.pem, key: server-key.pem }
 //! storage:
 //!   fsync: true               # false: acknowledge blobs from the page cache
+//! scan:                       # vulnerability scanning (docs/SCAN.md)
+//!   on_push: true             # scan each pushed image in the background
+//!   advisories: advisories    # the store `plumb advisories import --data-dir` wrote
+//!   workers: 1                # scans at once
+//!   queue: 256                # images waiting at most (the rest wait for the next sweep)
+//!   sign_key: cosign.key      # sign each report (COSIGN_PASSWORD unlocks it)
+//!   database_poll: 30s        # a new import is noticed this fast; all images are rescanned
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -95,6 +102,20 @@ struct RawConfig {
     tls: Option<RawTls>,
     #[serde(default)]
     storage: RawStorage,
+    #[serde(default)]
+    scan: RawScan,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScan {
+    #[serde(default)]
+    on_push: bool,
+    workers: Option<usize>,
+    queue: Option<usize>,
+    advisories: Option<PathBuf>,
+    sign_key: Option<PathBuf>,
+    database_poll: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -277,6 +298,40 @@ pub struct RegistryConfig {
     /// a process crash but not necessarily a power loss, like CNCF
     /// distribution; metadata transactions stay durable either way.
     pub fsync: bool,
+    /// Vulnerability scanning of pushed images.
+    pub scan: ScanSettings,
+}
+
+/// How the registry scans what is pushed (see [`crate::scan`]).
+#[derive(Debug, Clone)]
+pub struct ScanSettings {
+    /// Scan each image manifest pushed, in the background.
+    pub on_push: bool,
+    /// Scans run at once (each is CPU-bound).
+    pub workers: usize,
+    /// Images waiting at most; a push past it is still accepted, and the
+    /// image is scanned by the next sweep.
+    pub queue: usize,
+    /// The advisory store the scanner reads (plumb-cli opens it).
+    pub advisories: Option<PathBuf>,
+    /// A cosign private key (PEM) that signs each report.
+    pub sign_key: Option<PathBuf>,
+    /// How often the advisory database is checked for a new import, after
+    /// which every image is scanned again.
+    pub database_poll: Duration,
+}
+
+impl Default for ScanSettings {
+    fn default() -> Self {
+        ScanSettings {
+            on_push: false,
+            workers: 1,
+            queue: 256,
+            advisories: None,
+            sign_key: None,
+            database_poll: Duration::from_secs(30),
+        }
+    }
 }
 
 impl Default for RegistryConfig {
@@ -293,6 +348,7 @@ impl Default for RegistryConfig {
             gc_grace: Duration::from_secs(3600),
             tls: None,
             fsync: true,
+            scan: ScanSettings::default(),
         }
     }
 }
@@ -385,6 +441,15 @@ impl RegistryConfig {
         }
         cfg.tls = raw.tls.map(|t| (base.join(t.cert), base.join(t.key)));
         cfg.fsync = raw.storage.fsync.unwrap_or(true);
+        cfg.scan.on_push = raw.scan.on_push;
+        cfg.scan.workers = raw.scan.workers.unwrap_or(1).max(1);
+        cfg.scan.queue = raw.scan.queue.unwrap_or(256).max(1);
+        cfg.scan.advisories = raw.scan.advisories.map(|p| base.join(p));
+        cfg.scan.sign_key = raw.scan.sign_key.map(|p| base.join(p));
+        if let Some(p) = raw.scan.database_poll {
+            cfg.scan.database_poll =
+                duration("scan.database_poll", &p)?.max(Duration::from_secs(1));
+        }
         Ok(cfg)
     }
 

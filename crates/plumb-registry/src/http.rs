@@ -36,6 +36,12 @@ enum Endpoint<'a> {
     Gc,
     /// Prometheus metrics (`GET /metrics`).
     Metrics,
+    /// plumb's own extension: the newest scan report of an image
+    /// (`GET /plumb/v1/scan/{repo}/{digest}`).
+    ScanReport(RepositoryName, &'a str),
+    /// plumb's own extension: scan again every image without a report from
+    /// the database in force (`POST /plumb/v1/scan`).
+    Rescan,
     Catalog,
     Tags(RepositoryName),
     Manifest(RepositoryName, &'a str),
@@ -56,6 +62,7 @@ impl Endpoint<'_> {
             Endpoint::Base => "base",
             Endpoint::Gc => "gc",
             Endpoint::Metrics => "metrics",
+            Endpoint::ScanReport(..) | Endpoint::Rescan => "scan",
             Endpoint::Catalog => "catalog",
             Endpoint::Tags(_) => "tags",
             Endpoint::Manifest(..) => "manifest",
@@ -73,6 +80,13 @@ fn route(path: &str) -> Result<Endpoint<'_>> {
     }
     if path == METRICS_PATH {
         return Ok(Endpoint::Metrics);
+    }
+    if path == crate::scan::SCAN_PATH.trim_end_matches('/') {
+        return Ok(Endpoint::Rescan);
+    }
+    if let Some(rest) = path.strip_prefix(crate::scan::SCAN_PATH) {
+        let (n, d) = rest.rsplit_once('/').ok_or(RegistryError::NotFound)?;
+        return Ok(Endpoint::ScanReport(name(n)?, d));
     }
     let Some(rest) = path.strip_prefix("/v2") else {
         return Err(RegistryError::NotFound);
@@ -352,6 +366,22 @@ async fn handle(
             registry.metrics.encode(),
         )
             .into_response()),
+        (Endpoint::ScanReport(repo, d), Method::GET) => {
+            let digest: plumb_oci::Digest = d
+                .parse()
+                .map_err(|e: plumb_oci::DigestError| RegistryError::DigestInvalid(e.to_string()))?;
+            let report = registry.scan_report(&repo, &digest)?;
+            Ok((
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, crate::scan::SCAN_REPORT_ARTIFACT_TYPE)],
+                report,
+            )
+                .into_response())
+        }
+        (Endpoint::Rescan, Method::POST) => {
+            let queued = registry.rescan().await?;
+            Ok(json_response(serde_json::json!({ "queued": queued })))
+        }
         (Endpoint::Gc, Method::POST) => {
             let dry_run = param(&params, "dry_run").is_some_and(|v| v == "true" || v == "1");
             let report = crate::gc::collect(registry, dry_run).await?;

@@ -5,13 +5,15 @@
 //! registry root ([`blobs`]), the metadata about them in an embedded
 //! transactional store ([`meta`]), the rules that govern them ([`config`]),
 //! who may touch them ([`auth`]), the registry's operations ([`service`]) and
-//! its write path ([`upload`]), the HTTP surface ([`http`], [`server`]), what
+//! its write path ([`upload`]), the scanning of what is pushed ([`scan`]), the HTTP surface ([`http`], [`server`]), what
 //! it counts ([`metrics`]) and their collection ([`gc`]). It is a library with
 //! typed errors and no command line: `plumb registry` lives in plumb-cli, which
 //! owns the flags, the runtime, the TLS provider and the presentation of
 //! errors. It speaks OCI through `plumb-oci`'s vocabulary and must not reach
-//! into clusters, Git or infrastructure state; nor does it sign anything:
-//! signatures are ordinary referrers to it.
+//! into clusters, Git or infrastructure state. It signs only its own scan
+//! reports, and only with a key it is given; other signatures are ordinary
+//! referrers to it. It does not know how to scan: plumb-cli hands it a
+//! scanner.
 
 pub mod auth;
 pub mod blobs;
@@ -21,6 +23,7 @@ pub mod gc;
 pub mod http;
 pub mod meta;
 pub mod metrics;
+pub mod scan;
 pub mod server;
 pub mod service;
 pub mod upload;

@@ -68,6 +68,8 @@ pub struct RegistryMetrics {
     pub gc_removed: Family<KindLabel, Counter>,
     /// Bytes freed by GC.
     pub gc_bytes_freed: Counter,
+    /// Scanning of pushed images.
+    pub scan: crate::scan::ScanMetrics,
 }
 
 impl std::fmt::Debug for RegistryMetrics {
@@ -136,8 +138,10 @@ impl RegistryMetrics {
             "Bytes freed by GC",
             gc_bytes_freed.clone(),
         );
+        let scan = crate::scan::ScanMetrics::register(&mut registry);
         RegistryMetrics {
             registry: Arc::new(registry),
+            scan,
             requests,
             duration,
             bytes_received,

@@ -99,6 +99,8 @@ pub struct Registry {
     pub(crate) gc_lock: tokio::sync::Mutex<()>,
     /// What the registry counts, for `GET /metrics`.
     pub metrics: crate::metrics::RegistryMetrics,
+    /// Scanning of pushed images, once started ([`crate::scan`]).
+    pub(crate) scanning: std::sync::OnceLock<crate::scan::Scanning>,
 }
 
 /// Why the registry could not open.
@@ -144,6 +146,7 @@ impl Registry {
             recent: Mutex::new(HashMap::new()),
             gc_lock: tokio::sync::Mutex::new(()),
             metrics: crate::metrics::RegistryMetrics::new(),
+            scanning: std::sync::OnceLock::new(),
         })
     }
 
@@ -382,6 +385,7 @@ impl Registry {
                 },
             )
         })?;
+        self.scan_on_push(repo, &digest, &summary.media_type);
         Ok(PushedManifest {
             digest,
             subject: summary.subject.map(|s| s.digest),
