@@ -658,7 +658,9 @@ pub struct BlobStream {
 
 impl std::fmt::Debug for BlobStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BlobStream").field("len", &self.len).finish()
+        f.debug_struct("BlobStream")
+            .field("len", &self.len)
+            .finish()
     }
 }
 

@@ -33,6 +33,8 @@
 //!     credentials: { username: me, password_file: hub-token }  # or password: ..., or
 //!                             # { docker_config: config.json, entry: https://index.docker.io/v1/ }
 //!     ca: upstream-ca.pem     # extra CA to trust for the upstream
+//! quotas:                     # storage per repository prefix (see `Quota`)
+//!   - { prefix: team-a/, max_bytes: 10GiB }
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -75,6 +77,16 @@ pub enum ConfigError {
     /// A `proxy` entry that cannot work.
     #[error("{path}: proxy {prefix:?}: {message}")]
     Proxy {
+        /// The file.
+        path: PathBuf,
+        /// The entry's prefix.
+        prefix: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A `quotas` entry that cannot work.
+    #[error("{path}: quota {prefix:?}: {message}")]
+    Quota {
         /// The file.
         path: PathBuf,
         /// The entry's prefix.
@@ -131,6 +143,67 @@ struct RawConfig {
     storage: RawStorage,
     #[serde(default)]
     proxy: Vec<RawProxy>,
+    #[serde(default)]
+    quotas: Vec<RawQuota>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQuota {
+    prefix: String,
+    max_bytes: RawSize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawSize {
+    Bytes(u64),
+    Text(String),
+}
+
+/// Parse `10GiB`, `500MB`, `1024` (bytes): units B, KB/MB/GB/TB (powers of
+/// 1000) and KiB/MiB/GiB/TiB (powers of 1024).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let i = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let n: u64 = s[..i].parse().ok()?;
+    let mul: u64 = match s[i..].trim() {
+        "" | "B" => 1,
+        "KB" => 1000,
+        "MB" => 1000_u64.pow(2),
+        "GB" => 1000_u64.pow(3),
+        "TB" => 1000_u64.pow(4),
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        _ => return None,
+    };
+    n.checked_mul(mul)
+}
+
+/// A storage quota on the repositories under a prefix.
+///
+/// A repository is under the prefix `team-a/` (or `team-a`) when it is
+/// named `team-a` or its name starts with `team-a/`. Usage is the sum of
+/// the sizes of the distinct blobs linked into those repositories (a blob
+/// shared by several of them counts once) plus the sizes of their
+/// manifests. Uploads not yet finished do not count, and neither does
+/// content GC has yet to remove from a repository.
+#[derive(Debug, Clone)]
+pub struct Quota {
+    /// The prefix, without a trailing `/`.
+    pub prefix: String,
+    /// The most bytes the prefix's repositories may use.
+    pub max_bytes: u64,
+}
+
+impl Quota {
+    /// Whether `repo` is under the quota's prefix.
+    pub fn covers(&self, repo: &str) -> bool {
+        repo.strip_prefix(self.prefix.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -508,6 +581,8 @@ pub struct RegistryConfig {
     pub token: TokenSettings,
     /// Pull-through caches, first matching prefix wins.
     pub proxies: Vec<ProxyRule>,
+    /// Storage quotas; every quota covering a repository applies.
+    pub quotas: Vec<Quota>,
 }
 
 impl Default for RegistryConfig {
@@ -527,6 +602,7 @@ impl Default for RegistryConfig {
             auth_scheme: AuthScheme::Basic,
             token: TokenSettings::default(),
             proxies: vec![],
+            quotas: vec![],
         }
     }
 }
@@ -636,27 +712,53 @@ impl RegistryConfig {
             }
             if let Some(r) = t.realm {
                 if !(r.starts_with("https://") || r.starts_with("http://")) || r.contains('"') {
-                    return Err(auth(
-                        "token.realm",
-                        format!("{r:?} is not an http(s) URL"),
-                    ));
+                    return Err(auth("token.realm", format!("{r:?} is not an http(s) URL")));
                 }
                 token.realm = Some(r);
             }
             if let Some(e) = t.expiry {
                 token.expiry = duration("auth.token.expiry", &e)?;
                 if token.expiry.is_zero() {
-                    return Err(auth("token.expiry", "a token must live longer than 0s".into()));
+                    return Err(auth(
+                        "token.expiry",
+                        "a token must live longer than 0s".into(),
+                    ));
                 }
             }
-            for (field, v) in [("token.service", &token.service), ("token.issuer", &token.issuer)] {
+            for (field, v) in [
+                ("token.service", &token.service),
+                ("token.issuer", &token.issuer),
+            ] {
                 if v.is_empty() || v.contains(['"', '\\']) {
-                    return Err(auth(field, format!("{v:?} must be non-empty, without quotes")));
+                    return Err(auth(
+                        field,
+                        format!("{v:?} must be non-empty, without quotes"),
+                    ));
                 }
             }
         }
         for p in raw.proxy {
             cfg.proxies.push(proxy_rule(p, path, base, &duration)?);
+        }
+        for q in raw.quotas {
+            let prefix = q.prefix.trim_end_matches('/').to_owned();
+            let bad = |message: String| ConfigError::Quota {
+                path: path.to_owned(),
+                prefix: q.prefix.clone(),
+                message,
+            };
+            if let Err(e) = plumb_oci::RepositoryName::parse(&prefix) {
+                return Err(bad(format!("the prefix is not a repository name: {e}")));
+            }
+            let max_bytes = match &q.max_bytes {
+                RawSize::Bytes(n) => *n,
+                RawSize::Text(t) => parse_size(t).ok_or_else(|| {
+                    bad(format!(
+                        "max_bytes {t:?} is not a size (use e.g. 500MB, 10GiB or a number of bytes)"
+                    ))
+                })?,
+            };
+            cfg.quotas.push(Quota { prefix, max_bytes });
         }
         Ok(cfg)
     }
@@ -813,14 +915,25 @@ proxy:
         assert_eq!(c.token.expiry, Duration::from_secs(600));
         assert_eq!(c.token.issuer, "plumb-registry");
         let (p, up) = c.proxy_for("dockerhub/library/alpine").unwrap();
-        assert_eq!((p.host.as_str(), up), ("registry-1.docker.io", "library/alpine"));
+        assert_eq!(
+            (p.host.as_str(), up),
+            ("registry-1.docker.io", "library/alpine")
+        );
         assert!(!p.plain_http);
         assert_eq!(p.tag_ttl, Duration::from_secs(300));
-        assert!(!format!("{c:?}").contains("s3cret"), "credentials are never printed");
+        assert!(
+            !format!("{c:?}").contains("s3cret"),
+            "credentials are never printed"
+        );
         let (p, up) = c.proxy_for("mirror/ghcr/org/app").unwrap();
-        assert_eq!((p.host.as_str(), up, p.plain_http), ("127.0.0.1:5001", "org/app", true));
-        assert!(matches!(&p.credentials, ProxyCredentials::DockerConfig { path, entry: None }
-            if path == Path::new("/etc/plumb/docker/config.json")));
+        assert_eq!(
+            (p.host.as_str(), up, p.plain_http),
+            ("127.0.0.1:5001", "org/app", true)
+        );
+        assert!(
+            matches!(&p.credentials, ProxyCredentials::DockerConfig { path, entry: None }
+            if path == Path::new("/etc/plumb/docker/config.json"))
+        );
         assert!(c.proxy_for("dockerhub").is_none());
         assert!(c.proxy_for("dockerhubx/a").is_none());
         assert!(c.proxy_for("team/app").is_none());
@@ -831,9 +944,18 @@ proxy:
     #[test]
     fn bad_proxies_and_token_settings_are_refused() {
         let bad = [
-            ("proxy: [{prefix: hub, upstream: registry-1.docker.io}]", "https://"),
-            ("proxy: [{prefix: hub, upstream: 'https://h/v2/'}]", "without a path"),
-            ("proxy: [{prefix: Hub, upstream: 'https://h'}]", "repository name"),
+            (
+                "proxy: [{prefix: hub, upstream: registry-1.docker.io}]",
+                "https://",
+            ),
+            (
+                "proxy: [{prefix: hub, upstream: 'https://h/v2/'}]",
+                "without a path",
+            ),
+            (
+                "proxy: [{prefix: Hub, upstream: 'https://h'}]",
+                "repository name",
+            ),
             (
                 "proxy: [{prefix: hub, upstream: 'https://h', credentials: {username: u}}]",
                 "credentials are",
@@ -845,6 +967,24 @@ proxy:
             let e = RegistryConfig::parse(text, Path::new("r.yaml")).unwrap_err();
             assert!(e.to_string().contains(wanted), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn parses_quotas() {
+        let text = "quotas:\n  - { prefix: team-a/, max_bytes: 10GiB }\n  - { prefix: b, max_bytes: 1000 }\n";
+        let c = RegistryConfig::parse(text, Path::new("r.yaml")).unwrap();
+        assert_eq!(c.quotas[0].max_bytes, 10 << 30);
+        assert_eq!(c.quotas[1].max_bytes, 1000);
+        assert!(c.quotas[0].covers("team-a/app") && c.quotas[0].covers("team-a"));
+        assert!(!c.quotas[0].covers("team-ab/app"));
+        assert_eq!(parse_size("500MB"), Some(500_000_000));
+        assert_eq!(parse_size("5 PB"), None);
+        let e = RegistryConfig::parse(
+            "quotas: [{prefix: a, max_bytes: lots}]",
+            Path::new("r.yaml"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("max_bytes"), "{e}");
     }
 
     #[test]
