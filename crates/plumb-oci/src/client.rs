@@ -209,6 +209,13 @@ impl RegistryClient {
                 .http
                 .get(&realm)
                 .query(&[("scope", format!("repository:{repo}:pull,push"))]);
+            // A challenge that names a scope outside the repository (a
+            // registry's own endpoint, say) is asked for as well.
+            if let Some(scope) = challenge_param(challenge, "scope")
+                && !scope.starts_with(&format!("repository:{repo}:"))
+            {
+                req = req.query(&[("scope", scope)]);
+            }
             if let Some(service) = challenge_param(challenge, "service") {
                 req = req.query(&[("service", service)]);
             }
@@ -557,6 +564,53 @@ impl RegistryClient {
         Ok(bytes)
     }
 
+    /// The size of blob `digest` in the repository, as a HEAD reports it;
+    /// `None` when the repository does not hold it.
+    pub async fn blob_size(
+        &self,
+        registry: &str,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, ClientError> {
+        let url = self.blob_url(registry, repo, digest);
+        let resp = self.send(registry, repo, |c| c.head(&url)).await?;
+        match resp.status() {
+            // A HEAD has no body, so the header, not the body's length, says it.
+            s if s.is_success() => Ok(Some(
+                header(&resp, reqwest::header::CONTENT_LENGTH)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+            )),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(Self::fail("HEAD", resp).await),
+        }
+    }
+
+    /// Start fetching blob `digest`: its length when the registry declares
+    /// it, and its bytes as they arrive. The bytes are not verified here: a
+    /// caller that streams them on hashes them as they pass. `None` when the
+    /// repository does not hold the blob.
+    pub async fn blob_stream(
+        &self,
+        registry: &str,
+        repo: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<BlobStream>, ClientError> {
+        use futures_util::StreamExt as _;
+        let url = self.blob_url(registry, repo, digest);
+        let resp = self.send(registry, repo, |c| c.get(&url)).await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !resp.status().is_success() {
+            return Err(Self::fail("GET", resp).await);
+        }
+        Ok(Some(BlobStream {
+            len: header(&resp, reqwest::header::CONTENT_LENGTH).and_then(|v| v.parse().ok()),
+            bytes: Box::pin(resp.bytes_stream().map(|r| r.map_err(ClientError::Http))),
+        }))
+    }
+
     /// The referrers of `digest`, optionally filtered by artifact type, as the
     /// registry's image index `manifests` array.
     pub async fn referrers(
@@ -589,6 +643,24 @@ impl RegistryClient {
             list.retain(|d| d["artifactType"].as_str() == Some(t));
         }
         Ok(list)
+    }
+}
+
+/// A blob on its way from a registry (see [`RegistryClient::blob_stream`]).
+pub struct BlobStream {
+    /// Its length, when the registry declared one.
+    pub len: Option<u64>,
+    /// Its bytes, unverified, as they arrive.
+    pub bytes: std::pin::Pin<
+        Box<dyn futures_util::Stream<Item = Result<Bytes, ClientError>> + Send + 'static>,
+    >,
+}
+
+impl std::fmt::Debug for BlobStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobStream")
+            .field("len", &self.len)
+            .finish()
     }
 }
 

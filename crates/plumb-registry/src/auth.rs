@@ -132,8 +132,46 @@ pub enum Access {
     Anonymous,
     /// A known user with a role.
     User(String, Role),
-    /// Credentials were given and are wrong.
+    /// A valid Bearer token with its claims.
+    Token(Box<crate::token::Claims>),
+    /// Credentials were given and are wrong (or a token failed verification).
     Rejected,
+}
+
+/// What a request needs to be allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need<'a> {
+    /// Any authenticated caller (the API base, metrics).
+    Any,
+    /// A repository: a pull, or a write (push or delete).
+    Repository {
+        /// The repository.
+        name: &'a str,
+        /// Whether the request writes.
+        write: bool,
+    },
+    /// The catalog (`registry:catalog:*`).
+    Catalog,
+    /// plumb's GC endpoint (`registry:gc:*`, push role).
+    Gc,
+}
+
+impl Need<'_> {
+    /// Whether the need is a write.
+    pub fn write(&self) -> bool {
+        matches!(self, Need::Repository { write: true, .. } | Need::Gc)
+    }
+
+    /// The token scope that satisfies the need, as a challenge names it.
+    pub fn scope(&self) -> Option<String> {
+        match self {
+            Need::Any => None,
+            Need::Repository { name, write: false } => Some(format!("repository:{name}:pull")),
+            Need::Repository { name, write: true } => Some(format!("repository:{name}:pull,push")),
+            Need::Catalog => Some("registry:catalog:*".into()),
+            Need::Gc => Some("registry:gc:*".into()),
+        }
+    }
 }
 
 /// Decode `Authorization: Basic ...` into (user, password).

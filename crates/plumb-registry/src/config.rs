@@ -6,6 +6,13 @@
 //!   anonymous_pull: false
 //!   roles: { ci: push, deploy: read } # users not listed get default_role
 //!   default_role: push
+//!   scheme: basic                   # basic | token | both (token: Bearer tokens from /token)
+//!   token:                          # only read with scheme token or both
+//!     key: token-key.pem            # P-256 private key (PEM); default ROOT/token/key.pem, made on first start
+//!     service: plumb-registry       # the `service` of challenges and the tokens' audience
+//!     issuer: plumb-registry
+//!     realm: https://registry.example/token  # default: /token at the address the client used
+//!     expiry: 5m
 //! limits:
 //!   max_manifest_bytes: 4194304
 //! immutable_tags: ['^[0-9a-f]{40}$', '^v[0-9]+\.[0-9]+\.[0-9]+$']
@@ -19,6 +26,15 @@
 //! tls: { cert: server.pem, key: server-key.pem }
 //! storage:
 //!   fsync: true               # false: acknowledge blobs from the page cache
+//! proxy:                      # pull-through caches: dockerhub/library/alpine -> upstream library/alpine
+//!   - prefix: dockerhub
+//!     upstream: https://registry-1.docker.io
+//!     tag_ttl: 5m             # a cached tag is checked upstream (HEAD) at most this often
+//!     credentials: { username: me, password_file: hub-token }  # or password: ..., or
+//!                             # { docker_config: config.json, entry: https://index.docker.io/v1/ }
+//!     ca: upstream-ca.pem     # extra CA to trust for the upstream
+//! quotas:                     # storage per repository prefix (see `Quota`)
+//!   - { prefix: team-a/, max_bytes: 10GiB }
 //! scan:                       # vulnerability scanning (docs/SCAN.md)
 //!   on_push: true             # scan each pushed image in the background
 //!   advisories: advisories    # the store `plumb advisories import --data-dir` wrote
@@ -65,6 +81,36 @@ pub enum ConfigError {
         /// Why.
         message: String,
     },
+    /// A `proxy` entry that cannot work.
+    #[error("{path}: proxy {prefix:?}: {message}")]
+    Proxy {
+        /// The file.
+        path: PathBuf,
+        /// The entry's prefix.
+        prefix: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A `quotas` entry that cannot work.
+    #[error("{path}: quota {prefix:?}: {message}")]
+    Quota {
+        /// The file.
+        path: PathBuf,
+        /// The entry's prefix.
+        prefix: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// An `auth` setting that cannot work.
+    #[error("{path}: auth.{field}: {message}")]
+    Auth {
+        /// The file.
+        path: PathBuf,
+        /// Which setting.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A duration like `30d` that does not parse.
     #[error("{path}: {field} = {value:?} is not a duration (use e.g. 90s, 15m, 12h, 30d, 2w)")]
     Duration {
@@ -104,6 +150,10 @@ struct RawConfig {
     storage: RawStorage,
     #[serde(default)]
     scan: RawScan,
+    #[serde(default)]
+    proxy: Vec<RawProxy>,
+    #[serde(default)]
+    quotas: Vec<RawQuota>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -116,6 +166,101 @@ struct RawScan {
     advisories: Option<PathBuf>,
     sign_key: Option<PathBuf>,
     database_poll: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQuota {
+    prefix: String,
+    max_bytes: RawSize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawSize {
+    Bytes(u64),
+    Text(String),
+}
+
+/// Parse `10GiB`, `500MB`, `1024` (bytes): units B, KB/MB/GB/TB (powers of
+/// 1000) and KiB/MiB/GiB/TiB (powers of 1024).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let i = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let n: u64 = s[..i].parse().ok()?;
+    let mul: u64 = match s[i..].trim() {
+        "" | "B" => 1,
+        "KB" => 1000,
+        "MB" => 1000_u64.pow(2),
+        "GB" => 1000_u64.pow(3),
+        "TB" => 1000_u64.pow(4),
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        _ => return None,
+    };
+    n.checked_mul(mul)
+}
+
+/// A storage quota on the repositories under a prefix.
+///
+/// A repository is under the prefix `team-a/` (or `team-a`) when it is
+/// named `team-a` or its name starts with `team-a/`. Usage is the sum of
+/// the sizes of the distinct blobs linked into those repositories (a blob
+/// shared by several of them counts once) plus the sizes of their
+/// manifests. Uploads not yet finished do not count, and neither does
+/// content GC has yet to remove from a repository.
+#[derive(Debug, Clone)]
+pub struct Quota {
+    /// The prefix, without a trailing `/`.
+    pub prefix: String,
+    /// The most bytes the prefix's repositories may use.
+    pub max_bytes: u64,
+}
+
+impl Quota {
+    /// Whether `repo` is under the quota's prefix.
+    pub fn covers(&self, repo: &str) -> bool {
+        repo.strip_prefix(self.prefix.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProxy {
+    prefix: String,
+    upstream: String,
+    tag_ttl: Option<String>,
+    credentials: Option<RawCredentials>,
+    ca: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCredentials {
+    username: Option<String>,
+    password: Option<String>,
+    password_file: Option<PathBuf>,
+    docker_config: Option<PathBuf>,
+    entry: Option<String>,
+}
+
+impl std::fmt::Debug for RawCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RawCredentials(<redacted>)")
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    key: Option<PathBuf>,
+    service: Option<String>,
+    issuer: Option<String>,
+    realm: Option<String>,
+    expiry: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -133,6 +278,8 @@ struct RawAuth {
     #[serde(default)]
     roles: std::collections::BTreeMap<String, Role>,
     default_role: Option<Role>,
+    scheme: Option<AuthScheme>,
+    token: Option<RawToken>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -171,6 +318,157 @@ struct RawGc {
 struct RawTls {
     cert: PathBuf,
     key: PathBuf,
+}
+
+/// How clients authenticate to the registry's API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthScheme {
+    /// HTTP Basic with htpasswd users on every request (the default).
+    #[default]
+    Basic,
+    /// Bearer tokens issued by the registry's `/token` endpoint (the
+    /// Docker/OCI token flow); Basic only at `/token`.
+    Token,
+    /// Both: Bearer challenges, and Basic still accepted on every request.
+    Both,
+}
+
+impl AuthScheme {
+    /// Whether Bearer tokens are issued and accepted.
+    pub fn tokens(self) -> bool {
+        matches!(self, AuthScheme::Token | AuthScheme::Both)
+    }
+
+    /// Whether Basic credentials are accepted on API requests.
+    pub fn basic(self) -> bool {
+        matches!(self, AuthScheme::Basic | AuthScheme::Both)
+    }
+}
+
+/// How the registry issues Bearer tokens (with [`AuthScheme::Token`] or [`AuthScheme::Both`]).
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    /// The P-256 signing key (PEM); `None`: `ROOT/token/key.pem`, made on
+    /// first start.
+    pub key: Option<PathBuf>,
+    /// The `service` named in challenges and the tokens' audience.
+    pub service: String,
+    /// The tokens' issuer.
+    pub issuer: String,
+    /// The realm clients fetch tokens from; `None`: `/token` at the scheme
+    /// and host the client used.
+    pub realm: Option<String>,
+    /// How long a token is valid.
+    pub expiry: Duration,
+}
+
+impl Default for TokenSettings {
+    fn default() -> Self {
+        TokenSettings {
+            key: None,
+            service: "plumb-registry".into(),
+            issuer: "plumb-registry".into(),
+            realm: None,
+            expiry: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Where a pull-through cache finds the credentials it presents upstream.
+#[derive(Clone, Default)]
+pub enum ProxyCredentials {
+    /// None: the upstream is asked anonymously.
+    #[default]
+    Anonymous,
+    /// A user name and password written in the configuration.
+    Password {
+        /// User name.
+        username: String,
+        /// Password (never printed).
+        password: String,
+    },
+    /// A user name, and a password read from a file when the registry opens.
+    PasswordFile {
+        /// User name.
+        username: String,
+        /// The file (its content, without a trailing newline, is the password).
+        path: PathBuf,
+    },
+    /// An `auths` entry of a docker `config.json`, read when the registry opens.
+    DockerConfig {
+        /// The file.
+        path: PathBuf,
+        /// The entry's key; `None`: the upstream's host.
+        entry: Option<String>,
+    },
+}
+
+impl std::fmt::Debug for ProxyCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProxyCredentials::Anonymous => f.write_str("Anonymous"),
+            ProxyCredentials::Password { username, .. } => {
+                write!(f, "Password({username}, <redacted>)")
+            }
+            ProxyCredentials::PasswordFile { username, path } => {
+                write!(f, "PasswordFile({username}, {})", path.display())
+            }
+            ProxyCredentials::DockerConfig { path, entry } => {
+                write!(f, "DockerConfig({}, {entry:?})", path.display())
+            }
+        }
+    }
+}
+
+/// A pull-through cache: repositories under `prefix/` mirror the upstream's
+/// repositories of the same name without the prefix.
+#[derive(Debug, Clone)]
+pub struct ProxyRule {
+    /// The repository prefix (`dockerhub` serves `dockerhub/library/alpine`).
+    pub prefix: String,
+    /// The upstream as configured (`https://registry-1.docker.io`).
+    pub upstream: String,
+    /// The upstream's `host[:port]`.
+    pub host: String,
+    /// Whether the upstream speaks plain HTTP.
+    pub plain_http: bool,
+    /// How long a cached tag is served before it is checked upstream again.
+    pub tag_ttl: Duration,
+    /// What the cache presents upstream.
+    pub credentials: ProxyCredentials,
+    /// An extra CA certificate (PEM) to trust for the upstream.
+    pub ca: Option<PathBuf>,
+}
+
+impl ProxyRule {
+    /// The upstream repository `repo` mirrors, when `repo` is under this prefix.
+    pub fn upstream_name<'a>(&self, repo: &'a str) -> Option<&'a str> {
+        repo.strip_prefix(self.prefix.as_str())?
+            .strip_prefix('/')
+            .filter(|rest| !rest.is_empty())
+    }
+}
+
+/// Split `scheme://host[:port][/]` into (plain HTTP, host), refusing anything else.
+fn upstream_host(url: &str) -> Result<(bool, String), String> {
+    let (plain, rest) = if let Some(r) = url.strip_prefix("https://") {
+        (false, r)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (true, r)
+    } else {
+        return Err(format!(
+            "upstream {url:?} must start with https:// (or http:// for a registry without TLS)"
+        ));
+    };
+    let host = rest.strip_suffix('/').unwrap_or(rest);
+    if host.is_empty() || host.contains(['/', '?', '#', '@']) || host.contains(char::is_whitespace)
+    {
+        return Err(format!(
+            "upstream {url:?} must be scheme://host[:port], without a path or user info"
+        ));
+    }
+    Ok((plain, host.to_owned()))
 }
 
 /// Which tags may be overwritten, and where `latest` is refused.
@@ -298,6 +596,14 @@ pub struct RegistryConfig {
     /// a process crash but not necessarily a power loss, like CNCF
     /// distribution; metadata transactions stay durable either way.
     pub fsync: bool,
+    /// How clients authenticate.
+    pub auth_scheme: AuthScheme,
+    /// How tokens are issued, when [`AuthScheme::tokens`].
+    pub token: TokenSettings,
+    /// Pull-through caches, first matching prefix wins.
+    pub proxies: Vec<ProxyRule>,
+    /// Storage quotas; every quota covering a repository applies.
+    pub quotas: Vec<Quota>,
     /// Vulnerability scanning of pushed images.
     pub scan: ScanSettings,
 }
@@ -348,6 +654,10 @@ impl Default for RegistryConfig {
             gc_grace: Duration::from_secs(3600),
             tls: None,
             fsync: true,
+            auth_scheme: AuthScheme::Basic,
+            token: TokenSettings::default(),
+            proxies: vec![],
+            quotas: vec![],
             scan: ScanSettings::default(),
         }
     }
@@ -450,7 +760,83 @@ impl RegistryConfig {
             cfg.scan.database_poll =
                 duration("scan.database_poll", &p)?.max(Duration::from_secs(1));
         }
+        cfg.auth_scheme = raw.auth.scheme.unwrap_or_default();
+        if let Some(t) = raw.auth.token {
+            let auth = |field: &str, message: String| ConfigError::Auth {
+                path: path.to_owned(),
+                field: field.to_owned(),
+                message,
+            };
+            let token = &mut cfg.token;
+            token.key = t.key.map(|k| base.join(k));
+            if let Some(s) = t.service {
+                token.service = s;
+            }
+            if let Some(i) = t.issuer {
+                token.issuer = i;
+            }
+            if let Some(r) = t.realm {
+                if !(r.starts_with("https://") || r.starts_with("http://")) || r.contains('"') {
+                    return Err(auth("token.realm", format!("{r:?} is not an http(s) URL")));
+                }
+                token.realm = Some(r);
+            }
+            if let Some(e) = t.expiry {
+                token.expiry = duration("auth.token.expiry", &e)?;
+                if token.expiry.is_zero() {
+                    return Err(auth(
+                        "token.expiry",
+                        "a token must live longer than 0s".into(),
+                    ));
+                }
+            }
+            for (field, v) in [
+                ("token.service", &token.service),
+                ("token.issuer", &token.issuer),
+            ] {
+                if v.is_empty() || v.contains(['"', '\\']) {
+                    return Err(auth(
+                        field,
+                        format!("{v:?} must be non-empty, without quotes"),
+                    ));
+                }
+            }
+        }
+        for p in raw.proxy {
+            cfg.proxies.push(proxy_rule(p, path, base, &duration)?);
+        }
+        for q in raw.quotas {
+            let prefix = q.prefix.trim_end_matches('/').to_owned();
+            let bad = |message: String| ConfigError::Quota {
+                path: path.to_owned(),
+                prefix: q.prefix.clone(),
+                message,
+            };
+            if let Err(e) = plumb_oci::RepositoryName::parse(&prefix) {
+                return Err(bad(format!("the prefix is not a repository name: {e}")));
+            }
+            let max_bytes = match &q.max_bytes {
+                RawSize::Bytes(n) => *n,
+                RawSize::Text(t) => parse_size(t).ok_or_else(|| {
+                    bad(format!(
+                        "max_bytes {t:?} is not a size (use e.g. 500MB, 10GiB or a number of bytes)"
+                    ))
+                })?,
+            };
+            cfg.quotas.push(Quota { prefix, max_bytes });
+        }
         Ok(cfg)
+    }
+
+    /// The pull-through cache serving `repo`, and the upstream name it mirrors.
+    #[inline]
+    pub fn proxy_for<'a>(&self, repo: &'a str) -> Option<(&ProxyRule, &'a str)> {
+        if self.proxies.is_empty() {
+            return None;
+        }
+        self.proxies
+            .iter()
+            .find_map(|p| Some((p, p.upstream_name(repo)?)))
     }
 
     /// The first repository rule matching `repo`.
@@ -462,6 +848,60 @@ impl RegistryConfig {
     pub fn role_of(&self, user: &str) -> Role {
         self.roles.get(user).copied().unwrap_or(self.default_role)
     }
+}
+
+/// Check and resolve one `proxy` entry.
+fn proxy_rule(
+    p: RawProxy,
+    path: &Path,
+    base: &Path,
+    duration: &dyn Fn(&str, &str) -> Result<Duration, ConfigError>,
+) -> Result<ProxyRule, ConfigError> {
+    let fail = |message: String| ConfigError::Proxy {
+        path: path.to_owned(),
+        prefix: p.prefix.clone(),
+        message,
+    };
+    if let Err(e) = plumb_oci::RepositoryName::parse(&p.prefix) {
+        return Err(fail(format!("the prefix is not a repository name: {e}")));
+    }
+    let (plain_http, host) = upstream_host(&p.upstream).map_err(&fail)?;
+    let tag_ttl = match &p.tag_ttl {
+        Some(t) => duration("proxy.tag_ttl", t)?,
+        None => Duration::from_secs(300),
+    };
+    let credentials = match p.credentials {
+        None => ProxyCredentials::Anonymous,
+        Some(c) => match (c.username, c.password, c.password_file, c.docker_config) {
+            (Some(username), Some(password), None, None) if c.entry.is_none() => {
+                ProxyCredentials::Password { username, password }
+            }
+            (Some(username), None, Some(file), None) if c.entry.is_none() => {
+                ProxyCredentials::PasswordFile {
+                    username,
+                    path: base.join(file),
+                }
+            }
+            (None, None, None, Some(file)) => ProxyCredentials::DockerConfig {
+                path: base.join(file),
+                entry: c.entry,
+            },
+            _ => {
+                return Err(fail(
+                    "credentials are {username, password}, {username, password_file} or {docker_config[, entry]}".into(),
+                ));
+            }
+        },
+    };
+    Ok(ProxyRule {
+        prefix: p.prefix.clone(),
+        upstream: p.upstream.clone(),
+        host,
+        plain_http,
+        tag_ttl,
+        credentials,
+        ca: p.ca.map(|c| base.join(c)),
+    })
 }
 
 #[cfg(test)]
@@ -516,6 +956,100 @@ storage: { fsync: false }
         assert!(c.tag_policy.immutable_by("v1.2.3").is_some());
         assert!(c.tag_policy.immutable_by(&"a".repeat(40)).is_some());
         assert!(c.tag_policy.immutable_by("latest").is_none());
+    }
+
+    #[test]
+    fn parses_proxies_and_token_auth() {
+        let text = r#"
+auth:
+  scheme: both
+  token: { key: k.pem, service: reg.example, expiry: 10m, realm: "https://reg.example/token" }
+proxy:
+  - prefix: dockerhub
+    upstream: https://registry-1.docker.io/
+    credentials: { username: me, password: s3cret }
+  - prefix: mirror/ghcr
+    upstream: http://127.0.0.1:5001
+    tag_ttl: 30s
+    credentials: { docker_config: docker/config.json }
+"#;
+        let c = RegistryConfig::parse(text, Path::new("/etc/plumb/registry.yaml")).unwrap();
+        assert_eq!(c.auth_scheme, AuthScheme::Both);
+        assert!(c.auth_scheme.tokens() && c.auth_scheme.basic());
+        assert_eq!(c.token.key.as_deref(), Some(Path::new("/etc/plumb/k.pem")));
+        assert_eq!(c.token.expiry, Duration::from_secs(600));
+        assert_eq!(c.token.issuer, "plumb-registry");
+        let (p, up) = c.proxy_for("dockerhub/library/alpine").unwrap();
+        assert_eq!(
+            (p.host.as_str(), up),
+            ("registry-1.docker.io", "library/alpine")
+        );
+        assert!(!p.plain_http);
+        assert_eq!(p.tag_ttl, Duration::from_secs(300));
+        assert!(
+            !format!("{c:?}").contains("s3cret"),
+            "credentials are never printed"
+        );
+        let (p, up) = c.proxy_for("mirror/ghcr/org/app").unwrap();
+        assert_eq!(
+            (p.host.as_str(), up, p.plain_http),
+            ("127.0.0.1:5001", "org/app", true)
+        );
+        assert!(
+            matches!(&p.credentials, ProxyCredentials::DockerConfig { path, entry: None }
+            if path == Path::new("/etc/plumb/docker/config.json"))
+        );
+        assert!(c.proxy_for("dockerhub").is_none());
+        assert!(c.proxy_for("dockerhubx/a").is_none());
+        assert!(c.proxy_for("team/app").is_none());
+        assert!(RegistryConfig::default().proxy_for("dockerhub/a").is_none());
+        assert_eq!(RegistryConfig::default().auth_scheme, AuthScheme::Basic);
+    }
+
+    #[test]
+    fn bad_proxies_and_token_settings_are_refused() {
+        let bad = [
+            (
+                "proxy: [{prefix: hub, upstream: registry-1.docker.io}]",
+                "https://",
+            ),
+            (
+                "proxy: [{prefix: hub, upstream: 'https://h/v2/'}]",
+                "without a path",
+            ),
+            (
+                "proxy: [{prefix: Hub, upstream: 'https://h'}]",
+                "repository name",
+            ),
+            (
+                "proxy: [{prefix: hub, upstream: 'https://h', credentials: {username: u}}]",
+                "credentials are",
+            ),
+            ("auth: {token: {realm: 'reg/token'}}", "auth.token.realm"),
+            ("auth: {scheme: kerberos}", "line"),
+        ];
+        for (text, wanted) in bad {
+            let e = RegistryConfig::parse(text, Path::new("r.yaml")).unwrap_err();
+            assert!(e.to_string().contains(wanted), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn parses_quotas() {
+        let text = "quotas:\n  - { prefix: team-a/, max_bytes: 10GiB }\n  - { prefix: b, max_bytes: 1000 }\n";
+        let c = RegistryConfig::parse(text, Path::new("r.yaml")).unwrap();
+        assert_eq!(c.quotas[0].max_bytes, 10 << 30);
+        assert_eq!(c.quotas[1].max_bytes, 1000);
+        assert!(c.quotas[0].covers("team-a/app") && c.quotas[0].covers("team-a"));
+        assert!(!c.quotas[0].covers("team-ab/app"));
+        assert_eq!(parse_size("500MB"), Some(500_000_000));
+        assert_eq!(parse_size("5 PB"), None);
+        let e = RegistryConfig::parse(
+            "quotas: [{prefix: a, max_bytes: lots}]",
+            Path::new("r.yaml"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("max_bytes"), "{e}");
     }
 
     #[test]

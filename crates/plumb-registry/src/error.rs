@@ -76,6 +76,27 @@ pub enum RegistryError {
     /// Credentials missing or wrong.
     #[error("authentication required")]
     Unauthorized,
+    /// Credentials missing, wrong or insufficient, with the Bearer challenge
+    /// (`WWW-Authenticate`) telling the client which token to fetch.
+    #[error("authentication required")]
+    Challenge(String),
+    /// A write refused by a rule of the registry (a read-only pull-through
+    /// cache, a storage quota); `policy` names the rule.
+    #[error("{message}")]
+    Refused {
+        /// Human message naming the rule.
+        message: String,
+        /// The rule's name (`proxy`, `quota`).
+        policy: &'static str,
+    },
+    /// An upstream of a pull-through cache failed and nothing was cached.
+    #[error("upstream {upstream}: {message}")]
+    Upstream {
+        /// The upstream.
+        upstream: String,
+        /// What went wrong (never credentials).
+        message: String,
+    },
     /// Authenticated but not allowed.
     #[error("user {0:?} may not push: it has the read role")]
     Denied(String),
@@ -128,8 +149,9 @@ impl RegistryError {
             TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             RangeInvalid { .. } | RangeUnsatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             PolicyDenied { .. } => StatusCode::CONFLICT,
-            Unauthorized => StatusCode::UNAUTHORIZED,
-            Denied(_) => StatusCode::FORBIDDEN,
+            Unauthorized | Challenge(_) => StatusCode::UNAUTHORIZED,
+            Denied(_) | Refused { .. } => StatusCode::FORBIDDEN,
+            Upstream { .. } => StatusCode::BAD_GATEWAY,
             Unsupported(_) => StatusCode::METHOD_NOT_ALLOWED,
             Io(_) | Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -152,8 +174,9 @@ impl RegistryError {
             RangeInvalid { .. } => "BLOB_UPLOAD_INVALID",
             RangeUnsatisfiable(_) => "SIZE_INVALID",
             PolicyDenied { .. } => "DENIED",
-            Unauthorized => "UNAUTHORIZED",
-            Denied(_) => "DENIED",
+            Unauthorized | Challenge(_) => "UNAUTHORIZED",
+            Denied(_) | Refused { .. } => "DENIED",
+            Upstream { .. } => "UNKNOWN",
             Unsupported(_) | NotFound => "UNSUPPORTED",
             Io(_) | Store(_) => "UNKNOWN",
         }
@@ -162,6 +185,7 @@ impl RegistryError {
     fn detail(&self) -> serde_json::Value {
         match self {
             RegistryError::PolicyDenied { policy, .. } => serde_json::json!({ "policy": policy }),
+            RegistryError::Refused { policy, .. } => serde_json::json!({ "policy": policy }),
             RegistryError::BlobUnknown(d) | RegistryError::ManifestBlobUnknown(d) => {
                 serde_json::json!({ "digest": d })
             }
@@ -196,7 +220,11 @@ impl IntoResponse for RegistryError {
         {
             resp.headers_mut().insert("content-range", v);
         }
-        if status == StatusCode::UNAUTHORIZED {
+        if let RegistryError::Challenge(c) = &self
+            && let Ok(v) = axum::http::HeaderValue::from_str(c)
+        {
+            resp.headers_mut().insert("www-authenticate", v);
+        } else if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 "www-authenticate",
                 axum::http::HeaderValue::from_static("Basic realm=\"plumb-registry\""),

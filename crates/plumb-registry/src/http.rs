@@ -13,7 +13,9 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use plumb_oci::{Digest, RepositoryName, Tag};
 
+use crate::auth::Need;
 use crate::error::RegistryError;
+use crate::proxy::ProxiedBlob;
 use crate::service::{ManifestRef, Registry};
 
 type Result<T> = std::result::Result<T, RegistryError>;
@@ -32,6 +34,8 @@ pub fn router(registry: Arc<Registry>) -> axum::Router {
 
 enum Endpoint<'a> {
     Base,
+    /// The token endpoint of the Bearer token flow (`GET|POST /token`).
+    Token,
     /// plumb's own extension: run GC now (`POST /plumb/v1/gc[?dry_run=true]`).
     Gc,
     /// Prometheus metrics (`GET /metrics`).
@@ -60,6 +64,7 @@ impl Endpoint<'_> {
     fn kind(&self) -> &'static str {
         match self {
             Endpoint::Base => "base",
+            Endpoint::Token => "token",
             Endpoint::Gc => "gc",
             Endpoint::Metrics => "metrics",
             Endpoint::ScanReport(..) | Endpoint::Rescan => "scan",
@@ -87,6 +92,9 @@ fn route(path: &str) -> Result<Endpoint<'_>> {
     if let Some(rest) = path.strip_prefix(crate::scan::SCAN_PATH) {
         let (n, d) = rest.rsplit_once('/').ok_or(RegistryError::NotFound)?;
         return Ok(Endpoint::ScanReport(name(n)?, d));
+    }
+    if path == crate::token::TOKEN_PATH {
+        return Ok(Endpoint::Token);
     }
     let Some(rest) = path.strip_prefix("/v2") else {
         return Err(RegistryError::NotFound);
@@ -288,13 +296,16 @@ pub async fn dispatch(State(registry): State<Arc<Registry>>, request: Request) -
     let response = match handle(&registry, &parts, body, endpoint).await {
         Ok(r) => r,
         Err(e) => {
-            if let RegistryError::PolicyDenied { policy, .. } = &e {
+            let policy = match &e {
+                RegistryError::PolicyDenied { policy, .. } => Some(policy.clone()),
+                RegistryError::Refused { policy, .. } => Some((*policy).to_owned()),
+                _ => None,
+            };
+            if let Some(policy) = policy {
                 registry
                     .metrics
                     .policy_refusals
-                    .get_or_create(&crate::metrics::PolicyLabel {
-                        policy: policy.clone(),
-                    })
+                    .get_or_create(&crate::metrics::PolicyLabel { policy })
                     .inc();
             }
             e.into_response()
@@ -333,14 +344,49 @@ async fn handle(
 ) -> Result<Response> {
     let method = parts.method.clone();
     let push = !matches!(method, Method::GET | Method::HEAD);
-    let access = registry.access(
-        parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok()),
-    );
+    let authorization = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if let Ok(Endpoint::Token) = endpoint
+        && registry.tokens().is_some()
+    {
+        return issue_token(registry, parts, authorization, body).await;
+    }
+    let access = registry.access(authorization);
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok());
     // Unknown paths still ask for credentials first, so they reveal nothing.
-    registry.authorize(&access, push && endpoint.is_ok())?;
+    let need = match &endpoint {
+        Ok(Endpoint::Catalog) => Need::Catalog,
+        Ok(Endpoint::Gc) => Need::Gc,
+        Ok(
+            Endpoint::Tags(r)
+            | Endpoint::Manifest(r, _)
+            | Endpoint::Blob(r, _)
+            | Endpoint::Uploads(r)
+            | Endpoint::Upload(r, _)
+            | Endpoint::Referrers(r, _),
+        ) => Need::Repository {
+            name: r.as_str(),
+            write: push,
+        },
+        _ => Need::Any,
+    };
+    registry.authorize(&access, need, host)?;
+    if push
+        && let Ok(
+            Endpoint::Manifest(r, _)
+            | Endpoint::Blob(r, _)
+            | Endpoint::Uploads(r)
+            | Endpoint::Upload(r, _),
+        ) = &endpoint
+        && registry.is_mirror(r)
+    {
+        return Err(registry.mirror_write_refused(r));
+    }
     let endpoint = endpoint?;
     let params = query_params(&parts.uri);
     let headers = &parts.headers;
@@ -415,7 +461,11 @@ async fn handle(
         }
         (Endpoint::Manifest(repo, reference), m @ (Method::GET | Method::HEAD)) => {
             let reference = ManifestRef::parse(reference)?;
-            let served = registry.get_manifest(&repo, &reference).await?;
+            let served = if registry.is_mirror(&repo) {
+                registry.proxy_manifest(&repo, &reference).await?
+            } else {
+                registry.get_manifest(&repo, &reference).await?
+            };
             let mut r = if m == Method::HEAD {
                 StatusCode::OK.into_response()
             } else {
@@ -478,9 +528,32 @@ async fn handle(
         }
         (Endpoint::Blob(repo, d), m @ (Method::GET | Method::HEAD)) => {
             let d = digest(d)?;
+            let mirror = registry.is_mirror(&repo);
             if m == Method::HEAD {
-                let size = registry.blob_size(&repo, &d)?;
+                let size = if mirror {
+                    registry.proxy_blob_size(&repo, &d).await?
+                } else {
+                    registry.blob_size(&repo, &d)?
+                };
                 return Ok(blob_response(StatusCode::OK, size, &d));
+            }
+            if mirror
+                && let ProxiedBlob::Streaming { len, body } = registry.proxy_blob(&repo, &d).await?
+            {
+                let stream = futures_util::stream::unfold(body, |mut rx| async move {
+                    rx.recv().await.map(|item| (item, rx))
+                });
+                let mut r = Body::from_stream(stream).into_response();
+                let h = r.headers_mut();
+                if let Some(len) = len {
+                    h.insert(header::CONTENT_LENGTH, hv(&len.to_string()));
+                }
+                h.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                );
+                h.insert("docker-content-digest", hv(&d.to_string()));
+                return Ok(r);
             }
             let (file, size) = registry.blob_open(&repo, &d)?;
             let (status, start, len, range) = match byte_range(headers, size)
@@ -570,6 +643,119 @@ async fn handle(
             "method not allowed on this endpoint".into(),
         )),
     }
+}
+
+/// `GET /token` (Basic credentials, `service`, `scope` repeated) or `POST
+/// /token` (the OAuth2 password grant: a form with `grant_type=password`,
+/// `username`, `password`, `service` and space-separated `scope`): a token
+/// granting the requested actions the caller's role allows.
+async fn issue_token(
+    registry: &Arc<Registry>,
+    parts: &axum::http::request::Parts,
+    authorization: Option<&str>,
+    body: Body,
+) -> Result<Response> {
+    use crate::token::{Holder, Scope, grant};
+    let Some(tokens) = registry.tokens() else {
+        return Err(RegistryError::NotFound);
+    };
+    let oauth_error = |status: StatusCode, error: &str, description: &str| {
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::json!({ "error": error, "error_description": description }).to_string(),
+        )
+            .into_response()
+    };
+    let (params, user) = match parts.method {
+        Method::GET => {
+            let params = query_params(&parts.uri);
+            (params, registry.basic_user(authorization))
+        }
+        Method::POST => {
+            let form = read_limited(body, 64 << 10, "token request").await?;
+            let text = String::from_utf8_lossy(&form);
+            let params: Vec<(String, String)> = text
+                .split('&')
+                .filter_map(|kv| {
+                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                    Some((percent_decode(k)?, percent_decode(v)?))
+                })
+                .collect();
+            if param(&params, "grant_type") != Some("password") {
+                return Ok(oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "unsupported_grant_type",
+                    "plumb issues tokens for grant_type=password (or GET /token with Basic credentials)",
+                ));
+            }
+            let user = match (param(&params, "username"), param(&params, "password")) {
+                (Some(u), Some(p)) => {
+                    use base64::Engine as _;
+                    let basic = format!(
+                        "Basic {}",
+                        base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+                    );
+                    registry.basic_user(Some(&basic))
+                }
+                _ => registry.basic_user(None),
+            };
+            (params, user)
+        }
+        _ => {
+            return Err(RegistryError::Unsupported(
+                "the token endpoint takes GET or POST".into(),
+            ));
+        }
+    };
+    let service = &tokens.settings().service;
+    if let Some(s) = param(&params, "service")
+        && s != service
+    {
+        return Ok(oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            &format!("this registry issues tokens for service {service:?}"),
+        ));
+    }
+    let (sub, holder) = match user {
+        Ok(Some((u, role))) => (u, Holder::User(role)),
+        Ok(None) if !registry.has_users() => {
+            (String::new(), Holder::User(crate::config::Role::Push))
+        }
+        Ok(None) if registry.config().anonymous_pull => (String::new(), Holder::Anonymous),
+        Ok(None) | Err(_) => {
+            let mut r = oauth_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "a user name and password of this registry are required",
+            );
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"plumb-registry\""),
+            );
+            return Ok(r);
+        }
+    };
+    let scopes: Vec<Scope> = params
+        .iter()
+        .filter(|(k, _)| k == "scope")
+        .flat_map(|(_, v)| v.split(' ').filter_map(Scope::parse).collect::<Vec<_>>())
+        .collect();
+    let issued_at = crate::service::now();
+    let token = tokens.issue(&sub, grant(holder, &scopes), issued_at);
+    let issued = jiff::Timestamp::from_second(issued_at)
+        .map(|t| t.to_string())
+        .unwrap_or_default();
+    let mut r = json_response(serde_json::json!({
+        "token": token,
+        "access_token": token,
+        "expires_in": tokens.settings().expiry.as_secs(),
+        "issued_at": issued,
+    }));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(r)
 }
 
 /// Stream `len` bytes of `file` from `start`, read in 1 MiB chunks on a

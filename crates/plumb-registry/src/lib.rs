@@ -4,7 +4,8 @@
 //! This crate owns the server side of artifacts: the bytes on disk under the
 //! registry root ([`blobs`]), the metadata about them in an embedded
 //! transactional store ([`meta`]), the rules that govern them ([`config`]),
-//! who may touch them ([`auth`]), the registry's operations ([`service`]) and
+//! who may touch them ([`auth`], with Bearer tokens from [`token`]), the
+//! pull-through caches mirroring other registries ([`proxy`]), the registry's operations ([`service`]) and
 //! its write path ([`upload`]), the scanning of what is pushed ([`scan`]), the HTTP surface ([`http`], [`server`]), what
 //! it counts ([`metrics`]) and their collection ([`gc`]). It is a library with
 //! typed errors and no command line: `plumb registry` lives in plumb-cli, which
@@ -23,9 +24,11 @@ pub mod gc;
 pub mod http;
 pub mod meta;
 pub mod metrics;
+pub mod proxy;
 pub mod scan;
 pub mod server;
 pub mod service;
+pub mod token;
 pub mod upload;
 
 pub use config::RegistryConfig;

@@ -193,6 +193,9 @@ pub struct ManifestWrite<'a> {
     pub required_manifests: &'a [Digest],
     /// Tags to point at it.
     pub tags: &'a [&'a str],
+    /// Refuse the write when a required blob or manifest is missing (off
+    /// only for a pull-through cache, whose blobs arrive when first pulled).
+    pub check_references: bool,
 }
 
 impl Metadata {
@@ -356,12 +359,23 @@ impl Metadata {
             required_manifests,
             tags: tag_names,
             bytes,
+            check_references,
         } = write;
         let now = record.pushed_at;
         let txn = self.db.begin_write()?;
         {
             let links = txn.open_table(REPO_BLOBS)?;
             let blobs = txn.open_table(BLOBS)?;
+            let required_blobs = if check_references {
+                required_blobs
+            } else {
+                &[]
+            };
+            let required_manifests = if check_references {
+                required_manifests
+            } else {
+                &[]
+            };
             for b in required_blobs {
                 let key = b.to_string();
                 if links.get(k2(&key, repo).as_str())?.is_none()
@@ -459,6 +473,51 @@ impl Metadata {
         let txn = self.db.begin_read()?;
         let t = txn.open_table(MANIFESTS)?;
         records(under(&t, repo)?, |k| last_part(k).parse().ok())
+    }
+
+    /// The storage a repository prefix uses, for quotas: the sizes of the
+    /// distinct blobs linked into the repositories `under` accepts (a blob
+    /// in several of them counts once), plus their manifests' sizes; and
+    /// whether blob `digest` is among those blobs already.
+    pub fn usage(
+        &self,
+        under: impl Fn(&str) -> bool,
+        digest: Option<&Digest>,
+    ) -> Result<(u64, bool)> {
+        let txn = self.db.begin_read()?;
+        let links = txn.open_table(REPO_BLOBS)?;
+        let blobs = txn.open_table(BLOBS)?;
+        let wanted = digest.map(|d| d.to_string());
+        let mut total = 0u64;
+        let mut held = false;
+        let mut last: Option<String> = None;
+        // Keys are `digest\0repo`, sorted: a digest's links are adjacent.
+        for item in links.iter()? {
+            let (k, _) = item?;
+            let Some((d, repo)) = k.value().split_once('\0') else {
+                continue;
+            };
+            if !under(repo) || last.as_deref() == Some(d) {
+                continue;
+            }
+            last = Some(d.to_owned());
+            if wanted.as_deref() == Some(d) {
+                held = true;
+            }
+            if let Some(rec) = get_record::<BlobRecord>(&blobs, d)? {
+                total += rec.size;
+            }
+        }
+        let manifests = txn.open_table(MANIFESTS)?;
+        for item in manifests.iter()? {
+            let (k, v) = item?;
+            let repo = k.value().split('\0').next().unwrap_or("");
+            if under(repo) {
+                let rec: ManifestRecord = serde_json::from_slice(v.value())?;
+                total += rec.size;
+            }
+        }
+        Ok((total, held))
     }
 
     /// Whether the repository has ever received content.
@@ -709,6 +768,7 @@ mod tests {
             required_blobs: &[],
             required_manifests: &[],
             tags: &[tag],
+            check_references: true,
         };
         meta.put_manifest(write, |_, _| Ok(())).unwrap();
         meta.tag("app", tag).unwrap().unwrap()

@@ -48,6 +48,15 @@ pub struct KindLabel {
     pub kind: &'static str,
 }
 
+/// Labels of a pull-through cache's answer.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProxyLabels {
+    /// `manifest` or `blob`.
+    pub kind: &'static str,
+    /// `hit` (served from the cache) or `miss` (fetched upstream).
+    pub result: &'static str,
+}
+
 /// Every metric the registry exports.
 #[derive(Clone)]
 pub struct RegistryMetrics {
@@ -70,6 +79,13 @@ pub struct RegistryMetrics {
     pub gc_bytes_freed: Counter,
     /// Scanning of pushed images.
     pub scan: crate::scan::ScanMetrics,
+    /// Pull-through cache answers, by kind and hit or miss.
+    pub proxy_requests: Family<ProxyLabels, Counter>,
+    /// Pull-through cache upstream failures (unreachable, 5xx, refused,
+    /// digest mismatch), by kind.
+    pub proxy_upstream_errors: Family<KindLabel, Counter>,
+    /// Bytes of blobs fetched from upstreams.
+    pub proxy_fetched_bytes: Counter,
 }
 
 impl std::fmt::Debug for RegistryMetrics {
@@ -139,8 +155,29 @@ impl RegistryMetrics {
             gc_bytes_freed.clone(),
         );
         let scan = crate::scan::ScanMetrics::register(&mut registry);
+        let proxy_requests = Family::<ProxyLabels, Counter>::default();
+        let proxy_upstream_errors = Family::<KindLabel, Counter>::default();
+        let proxy_fetched_bytes = Counter::default();
+        registry.register(
+            "proxy_requests",
+            "Pull-through cache answers, by kind and hit or miss",
+            proxy_requests.clone(),
+        );
+        registry.register(
+            "proxy_upstream_errors",
+            "Pull-through cache upstream failures, by kind",
+            proxy_upstream_errors.clone(),
+        );
+        registry.register(
+            "proxy_fetched_bytes",
+            "Bytes of blobs fetched from pull-through upstreams",
+            proxy_fetched_bytes.clone(),
+        );
         RegistryMetrics {
             registry: Arc::new(registry),
+            proxy_requests,
+            proxy_upstream_errors,
+            proxy_fetched_bytes,
             scan,
             requests,
             duration,
@@ -180,6 +217,20 @@ impl RegistryMetrics {
                 .inc_by(n as u64);
         }
         self.gc_bytes_freed.inc_by(bytes_freed);
+    }
+
+    /// Counts a pull-through cache answer (`hit` or `miss`) for `kind`.
+    pub fn proxy(&self, kind: &'static str, result: &'static str) {
+        self.proxy_requests
+            .get_or_create(&ProxyLabels { kind, result })
+            .inc();
+    }
+
+    /// Counts a pull-through cache upstream failure for `kind`.
+    pub fn proxy_error(&self, kind: &'static str) {
+        self.proxy_upstream_errors
+            .get_or_create(&KindLabel { kind })
+            .inc();
     }
 
     /// The text exposition.

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use plumb_oci::manifest::{ManifestSummary, OCI_INDEX};
 use plumb_oci::{ContentHasher, Digest, RepositoryName, Tag};
 
-use crate::auth::{Access, Htpasswd, basic_credentials};
+use crate::auth::{Access, Htpasswd, Need, basic_credentials};
 use crate::blobs::{BlobStore, hash_file};
 use crate::config::{RegistryConfig, Role};
 use crate::error::RegistryError;
@@ -91,6 +91,10 @@ pub struct Registry {
     pub(crate) meta: Arc<Metadata>,
     pub(crate) config: RegistryConfig,
     htpasswd: Option<Htpasswd>,
+    /// The token issuer, when the scheme uses Bearer tokens.
+    pub(crate) tokens: Option<crate::token::TokenIssuer>,
+    /// The pull-through caches, when configured.
+    pub(crate) proxy: Option<crate::proxy::Proxy>,
     pub(crate) uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<UploadSession>>>>,
     /// Digests clients have recently seen (HEAD, mount): GC leaves them alone
     /// for the grace window, since a manifest naming them may be on its way.
@@ -117,6 +121,12 @@ pub enum OpenError {
     /// htpasswd trouble.
     #[error(transparent)]
     Htpasswd(#[from] crate::auth::HtpasswdError),
+    /// The token signing key is unusable.
+    #[error(transparent)]
+    TokenKey(#[from] crate::token::KeyError),
+    /// A pull-through cache cannot be set up.
+    #[error(transparent)]
+    Proxy(#[from] crate::proxy::ProxyError),
 }
 
 impl Registry {
@@ -137,11 +147,26 @@ impl Registry {
             }
         }
         let htpasswd = config.htpasswd.as_deref().map(Htpasswd::load).transpose()?;
+        let tokens = if config.auth_scheme.tokens() {
+            Some(crate::token::TokenIssuer::open(
+                config.token.clone(),
+                &root.join("token").join("key.pem"),
+            )?)
+        } else {
+            None
+        };
+        let proxy = if config.proxies.is_empty() {
+            None
+        } else {
+            Some(crate::proxy::Proxy::new(&config.proxies)?)
+        };
         Ok(Registry {
             blobs,
             meta: Arc::new(meta),
             config,
             htpasswd,
+            tokens,
+            proxy,
             uploads: Mutex::new(HashMap::new()),
             recent: Mutex::new(HashMap::new()),
             gc_lock: tokio::sync::Mutex::new(()),
@@ -156,11 +181,33 @@ impl Registry {
     }
 
     /// Decide what a request with this `Authorization` header may do.
+    /// Bearer tokens count only when the scheme issues them; Basic
+    /// credentials only when the scheme accepts them on API requests
+    /// (otherwise they are ignored, and the client is challenged for a token).
     pub fn access(&self, authorization: Option<&str>) -> Access {
+        if let (Some(tokens), Some(token)) = (
+            &self.tokens,
+            authorization.and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            }),
+        ) {
+            return match tokens.verify(token.trim(), now()) {
+                Ok(claims) => Access::Token(Box::new(claims)),
+                Err(e) => {
+                    // The reason, never the token.
+                    tracing::debug!(reason = %e, "bearer token refused");
+                    Access::Rejected
+                }
+            };
+        }
         let Some(htpasswd) = &self.htpasswd else {
             // No user database: the operator chose an open registry.
             return Access::User(String::new(), Role::Push);
         };
+        if !self.config.auth_scheme.basic() {
+            return Access::Anonymous;
+        }
         match authorization.and_then(basic_credentials) {
             None => Access::Anonymous,
             Some((u, p)) if htpasswd.check(&u, &p) => {
@@ -171,15 +218,116 @@ impl Registry {
         }
     }
 
-    /// Check that `access` allows a read (`push = false`) or a write.
-    pub fn authorize(&self, access: &Access, push: bool) -> Result<()> {
+    /// Check the user/password pair of a Basic header against the user
+    /// store: `Ok(None)` without a header, `Err` when wrong.
+    pub fn basic_user(&self, authorization: Option<&str>) -> Result<Option<(String, Role)>> {
+        let Some(header) = authorization else {
+            return Ok(None);
+        };
+        let Some(htpasswd) = &self.htpasswd else {
+            return Ok(Some((String::new(), Role::Push)));
+        };
+        match basic_credentials(header) {
+            Some((u, p)) if htpasswd.check(&u, &p) => {
+                let role = self.config.role_of(&u);
+                Ok(Some((u, role)))
+            }
+            _ => Err(RegistryError::Unauthorized),
+        }
+    }
+
+    /// Whether the registry has a user store (without one it is open).
+    pub fn has_users(&self) -> bool {
+        self.htpasswd.is_some()
+    }
+
+    /// The token issuer, when the scheme issues tokens.
+    pub fn tokens(&self) -> Option<&crate::token::TokenIssuer> {
+        self.tokens.as_ref()
+    }
+
+    /// Check that `access` allows what the request `need`s. A refusal of a
+    /// caller who may authenticate carries the challenge: Bearer (with the
+    /// scope to ask for, and the realm at `host` unless configured) when the
+    /// scheme issues tokens, Basic otherwise.
+    pub fn authorize(&self, access: &Access, need: Need<'_>, host: Option<&str>) -> Result<()> {
+        let challenge = |insufficient: bool| match &self.tokens {
+            None => RegistryError::Unauthorized,
+            Some(t) => {
+                let s = t.settings();
+                let realm = match &s.realm {
+                    Some(r) => r.clone(),
+                    None => {
+                        let scheme = if self.config.tls.is_some() {
+                            "https"
+                        } else {
+                            "http"
+                        };
+                        let host = host
+                            .filter(|h| !h.contains(['"', '\\', ' ']))
+                            .unwrap_or("127.0.0.1");
+                        format!("{scheme}://{host}{}", crate::token::TOKEN_PATH)
+                    }
+                };
+                let mut v = format!("Bearer realm=\"{realm}\",service=\"{}\"", s.service);
+                if let Some(scope) = need.scope() {
+                    v.push_str(&format!(",scope=\"{scope}\""));
+                }
+                if insufficient {
+                    v.push_str(",error=\"insufficient_scope\"");
+                }
+                RegistryError::Challenge(v)
+            }
+        };
         match access {
             Access::User(_, Role::Push) => Ok(()),
-            Access::User(_, Role::Read) if !push => Ok(()),
+            Access::User(_, Role::Read) if !need.write() => Ok(()),
             Access::User(u, Role::Read) => Err(RegistryError::Denied(u.clone())),
-            Access::Anonymous if !push && self.config.anonymous_pull => Ok(()),
-            Access::Anonymous | Access::Rejected => Err(RegistryError::Unauthorized),
+            Access::Token(claims) => {
+                let ok = match need {
+                    Need::Any => true,
+                    Need::Repository { name, write } => {
+                        claims.allows("repository", name, if write { "push" } else { "pull" })
+                    }
+                    Need::Catalog => claims.allows("registry", "catalog", "*"),
+                    Need::Gc => claims.allows("registry", "gc", "*"),
+                };
+                if ok { Ok(()) } else { Err(challenge(true)) }
+            }
+            Access::Anonymous if !need.write() && self.config.anonymous_pull => Ok(()),
+            Access::Anonymous | Access::Rejected => Err(challenge(false)),
         }
+    }
+
+    /// Refuse a write to `repo` that would take a quota covering it over
+    /// its limit: `add` more bytes, or blob `digest` of `add` bytes (which
+    /// costs nothing when the quota's repositories hold it already).
+    pub(crate) fn check_quota(
+        &self,
+        repo: &RepositoryName,
+        digest: Option<&Digest>,
+        add: u64,
+    ) -> Result<()> {
+        for q in self
+            .config
+            .quotas
+            .iter()
+            .filter(|q| q.covers(repo.as_str()))
+        {
+            let (used, held) =
+                tokio::task::block_in_place(|| self.meta.usage(|r| q.covers(r), digest))?;
+            let add = if held { 0 } else { add };
+            if used.saturating_add(add) > q.max_bytes {
+                return Err(RegistryError::Refused {
+                    message: format!(
+                        "storage quota of prefix {:?} ({} bytes) would be exceeded: {used} bytes are in use and this push adds {add}; delete content (and let GC run) or raise quotas[{:?}].max_bytes",
+                        q.prefix, q.max_bytes, q.prefix
+                    ),
+                    policy: "quota",
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Note that a client saw `digest`, so online GC spares it for the grace window.
@@ -249,6 +397,10 @@ impl Registry {
         if !held {
             return Ok(false);
         }
+        if !self.config.quotas.is_empty() {
+            let size = self.meta.blob(digest)?.map_or(0, |b| b.size);
+            self.check_quota(repo, Some(digest), size)?;
+        }
         let linked = self.meta.link_blob(repo.as_str(), digest, now())?;
         if linked {
             self.touch(digest);
@@ -309,6 +461,24 @@ impl Registry {
         bytes: Bytes,
         extra_tags: &[Tag],
     ) -> Result<PushedManifest> {
+        self.check_quota(repo, None, bytes.len() as u64)?;
+        self.store_manifest(repo, reference, content_type, bytes, extra_tags, false)
+            .await
+    }
+
+    /// Store a manifest. A `mirror` write (a pull-through cache storing what
+    /// its upstream served) follows the upstream: tag policies do not apply
+    /// and the blobs it names need not be present yet (they are fetched when
+    /// first pulled).
+    pub(crate) async fn store_manifest(
+        &self,
+        repo: &RepositoryName,
+        reference: &ManifestRef,
+        content_type: Option<&str>,
+        bytes: Bytes,
+        extra_tags: &[Tag],
+        mirror: bool,
+    ) -> Result<PushedManifest> {
         let digest = match reference {
             ManifestRef::Digest(d) => {
                 let actual = Digest::of(d.algorithm(), &bytes);
@@ -327,7 +497,8 @@ impl Registry {
         if let ManifestRef::Tag(t) = reference {
             tags.insert(0, t.clone());
         }
-        if tags.iter().any(|t| t.as_str() == "latest")
+        if !mirror
+            && tags.iter().any(|t| t.as_str() == "latest")
             && let Some(rule) = self.config.rule_for(repo.as_str())
             && rule.forbid_latest
         {
@@ -363,11 +534,15 @@ impl Registry {
                     required_manifests: &summary.children,
                     tags: &tag_names,
                     bytes: &bytes,
+                    check_references: !mirror,
                 },
                 |t, current| {
                     let Some(current) = current else {
                         return Ok(());
                     };
+                    if mirror {
+                        return Ok(());
+                    }
                     if current.digest == digest {
                         return Ok(());
                     }

@@ -156,7 +156,20 @@ impl Registry {
             };
             Pooled::spawn(move || meta.add_intent(&key, &intent))
         };
-        match self.verify_upload(repo, id, digest, range, body).await {
+        let verified = self
+            .verify_upload(repo, id, digest, range, body)
+            .await
+            .and_then(|(size, path, pending)| {
+                // A push over a storage quota is refused before it is published.
+                match self.check_quota(repo, Some(digest), size) {
+                    Ok(()) => Ok((size, path, pending)),
+                    Err(e) => {
+                        let _ = std::fs::remove_file(&path);
+                        Err(e)
+                    }
+                }
+            });
+        match verified {
             Ok((size, path, pending)) => {
                 self.publish(repo, digest, size, &path, pending, (&key, noted))
                     .await

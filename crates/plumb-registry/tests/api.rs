@@ -115,9 +115,17 @@ fn anonymous_pull_when_enabled() {
     std::fs::write(dir.path().join("h"), "").unwrap();
     let config = plumb_registry::RegistryConfig::load(&cfg).unwrap();
     let registry = plumb_registry::Registry::open(&dir.path().join("root"), config).unwrap();
-    use plumb_registry::auth::Access;
-    assert!(registry.authorize(&Access::Anonymous, false).is_ok());
-    assert!(registry.authorize(&Access::Anonymous, true).is_err());
+    use plumb_registry::auth::{Access, Need};
+    let pull = Need::Repository {
+        name: "a",
+        write: false,
+    };
+    let push = Need::Repository {
+        name: "a",
+        write: true,
+    };
+    assert!(registry.authorize(&Access::Anonymous, pull, None).is_ok());
+    assert!(registry.authorize(&Access::Anonymous, push, None).is_err());
 }
 
 #[test]
