@@ -1,0 +1,1 @@
+//! Plaintext secret scanning (filled in by the scan work).
