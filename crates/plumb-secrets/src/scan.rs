@@ -1,1 +1,0 @@
-//! Plaintext secret scanning (filled in by the scan work).
