@@ -1,0 +1,1 @@
+//! SOPS files (filled in by the sops work).
