@@ -124,6 +124,8 @@ pub enum ArtifactCommand {
         #[arg(long, default_value = "cosign")]
         output_prefix: PathBuf,
     },
+    /// List the packages in an image or a directory (CycloneDX 1.6, SPDX 2.3 or plumb's JSON).
+    Sbom(crate::scan::sbom::SbomArgs),
 }
 
 /// A failed `plumb artifact` command.
@@ -187,6 +189,10 @@ pub enum ArtifactCommandError {
         /// How many signatures did not verify.
         rejected: usize,
     },
+    /// `plumb artifact sbom` failed.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Sbom(#[from] crate::scan::sbom::SbomCommandError),
     /// Local I/O.
     #[error("{path}: {source}")]
     #[diagnostic(code(plumb::artifact::io))]
@@ -405,6 +411,7 @@ async fn execute(command: ArtifactCommand) -> Result<(), ArtifactCommandError> {
             Ok(())
         }
         ArtifactCommand::Keygen { output_prefix } => keygen(&output_prefix),
+        ArtifactCommand::Sbom(args) => Ok(crate::scan::sbom::execute(args).await?),
     }
 }
 

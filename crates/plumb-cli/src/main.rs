@@ -12,6 +12,7 @@ mod infra;
 mod policy;
 mod registry;
 mod remote;
+mod scan;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
