@@ -8,7 +8,7 @@
 //! plain values, so that plumb-oci itself never reads process-wide state.
 
 use std::io::IsTerminal as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -126,6 +126,9 @@ pub enum ArtifactCommand {
     },
     /// List the packages in an image or a directory (CycloneDX 1.6, SPDX 2.3 or plumb's JSON).
     Sbom(crate::scan::sbom::SbomArgs),
+    /// Match an image's or a directory's packages (or an SBOM's) against the imported OSV
+    /// advisories; exit 1 when a finding is at or above --fail-on, 2 on errors.
+    Scan(crate::scan::scan::ScanArgs),
 }
 
 /// A failed `plumb artifact` command.
@@ -324,13 +327,20 @@ impl PushProgress for PushBar {
 }
 
 /// Run an artifact command; its failures come back as reports with hints.
-pub async fn run(command: ArtifactCommand) -> miette::Result<ExitCode> {
-    execute(command).await?;
-    Ok(ExitCode::SUCCESS)
+pub async fn run(data_dir: &Path, command: ArtifactCommand) -> miette::Result<ExitCode> {
+    match command {
+        ArtifactCommand::Scan(args) => crate::scan::scan::run(data_dir, args).await,
+        other => {
+            execute(other).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 async fn execute(command: ArtifactCommand) -> Result<(), ArtifactCommandError> {
     match command {
+        // `run` hands scans to crate::scan before this point.
+        ArtifactCommand::Scan(_) => Ok(()),
         ArtifactCommand::Push {
             paths,
             repo,

@@ -61,9 +61,12 @@ enum Command {
     /// Run plumb's OCI registry.
     #[command(subcommand)]
     Registry(registry::RegistryCommand),
-    /// Push, sign and verify artifacts in any OCI registry.
+    /// Push, sign, verify and scan artifacts in any OCI registry.
     #[command(subcommand)]
     Artifact(artifact::ArtifactCommand),
+    /// The offline OSV advisory database `plumb artifact scan` matches against.
+    #[command(subcommand)]
+    Advisories(scan::advisories::AdvisoriesCommand),
     /// Plan and apply Terraform-language stacks through real providers
     /// (`plumb infra --help`).
     #[command(disable_help_flag = true)]
@@ -112,7 +115,7 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let command = cli.command;
     let error_code = match command {
-        Command::Diff(_) => 2,
+        Command::Diff(_) | Command::Artifact(artifact::ArtifactCommand::Scan(_)) => 2,
         _ => 1,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -138,7 +141,8 @@ fn main() -> ExitCode {
             Command::Token(TokenCommand::List(args)) => agent_cmd::token_list(&data_dir, args),
             Command::Token(TokenCommand::Revoke(args)) => agent_cmd::token_revoke(&data_dir, args),
             Command::Registry(c) => registry::run(c).await,
-            Command::Artifact(c) => artifact::run(c).await,
+            Command::Artifact(c) => artifact::run(&data_dir, c).await,
+            Command::Advisories(c) => scan::advisories::run(&data_dir, c),
             Command::Infra { args } => infra::run(args).await,
             Command::Policy(c) => policy::run(&data_dir, c).await,
         }

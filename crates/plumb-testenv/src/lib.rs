@@ -101,6 +101,35 @@ pub fn tool_path(name: &str) -> PathBuf {
     path
 }
 
+/// The Go vulnerability database's OSV records (`…/vulndb-<version>/osv`,
+/// about 4,800 `GO-*.json` files) that `testenv/setup.d/51-advisories`
+/// fetches (pin in `testenv/setup.d/advisories.versions`).
+///
+/// # Panics
+/// When they are not fetched, with the command that fetches them.
+pub fn vulndb_dir() -> PathBuf {
+    let pins = std::fs::read_to_string(repo_root().join("testenv/setup.d/advisories.versions"))
+        .expect("testenv/setup.d/advisories.versions");
+    let version = pins
+        .lines()
+        .find_map(|l| l.strip_prefix("PLUMB_VULNDB_VERSION="))
+        .expect("PLUMB_VULNDB_VERSION is not pinned")
+        .trim()
+        .to_string();
+    let cache = std::env::var_os("PLUMB_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/plumb")
+        });
+    let dir = cache.join(format!("vulndb-{version}")).join("osv");
+    assert!(
+        dir.join("GO-2021-0113.json").is_file(),
+        "{} is not fetched; run testenv/setup.d/51-advisories (or testenv/setup) first",
+        dir.display()
+    );
+    dir
+}
+
 /// Install the TLS crypto provider the `plumb` binary installs in `main`,
 /// once per test process: library code never installs one itself, and the
 /// HTTP clients of Git fetches, notifications and registries need it.

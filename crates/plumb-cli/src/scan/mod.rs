@@ -1,7 +1,13 @@
-//! `plumb artifact sbom` (and, later, `plumb artifact scan`): plumb-scan
-//! presented on the command line. The flags, the choice between an image
-//! reference and a directory, the environment (registry credentials,
-//! `SOURCE_DATE_EPOCH`) and the errors with hints live here; plumb-scan
-//! itself reads nothing process-wide.
+//! `plumb artifact sbom`, `plumb artifact scan` and `plumb advisories …`:
+//! plumb-scan presented on the command line. The flags, the choice between
+//! an image reference and a directory, the environment (registry
+//! credentials, `SOURCE_DATE_EPOCH`) and the errors with hints live here;
+//! plumb-scan itself reads nothing process-wide.
+//!
+//! The advisory store lives under `DATA_DIR/advisories` (the data
+//! directory of `--data-dir`, `$PLUMB_DATA_DIR` or `~/.local/share/plumb`,
+//! as for every other plumb cache).
 
+pub mod advisories;
 pub mod sbom;
+pub mod scan;

@@ -95,7 +95,7 @@ pub async fn execute(args: SbomArgs) -> Result<(), SbomCommandError> {
             .ok_or(SbomCommandError::Epoch(s))?,
         Err(_) => jiff::Timestamp::now(),
     };
-    let sbom = read(&args).await?;
+    let sbom = collect(&args.target, &args.registry).await?;
     let document = match args.format {
         SbomFormat::Cyclonedx => to_cyclonedx(&sbom, created),
         SbomFormat::Spdx => to_spdx(&sbom, created),
@@ -110,22 +110,20 @@ pub async fn execute(args: SbomArgs) -> Result<(), SbomCommandError> {
     Ok(())
 }
 
-async fn read(args: &SbomArgs) -> Result<Sbom, SbomCommandError> {
-    let dir = Path::new(&args.target);
+/// The packages of `target`: an existing directory, else an image reference.
+pub async fn collect(target: &str, registry: &RegistryArgs) -> Result<Sbom, SbomCommandError> {
+    let dir = Path::new(target);
     if dir.is_dir() {
         return Ok(plumb_scan::read_dir(dir)?);
     }
-    let reference: Reference = args
-        .target
-        .parse()
-        .map_err(|cause| SbomCommandError::Target {
-            target: args.target.clone(),
-            cause,
-        })?;
+    let reference: Reference = target.parse().map_err(|cause| SbomCommandError::Target {
+        target: target.to_owned(),
+        cause,
+    })?;
     let client = RegistryClient::new(ClientOptions {
-        plain_http: args.registry.plain_http.then_some(true),
+        plain_http: registry.plain_http.then_some(true),
         credentials: credentials(&reference.registry),
-        ca_file: args.registry.ca_file.clone(),
+        ca_file: registry.ca_file.clone(),
     })?;
     let key = reference.manifest_key();
     Ok(plumb_scan::read_image(&client, &reference.registry, &reference.repository, &key).await?)
