@@ -142,6 +142,9 @@ pub enum RegistryCommandError {
     /// GC failure.
     #[error("garbage collection failed: {0}")]
     Gc(#[from] RegistryError),
+    /// Scanning could not start.
+    #[error("cannot scan pushed images: {0}")]
+    Scan(String),
 }
 
 impl miette::Diagnostic for RegistryCommandError {
@@ -157,6 +160,7 @@ impl miette::Diagnostic for RegistryCommandError {
             E::NoCredentials(_) => "plumb::registry::auth",
             E::Remote { .. } | E::RemoteReport(_) => "plumb::registry::remote",
             E::Gc(_) => "plumb::registry::gc",
+            E::Scan(_) => "plumb::registry::scan",
         };
         Some(Box::new(code))
     }
@@ -178,6 +182,9 @@ impl miette::Diagnostic for RegistryCommandError {
                 "give a PEM certificate chain and its PEM private key".into()
             }
             E::NoCredentials(what) => what.clone(),
+            E::Scan(_) => {
+                "import advisories with `plumb advisories import PATH --data-dir DIR` and name DIR/advisories in scan.advisories; a sign_key is unlocked by COSIGN_PASSWORD".into()
+            }
             E::Remote { .. } | E::RemoteReport(_) => {
                 "check --url, and that PLUMB_REGISTRY_USERNAME/PLUMB_REGISTRY_PASSWORD name a user with the push role".into()
             }
@@ -279,7 +286,9 @@ async fn serve_command(args: ServeArgs) -> Result<(), RegistryCommandError> {
         .map(|(c, k)| tls_config(c, k))
         .transpose()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let scan_config = config.clone();
     let registry = Arc::new(Registry::open(&args.root, config)?);
+    crate::scan::registry::start(&registry, &scan_config).map_err(RegistryCommandError::Scan)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError::Bind {

@@ -33,4 +33,4 @@ pub use report::{
     DatabaseInfo, Finding, SCAN_REPORT_ARTIFACT_TYPE, SCAN_REPORT_MEDIA_TYPE, ScanDocument,
     ScanReport, ScannerInfo, Severity, Subject,
 };
-pub use sbom::{Ecosystem, Package, Sbom, SbomError, read_dir, read_image};
+pub use sbom::{Ecosystem, Package, Sbom, SbomError, read_dir, read_image, read_layer_files};

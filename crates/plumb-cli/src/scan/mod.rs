@@ -1,4 +1,5 @@
-//! `plumb artifact sbom`, `plumb artifact scan` and `plumb advisories …`:
+//! `plumb artifact sbom`, `plumb artifact scan`, `plumb advisories …` and
+//! the scanner `plumb registry serve` runs:
 //! plumb-scan presented on the command line. The flags, the choice between
 //! an image reference and a directory, the environment (registry
 //! credentials, `SOURCE_DATE_EPOCH`) and the errors with hints live here;
@@ -9,5 +10,6 @@
 //! as for every other plumb cache).
 
 pub mod advisories;
+pub mod registry;
 pub mod sbom;
 pub mod scan;

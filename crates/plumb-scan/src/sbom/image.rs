@@ -127,6 +127,26 @@ pub async fn read_image(
     ))
 }
 
+/// The packages of an image whose layers (bottom first) are the files
+/// `layers` (tar, gzip-compressed or not), read as streams: memory holds
+/// only what the extractors keep. `subject` and `digest` name the image in
+/// the SBOM. A registry scanning its own store uses this.
+pub fn read_layer_files(
+    subject: String,
+    digest: Option<String>,
+    layers: &[(String, std::path::PathBuf)],
+) -> Result<Sbom, SbomError> {
+    let mut files = FileSet::new();
+    for (name, path) in layers {
+        let file = std::fs::File::open(path).map_err(|e| SbomError::Layer {
+            layer: name.clone(),
+            message: format!("{}: {e}", path.display()),
+        })?;
+        apply_layer(&mut files, name, file)?;
+    }
+    Ok(Sbom::new(subject, digest, extract(&files)?))
+}
+
 /// The index entry to read: linux/amd64, else the first real platform
 /// (attestation manifests say `unknown/unknown`), else the first.
 fn pick_platform(manifests: &[Descriptor]) -> &Descriptor {
@@ -162,15 +182,23 @@ fn under(path: &str, dir: &str) -> bool {
 }
 
 /// Lay one layer (`bytes`: a tar, gzip-compressed or not) over `files`.
-pub(crate) fn apply_layer(files: &mut FileSet, layer: &str, bytes: &[u8]) -> Result<(), SbomError> {
-    let reader: Box<dyn Read + '_> = if bytes.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::GzDecoder::new(bytes))
-    } else {
-        Box::new(bytes)
-    };
+pub(crate) fn apply_layer(
+    files: &mut FileSet,
+    layer: &str,
+    bytes: impl Read,
+) -> Result<(), SbomError> {
     let broken = |e: std::io::Error| SbomError::Layer {
         layer: layer.to_owned(),
         message: e.to_string(),
+    };
+    let mut bytes = std::io::BufReader::with_capacity(256 << 10, bytes);
+    let gzip = std::io::BufRead::fill_buf(&mut bytes)
+        .map_err(broken)?
+        .starts_with(&[0x1f, 0x8b]);
+    let reader: Box<dyn Read + '_> = if gzip {
+        Box::new(flate2::read::GzDecoder::new(bytes))
+    } else {
+        Box::new(bytes)
     };
     let mut archive = tar::Archive::new(reader);
     // Some(found): kept; None: something unwanted now stands at this path.

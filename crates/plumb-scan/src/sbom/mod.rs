@@ -24,7 +24,7 @@ mod python;
 mod source;
 pub mod spdx;
 
-pub use image::read_image;
+pub use image::{read_image, read_layer_files};
 
 use extract::extract;
 
