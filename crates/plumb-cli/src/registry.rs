@@ -154,6 +154,8 @@ impl miette::Diagnostic for RegistryCommandError {
             E::Config(_) => "plumb::registry::config",
             E::Open(OpenError::Storage { .. }) => "plumb::registry::open",
             E::Open(OpenError::Htpasswd(_)) => "plumb::registry::htpasswd",
+            E::Open(OpenError::TokenKey(_)) => "plumb::registry::token",
+            E::Open(OpenError::Proxy(_)) => "plumb::registry::proxy",
             E::Serve(ServeError::Bind { .. }) => "plumb::registry::listen",
             E::Serve(ServeError::Tls(_)) => "plumb::registry::tls",
             E::Serve(ServeError::Io(_)) => return None,
