@@ -32,7 +32,8 @@ fn ok(cmd: &mut Command) -> String {
 
 fn plumb(data: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_plumb"));
-    c.env("PLUMB_DATA_DIR", data).env("COSIGN_PASSWORD", "scan-test");
+    c.env("PLUMB_DATA_DIR", data)
+        .env("COSIGN_PASSWORD", "scan-test");
     c
 }
 
@@ -72,7 +73,14 @@ impl Drop for Served {
 
 fn serve(data: &Path, config: &Path, root: &Path, host: &str) -> Served {
     let child = plumb(data)
-        .args(["registry", "serve", "--no-auth", "--listen", host, "--config"])
+        .args([
+            "registry",
+            "serve",
+            "--no-auth",
+            "--listen",
+            host,
+            "--config",
+        ])
         .arg(config)
         .arg("--root")
         .arg(root)
@@ -209,10 +217,7 @@ fn pushed_images_are_scanned_signed_swept_and_rescanned() {
     ]));
     let doc = report(&host, "apps/late", &late, &database);
     assert!(finds(&doc, "GO-2026-6629", "golang.org/x/text"), "{doc:#}");
-    assert!(
-        doc["subject"]["packages"].as_u64().unwrap() >= 2,
-        "{doc:#}"
-    );
+    assert!(doc["subject"]["packages"].as_u64().unwrap() >= 2, "{doc:#}");
 
     // An OCI client discovers the report as a referrer, and its signature
     // verifies against the registry's key.
@@ -264,7 +269,10 @@ fn pushed_images_are_scanned_signed_swept_and_rescanned() {
     assert_ne!(newer, database);
     for (repo, digest) in [("apps/early", &early), ("apps/late", &late)] {
         let doc = report(&host, repo, digest, &newer);
-        assert!(finds(&doc, "PLUMB-TEST-0001", "golang.org/x/text"), "{doc:#}");
+        assert!(
+            finds(&doc, "PLUMB-TEST-0001", "golang.org/x/text"),
+            "{doc:#}"
+        );
     }
     drop(registry);
 }
