@@ -3,6 +3,8 @@
 //! and PyPI packages): import from a directory and from a zip, the content
 //! digest, bad records, atomic replacement, and scans of real versions.
 
+#![allow(clippy::unwrap_used)]
+
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
