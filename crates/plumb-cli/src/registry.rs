@@ -49,6 +49,12 @@ Configuration file (--config, YAML; every key optional):
     anonymous_pull: false
     roles: { deploy: read }         # read or push; users not listed get default_role
     default_role: push
+    scheme: basic                   # basic | token (Bearer tokens from /token) | both
+    token:                          # with token or both
+      service: plumb-registry       # the challenges' service and the tokens' audience
+      expiry: 5m
+      # key: token-key.pem          # P-256 PEM; default ROOT/token/key.pem, made on first start
+      # realm: https://registry.example/token   # default: /token where the client connected
   limits:
     max_manifest_bytes: 4194304
   immutable_tags: ['^[0-9a-f]{40}$', '^v[0-9]+\\.[0-9]+\\.[0-9]+$']
@@ -62,6 +68,13 @@ Configuration file (--config, YAML; every key optional):
   tls: { cert: server.pem, key: server-key.pem }
   storage:
     fsync: true                     # false: acknowledge blobs from the page cache
+  proxy:                            # pull-through caches (read-only mirrors)
+    - prefix: dockerhub             # dockerhub/library/alpine -> upstream library/alpine
+      upstream: https://registry-1.docker.io
+      tag_ttl: 5m                   # a cached tag is re-checked upstream this often
+      credentials: { username: me, password_file: hub-token }
+  quotas:                           # blob and manifest bytes per repository prefix
+    - { prefix: team-a/, max_bytes: 10GiB }
 
 Relative paths are relative to the configuration file.";
 
@@ -176,6 +189,12 @@ impl miette::Diagnostic for RegistryCommandError {
             E::Open(OpenError::Storage { cause, .. }) => open_hint(cause).into(),
             E::Open(OpenError::Htpasswd(HtpasswdError::NotBcrypt { .. })) => {
                 "create entries with `htpasswd -B` (bcrypt); MD5, SHA and crypt entries are not accepted".into()
+            }
+            E::Open(OpenError::TokenKey(_)) => {
+                "auth.token.key must be a P-256 private key in PKCS#8 PEM (`openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`), or leave it out to have one made under --root".into()
+            }
+            E::Open(OpenError::Proxy(_)) => {
+                "check the proxy entry's credentials and ca files".into()
             }
             E::Serve(ServeError::Bind { .. }) => {
                 "pick a free address with --listen, e.g. 127.0.0.1:5000".into()
@@ -392,6 +411,9 @@ mod tests {
         assert_eq!(c.gc_interval, Some(std::time::Duration::from_secs(3600)));
         assert!(c.rule_for("team/a/b").is_some_and(|r| r.forbid_latest));
         assert!(c.tag_policy.immutable_by("v1.2.3").is_some());
+        assert!(c.auth_scheme == plumb_registry::config::AuthScheme::Basic);
+        assert!(c.proxy_for("dockerhub/library/alpine").is_some());
+        assert_eq!(c.quotas[0].max_bytes, 10 << 30);
     }
 
     #[tokio::test]

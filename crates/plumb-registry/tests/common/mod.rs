@@ -115,6 +115,8 @@ impl TestRegistry {
 
     /// Start with configuration and optional TLS.
     pub fn start_full(yaml: &str, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
+        // Pull-through caches make upstream clients when the registry opens.
+        plumb_oci::client::install_crypto_provider();
         let dir = tempfile::tempdir().unwrap();
         let htpasswd = dir.path().join("htpasswd");
         std::fs::write(
