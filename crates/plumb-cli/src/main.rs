@@ -12,6 +12,8 @@ mod infra;
 mod policy;
 mod registry;
 mod remote;
+mod secrets;
+mod secrets_scan;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,6 +56,9 @@ enum Command {
     /// Deploy policy: what images may run.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Secrets in Git: find plaintext ones.
+    #[command(subcommand)]
+    Secrets(secrets::SecretsCommand),
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -140,6 +145,7 @@ fn main() -> ExitCode {
             Command::Artifact(c) => artifact::run(c).await,
             Command::Infra { args } => infra::run(args).await,
             Command::Policy(c) => policy::run(&data_dir, c).await,
+            Command::Secrets(c) => secrets::run(&data_dir, c).await,
         }
     });
     match result {

@@ -8,9 +8,8 @@ use regex::Regex;
 use super::{Finding, Rule};
 
 /// `# plumb:allow-secret RULE REASON` (or `//`).
-static COMMENT: LazyLock<Option<Regex>> = LazyLock::new(|| {
-    Regex::new(r"(?:#|//)\s*plumb:allow-secret\b[ \t]*(\S*)[ \t]*(.*)$").ok()
-});
+static COMMENT: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r"(?:#|//)\s*plumb:allow-secret\b[ \t]*(\S*)[ \t]*(.*)$").ok());
 
 #[derive(Debug, Clone)]
 struct Entry {

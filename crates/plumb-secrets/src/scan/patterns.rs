@@ -243,8 +243,8 @@ fn jwt_header_ok(token: &str) -> bool {
     let Some(header) = token.split('.').next() else {
         return false;
     };
-    let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(header.trim_end_matches('='))
+    let Ok(bytes) =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header.trim_end_matches('='))
     else {
         return false;
     };

@@ -48,7 +48,7 @@ fn split_documents(text: &str) -> Vec<Doc> {
     docs
 }
 
-fn parse(text: &str) -> Option<Value> {
+pub(crate) fn parse(text: &str) -> Option<Value> {
     let mut options = serde_saphyr::Options::default();
     options.legacy_octal_numbers = true;
     options.alias_limits.max_total_replayed_events = 200_000;
@@ -71,9 +71,13 @@ fn locate_key(lines: &[&str], from: usize, last: usize, key: &str) -> Option<(us
         let trimmed = line.trim_start();
         let indent = line.len() - trimmed.len();
         let trimmed = trimmed.strip_prefix("- ").unwrap_or(trimmed);
-        let rest = [format!("{key}:"), format!("\"{key}\":"), format!("'{key}':")]
-            .into_iter()
-            .find_map(|k| trimmed.strip_prefix(k.as_str()).map(|r| (k.len(), r)));
+        let rest = [
+            format!("{key}:"),
+            format!("\"{key}\":"),
+            format!("'{key}':"),
+        ]
+        .into_iter()
+        .find_map(|k| trimmed.strip_prefix(k.as_str()).map(|r| (k.len(), r)));
         if let Some((klen, rest)) = rest {
             let key_at = line.len() - trimmed.len();
             let spaces = rest.len() - rest.trim_start().len();
@@ -154,8 +158,8 @@ fn secret(path: &str, lines: &[&str], doc: &Doc, value: &Value) -> Vec<Finding> 
         let Some(map) = value.get(field).and_then(Value::as_object) else {
             continue;
         };
-        let field_line = locate_key(lines, doc.first, doc.last, field)
-            .map_or(doc.first, |(l, _)| l);
+        let field_line =
+            locate_key(lines, doc.first, doc.last, field).map_or(doc.first, |(l, _)| l);
         for (key, v) in map {
             let shown = match v {
                 Value::String(s) if s.is_empty() => continue,
@@ -182,7 +186,7 @@ fn secret(path: &str, lines: &[&str], doc: &Doc, value: &Value) -> Vec<Finding> 
 }
 
 /// `a/b/../c` → `a/c`; `None` when it climbs out of the root.
-fn normalize(path: &str) -> Option<String> {
+pub(crate) fn normalize(path: &str) -> Option<String> {
     let mut parts: Vec<&str> = Vec::new();
     for p in path.split('/') {
         match p {
@@ -208,12 +212,10 @@ fn generators(
         return Vec::new();
     };
     let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
-    let start = locate_key(lines, doc.first, doc.last, "secretGenerator")
-        .map_or(doc.first, |(l, _)| l);
+    let start =
+        locate_key(lines, doc.first, doc.last, "secretGenerator").map_or(doc.first, |(l, _)| l);
     let mut out = Vec::new();
-    let at = |needle: &str| {
-        locate_text(lines, start, doc.last, needle).unwrap_or((start, 1))
-    };
+    let at = |needle: &str| locate_text(lines, start, doc.last, needle).unwrap_or((start, 1));
     for g in list {
         let name = g.get("name").and_then(Value::as_str).unwrap_or("(unnamed)");
         for literal in g
