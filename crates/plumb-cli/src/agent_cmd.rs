@@ -77,6 +77,8 @@ pub struct AgentArgs {
     git_credentials: Option<PathBuf>,
     #[command(flatten)]
     policy: crate::policy::AgentPolicyArgs,
+    #[command(flatten)]
+    secrets: crate::secrets_scan::ModeArg,
     /// Serve the API and UI without authentication. Anyone who can reach the
     /// address can change your clusters.
     #[arg(long)]
@@ -100,13 +102,21 @@ pub async fn agent(data_dir: &Path, args: AgentArgs) -> miette::Result<ExitCode>
     config.max_prune_share = (args.max_prune_percent / 100.0).clamp(0.0, 1.0);
     config.webhook_secret = args.webhook_secret.clone();
     config.notifications = notifications;
-    config.credentials = creds;
+    config.credentials = creds.clone();
     config.tools = Tools::from_env();
     config.checks = crate::policy::checks(
         data_dir,
         args.policy.policy.as_deref(),
         args.policy.enforce_on_drift,
     )?;
+    // The agent's pipeline fetches into DATA_DIR/git; the check reads the
+    // same cache. Secrets first: refusing them costs nothing.
+    if let Some(c) = crate::secrets_scan::check(
+        plumb_git::GitCache::new(data_dir.join("git"), creds),
+        args.secrets.secrets_plaintext,
+    ) {
+        config.checks.0.insert(0, c);
+    }
 
     // Bind before anything else: a taken port is the commonest failure.
     let listener = plumb_server::bind(args.listen)

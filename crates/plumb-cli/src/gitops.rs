@@ -60,6 +60,8 @@ pub struct Common {
     /// Deploy policy: refuse images that are not immutably tagged, signed and scanned (see docs/POLICY.md).
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+    #[command(flatten)]
+    pub secrets: crate::secrets_scan::ModeArg,
 }
 
 /// Errors the GitOps commands show, with hints.
@@ -122,10 +124,17 @@ pub struct Session {
 }
 
 impl Session {
-    /// A session over `data_dir`, with the checks `--policy` asks for.
+    /// A session over `data_dir`, with the checks `--secrets-plaintext`
+    /// and `--policy` ask for (secrets first: refusing them costs nothing).
     pub fn new(data_dir: &Path, common: &Common) -> miette::Result<Session> {
         let checks = crate::policy::checks(data_dir, common.policy.as_deref(), false)?;
         let mut session = Session::without_checks(data_dir, common)?;
+        if let Some(c) = crate::secrets_scan::check(
+            session.pipeline.git().clone(),
+            common.secrets.secrets_plaintext,
+        ) {
+            session.pipeline = session.pipeline.with_check(c);
+        }
         session.pipeline = session.pipeline.with_checks(&checks);
         Ok(session)
     }

@@ -13,6 +13,8 @@ mod policy;
 mod registry;
 mod remote;
 mod scan;
+mod secrets;
+mod secrets_scan;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,6 +57,9 @@ enum Command {
     /// Deploy policy: what images may run.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Secrets in Git: find plaintext ones.
+    #[command(subcommand)]
+    Secrets(secrets::SecretsCommand),
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -145,6 +150,7 @@ fn main() -> ExitCode {
             Command::Advisories(c) => scan::advisories::run(&data_dir, c),
             Command::Infra { args } => infra::run(args).await,
             Command::Policy(c) => policy::run(&data_dir, c).await,
+            Command::Secrets(c) => secrets::run(&data_dir, c).await,
         }
     });
     match result {

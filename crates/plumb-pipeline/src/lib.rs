@@ -22,12 +22,15 @@
 mod check;
 mod clusters;
 mod error;
+mod plaintext;
 mod prepared;
 mod resolve;
 
 pub use check::{Check, CheckContext, CheckFuture, Checks, Refusal, Refused};
 pub use clusters::{ClientFactory, Clusters};
 pub use error::{PipelineError, Stage};
+pub use plaintext::{PlaintextSecrets, scan_application};
+pub use plumb_secrets::scan::Mode as SecretsMode;
 pub use prepared::Prepared;
 
 use std::sync::Arc;

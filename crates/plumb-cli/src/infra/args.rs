@@ -61,6 +61,9 @@ pub struct PlanFlags {
     /// Never prompt.
     #[arg(long = "input", value_name = "BOOL", default_value = "true", action = clap::ArgAction::Set)]
     pub input: bool,
+    /// Plaintext secrets in the configuration: refuse, warn or allow.
+    #[arg(long = "secrets-plaintext", value_name = "MODE", default_value = "refuse", value_parser = crate::secrets_scan::parse_mode)]
+    pub secrets_plaintext: plumb_secrets::scan::Mode,
 }
 
 impl PlanFlags {

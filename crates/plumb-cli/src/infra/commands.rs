@@ -84,6 +84,7 @@ pub async fn execute(args: InfraArgs) -> Result<u8, Failure> {
             detailed_exitcode,
             destroy,
         } => {
+            secrets_precheck(&dir, &flags)?;
             run::plan(
                 &dir,
                 env,
@@ -101,6 +102,9 @@ pub async fn execute(args: InfraArgs) -> Result<u8, Failure> {
             plan_file,
         } => {
             let auto_approve = auto_approve || plan_file.is_some();
+            if plan_file.is_none() {
+                secrets_precheck(&dir, &flags)?;
+            }
             run::apply(
                 &dir,
                 env,
@@ -183,6 +187,13 @@ pub async fn execute(args: InfraArgs) -> Result<u8, Failure> {
 }
 
 /// The stack's state, or an empty one.
+/// Refuse a configuration with plaintext secrets before anything is
+/// planned (a saved plan was checked when it was made).
+fn secrets_precheck(dir: &std::path::Path, flags: &super::args::PlanFlags) -> Result<(), Failure> {
+    crate::secrets_scan::infra_precheck(dir, flags.secrets_plaintext)
+        .map_err(|(message, hint)| Failure::new(message, hint))
+}
+
 async fn read_state(stack: &Stack) -> Result<StateSnapshot, Failure> {
     Ok(stack
         .backend()?

@@ -70,20 +70,40 @@ pub(crate) fn scan(path: &str, text: &str, tfvars: bool) -> Vec<Finding> {
 fn arguments(body: &Body, owner: &str, out: &mut Vec<(String, std::ops::Range<usize>)>) {
     for structure in body.iter() {
         match structure {
-            Structure::Attribute(a) => {
-                let key = a.key.as_str();
-                if is_secret_key(key)
-                    && let Some(span) = literal(&a.value)
-                {
-                    let what = if owner.is_empty() {
-                        format!("argument {key:?}")
-                    } else {
-                        format!("{owner}: argument {key:?}")
-                    };
-                    out.push((what, span));
-                }
-            }
+            Structure::Attribute(a) => expression(a.key.as_str(), &a.value, owner, out),
             Structure::Block(b) => arguments(&b.body, owner, out),
+        }
+    }
+}
+
+/// A literal under a password-like `key`, looking into object values
+/// (`keepers = { password = "…" }`) too.
+fn expression(
+    key: &str,
+    value: &Expression,
+    owner: &str,
+    out: &mut Vec<(String, std::ops::Range<usize>)>,
+) {
+    if is_secret_key(key)
+        && let Some(span) = literal(value)
+    {
+        let what = if owner.is_empty() {
+            format!("argument {key:?}")
+        } else {
+            format!("{owner}: argument {key:?}")
+        };
+        out.push((what, span));
+    }
+    if let Expression::Object(object) = value {
+        for (k, v) in object.iter() {
+            let name = match k {
+                hcl_edit::expr::ObjectKey::Ident(i) => i.as_str().to_string(),
+                hcl_edit::expr::ObjectKey::Expression(Expression::String(s)) => {
+                    s.value().to_string()
+                }
+                hcl_edit::expr::ObjectKey::Expression(_) => continue,
+            };
+            expression(&name, v.expr(), owner, out);
         }
     }
 }

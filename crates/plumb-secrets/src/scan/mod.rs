@@ -326,6 +326,70 @@ pub fn is_scanned_file(path: &str) -> bool {
     ) || name.ends_with(".tf.json")
 }
 
+/// The paths a kustomization at `path` (repository-relative) refers to:
+/// `resources`, `components`, `bases`, patches and generator files, resolved
+/// against its directory; remote references and paths leaving the
+/// repository are left out. Each may be a file or a directory.
+pub fn kustomize_references(path: &str, text: &str) -> Vec<String> {
+    let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+    let Some(doc) = yaml::parse(text) else {
+        return Vec::new();
+    };
+    let mut refs = Vec::new();
+    let mut add = |entry: &str| {
+        let entry = entry.split_once('=').map_or(entry, |(_, f)| f).trim();
+        if entry.is_empty() || entry.contains("://") || entry.starts_with("git@") {
+            return;
+        }
+        let joined = if dir.is_empty() {
+            entry.to_string()
+        } else {
+            format!("{dir}/{entry}")
+        };
+        if let Some(p) = yaml::normalize(&joined) {
+            refs.push(p);
+        }
+    };
+    let strings = |v: Option<&Value>| -> Vec<String> {
+        match v {
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|i| match i {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Object(o) => o.get("path").and_then(Value::as_str).map(String::from),
+                    _ => None,
+                })
+                .collect(),
+            Some(Value::String(s)) => vec![s.clone()],
+            _ => Vec::new(),
+        }
+    };
+    for field in [
+        "resources",
+        "components",
+        "bases",
+        "patches",
+        "patchesStrategicMerge",
+        "patchesJson6902",
+        "crds",
+    ] {
+        strings(doc.get(field)).iter().for_each(|s| add(s));
+    }
+    for field in ["secretGenerator", "configMapGenerator"] {
+        for g in doc
+            .get(field)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            for key in ["files", "envs", "env"] {
+                strings(g.get(key)).iter().for_each(|s| add(s));
+            }
+        }
+    }
+    refs
+}
+
 fn scan_file(
     path: &str,
     text: &str,

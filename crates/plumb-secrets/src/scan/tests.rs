@@ -258,7 +258,7 @@ fn allows_need_a_reason() {
 fn terraform_literals_are_found_unless_marked() {
     let p = password();
     let tf = format!(
-        "variable \"db_password\" {{\n  type      = string\n  sensitive = true\n  default   = \"{p}\"\n}}\n\nvariable \"region\" {{\n  default = \"eu-west-1\"\n}}\n\nresource \"terraform_data\" \"db\" {{\n  input = {{\n    user = \"admin\"\n  }}\n  master_password = \"short\"\n  token = var.db_password\n  api_key = \"{p}\" # plumb:allow-secret tf-literal-secret rotated test key\n}}\n"
+        "variable \"db_password\" {{\n  type      = string\n  sensitive = true\n  default   = \"{p}\"\n}}\n\nvariable \"region\" {{\n  default = \"eu-west-1\"\n}}\n\nresource \"terraform_data\" \"db\" {{\n  input = {{\n    user = \"admin\"\n    password = \"{p}\"\n  }}\n  master_password = \"short\"\n  token = var.db_password\n  api_key = \"{p}\" # plumb:allow-secret tf-literal-secret rotated test key\n}}\n"
     );
     let found = scan(&[("main.tf", &tf)]);
     assert_eq!(
@@ -268,7 +268,8 @@ fn terraform_literals_are_found_unless_marked() {
             .collect::<Vec<_>>(),
         vec![
             (Rule::TfLiteralSecret, 4, 16),
-            (Rule::TfLiteralSecret, 15, 22)
+            (Rule::TfLiteralSecret, 14, 17),
+            (Rule::TfLiteralSecret, 16, 22)
         ]
     );
     let found = scan(&[(
@@ -390,4 +391,22 @@ fn modes_parse_and_the_stricter_wins() {
     assert_eq!(Mode::Warn.stricter(Mode::Refuse), Mode::Refuse);
     assert_eq!(Mode::Warn.stricter(Mode::Allow), Mode::Warn);
     assert_eq!(Mode::default(), Mode::Refuse);
+}
+
+#[test]
+fn kustomizations_name_what_they_read() {
+    let k = "resources:\n- ../base\n- deploy.yaml\n- https://example.com/x.yaml\npatches:\n- path: patch.yaml\nsecretGenerator:\n- name: s\n  files:\n  - key=../../shared/creds.txt\n";
+    assert_eq!(
+        kustomize_references("apps/prod/kustomization.yaml", k),
+        vec![
+            "apps/base",
+            "apps/prod/deploy.yaml",
+            "apps/prod/patch.yaml",
+            "shared/creds.txt"
+        ]
+    );
+    assert_eq!(
+        kustomize_references("kustomization.yaml", "resources:\n- ../../etc\n"),
+        Vec::<String>::new()
+    );
 }

@@ -48,7 +48,7 @@ fn split_documents(text: &str) -> Vec<Doc> {
     docs
 }
 
-fn parse(text: &str) -> Option<Value> {
+pub(crate) fn parse(text: &str) -> Option<Value> {
     let mut options = serde_saphyr::Options::default();
     options.legacy_octal_numbers = true;
     options.alias_limits.max_total_replayed_events = 200_000;
@@ -186,7 +186,7 @@ fn secret(path: &str, lines: &[&str], doc: &Doc, value: &Value) -> Vec<Finding> 
 }
 
 /// `a/b/../c` → `a/c`; `None` when it climbs out of the root.
-fn normalize(path: &str) -> Option<String> {
+pub(crate) fn normalize(path: &str) -> Option<String> {
     let mut parts: Vec<&str> = Vec::new();
     for p in path.split('/') {
         match p {
