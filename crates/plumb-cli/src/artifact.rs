@@ -128,7 +128,7 @@ pub enum ArtifactCommand {
     Sbom(crate::scan::sbom::SbomArgs),
     /// Match an image's or a directory's packages (or an SBOM's) against the imported OSV
     /// advisories; exit 1 when a finding is at or above --fail-on, 2 on errors.
-    Scan(crate::scan::scan::ScanArgs),
+    Scan(crate::scan::findings::ScanArgs),
 }
 
 /// A failed `plumb artifact` command.
@@ -329,7 +329,7 @@ impl PushProgress for PushBar {
 /// Run an artifact command; its failures come back as reports with hints.
 pub async fn run(data_dir: &Path, command: ArtifactCommand) -> miette::Result<ExitCode> {
     match command {
-        ArtifactCommand::Scan(args) => crate::scan::scan::run(data_dir, args).await,
+        ArtifactCommand::Scan(args) => crate::scan::findings::run(data_dir, args).await,
         other => {
             execute(other).await?;
             Ok(ExitCode::SUCCESS)

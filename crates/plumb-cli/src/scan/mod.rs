@@ -10,6 +10,6 @@
 //! as for every other plumb cache).
 
 pub mod advisories;
+pub mod findings;
 pub mod registry;
 pub mod sbom;
-pub mod scan;

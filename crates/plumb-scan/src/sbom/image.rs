@@ -293,7 +293,7 @@ mod tests {
                 ("srv/package-lock.json", b"{}"),
                 ("opt/x/requirements.txt", b"b==2\n"),
                 ("etc/os-release", b"ID=debian\n"),
-            ]),
+            ])[..],
         )
         .unwrap();
         assert_eq!(files.len(), 4);
@@ -305,7 +305,7 @@ mod tests {
                 ("opt/.wh..wh..opq", b""),
                 ("opt/y/requirements.txt", b"c==3\n"),
                 ("etc/os-release", b"ID=ubuntu\n"),
-            ]),
+            ])[..],
         )
         .unwrap();
         let paths: Vec<_> = files.keys().map(String::as_str).collect();
@@ -325,7 +325,8 @@ mod tests {
 
     #[test]
     fn a_broken_layer_is_named() {
-        let err = apply_layer(&mut FileSet::new(), "sha256:abc", b"\x1f\x8bnot gzip").unwrap_err();
+        let err =
+            apply_layer(&mut FileSet::new(), "sha256:abc", &b"\x1f\x8bnot gzip"[..]).unwrap_err();
         assert!(err.to_string().contains("sha256:abc"), "{err}");
     }
 }
