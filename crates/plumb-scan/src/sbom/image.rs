@@ -105,20 +105,7 @@ pub async fn read_image(
             subject: subject.clone(),
             message: format!("layer digest {}: {e}", layer.digest),
         })?;
-        let blob = client
-            .blob_get(registry, repo, &digest)
-            .await
-            .map_err(registry_error)?;
-        let name = digest.to_string();
-        files = tokio::task::spawn_blocking(move || {
-            apply_layer(&mut files, &name, &blob[..])?;
-            Ok::<_, SbomError>(files)
-        })
-        .await
-        .map_err(|e| SbomError::Image {
-            subject: subject.clone(),
-            message: format!("reading a layer stopped: {e}"),
-        })??;
+        files = stream_layer(client, registry, repo, &digest, files, &subject).await?;
     }
     Ok(Sbom::new(
         subject,
@@ -145,6 +132,113 @@ pub fn read_layer_files(
         apply_layer(&mut files, name, file)?;
     }
     Ok(Sbom::new(subject, digest, extract(&files)?))
+}
+
+/// Lay the layer `digest` over `files` as its bytes arrive: a blocking
+/// task reads the tar from a bounded channel the download fills, so memory
+/// holds a few chunks of the layer, not the layer. Every byte is hashed on
+/// the way (also those after the tar's end, which the reader leaves) and a
+/// layer whose bytes do not match its digest is an error.
+async fn stream_layer(
+    client: &RegistryClient,
+    registry: &str,
+    repo: &RepositoryName,
+    digest: &Digest,
+    mut files: FileSet,
+    subject: &str,
+) -> Result<FileSet, SbomError> {
+    use futures_util::StreamExt as _;
+    let registry_error = |source| SbomError::Registry {
+        subject: subject.to_owned(),
+        source,
+    };
+    let mut blob = client
+        .blob_stream(registry, repo, digest)
+        .await
+        .map_err(registry_error)?
+        .ok_or_else(|| SbomError::Image {
+            subject: subject.to_owned(),
+            message: format!("layer {digest} is not in the registry"),
+        })?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(16);
+    let name = digest.to_string();
+    let reader = tokio::task::spawn_blocking(move || {
+        apply_layer(
+            &mut files,
+            &name,
+            ChannelReader {
+                rx,
+                chunk: bytes::Bytes::new(),
+            },
+        )?;
+        Ok::<_, SbomError>(files)
+    });
+    let mut hasher = plumb_oci::ContentHasher::new(digest.algorithm());
+    let mut tx = Some(tx);
+    let mut failed = None;
+    while let Some(chunk) = blob.bytes.next().await {
+        match chunk {
+            Ok(bytes) => {
+                hasher.update(&bytes);
+                if let Some(t) = &tx
+                    && t.send(Ok(bytes)).await.is_err()
+                {
+                    // The reader is done (the tar ended, or it failed);
+                    // the rest is still hashed.
+                    tx = None;
+                }
+            }
+            Err(e) => {
+                failed = Some(e.to_string());
+                if let Some(t) = tx.take() {
+                    let _ = t.send(Err(std::io::Error::other(e.to_string()))).await;
+                }
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let files = reader.await.map_err(|e| SbomError::Image {
+        subject: subject.to_owned(),
+        message: format!("reading a layer stopped: {e}"),
+    })??;
+    if let Some(message) = failed {
+        return Err(SbomError::Image {
+            subject: subject.to_owned(),
+            message: format!("layer {digest}: {message}"),
+        });
+    }
+    let actual = hasher.finish();
+    if &actual != digest {
+        return Err(SbomError::Image {
+            subject: subject.to_owned(),
+            message: format!(
+                "layer {digest} arrived with digest {actual}; nothing was read from it"
+            ),
+        });
+    }
+    Ok(files)
+}
+
+/// A blocking reader over chunks a download sends.
+struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
+    chunk: bytes::Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(bytes)) => self.chunk = bytes,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(n)
+    }
 }
 
 /// The index entry to read: linux/amd64, else the first real platform
