@@ -30,6 +30,7 @@ pub mod server;
 pub mod service;
 pub mod token;
 pub mod upload;
+pub mod upstream;
 
 pub use config::RegistryConfig;
 pub use error::RegistryError;

@@ -94,7 +94,7 @@ pub struct Registry {
     /// The token issuer, when the scheme uses Bearer tokens.
     pub(crate) tokens: Option<crate::token::TokenIssuer>,
     /// The pull-through caches, when configured.
-    pub(crate) proxy: Option<crate::proxy::Proxy>,
+    pub(crate) proxy: Option<crate::upstream::Proxy>,
     pub(crate) uploads: Mutex<HashMap<String, Arc<tokio::sync::Mutex<UploadSession>>>>,
     /// Digests clients have recently seen (HEAD, mount): GC leaves them alone
     /// for the grace window, since a manifest naming them may be on its way.
@@ -126,7 +126,7 @@ pub enum OpenError {
     TokenKey(#[from] crate::token::KeyError),
     /// A pull-through cache cannot be set up.
     #[error(transparent)]
-    Proxy(#[from] crate::proxy::ProxyError),
+    Proxy(#[from] crate::upstream::ProxyError),
 }
 
 impl Registry {
@@ -158,7 +158,7 @@ impl Registry {
         let proxy = if config.proxies.is_empty() {
             None
         } else {
-            Some(crate::proxy::Proxy::new(&config.proxies)?)
+            Some(crate::upstream::Proxy::new(&config.proxies)?)
         };
         Ok(Registry {
             blobs,
