@@ -361,7 +361,13 @@ async fn handle(
     // Unknown paths still ask for credentials first, so they reveal nothing.
     let need = match &endpoint {
         Ok(Endpoint::Catalog) => Need::Catalog,
-        Ok(Endpoint::Gc) => Need::Gc,
+        // A rescan is an operator's act, like GC: the push role and the
+        // `registry:gc:*` scope.
+        Ok(Endpoint::Gc | Endpoint::Rescan) => Need::Gc,
+        Ok(Endpoint::ScanReport(r, _)) => Need::Repository {
+            name: r.as_str(),
+            write: false,
+        },
         Ok(
             Endpoint::Tags(r)
             | Endpoint::Manifest(r, _)
