@@ -56,12 +56,14 @@ pub enum SbomCommandError {
         cause: ReferenceError,
     },
     /// The SBOM could not be made.
-    #[error(transparent)]
-    #[diagnostic(
-        code(plumb::sbom::read),
-        help("check that the image exists and the registry is reachable, or fix the file named")
-    )]
-    Sbom(#[from] SbomError),
+    #[error("{cause}")]
+    #[diagnostic(code(plumb::sbom::read), help("{hint}"))]
+    Sbom {
+        /// Why.
+        cause: Box<SbomError>,
+        /// What to do.
+        hint: String,
+    },
     /// The registry client could not be built.
     #[error(transparent)]
     #[diagnostic(code(plumb::sbom::client), help("check --ca-file"))]
@@ -110,11 +112,32 @@ pub async fn execute(args: SbomArgs) -> Result<(), SbomCommandError> {
     Ok(())
 }
 
+/// An SBOM failure with a hint saying what to do; `within` is what the
+/// file names in it are relative to.
+fn failed(cause: SbomError, within: &str) -> SbomCommandError {
+    let hint = match &cause {
+        SbomError::Parse { .. } => format!(
+            "the file is inside {within}; fix or remove it (nothing was written)"
+        ),
+        SbomError::Registry { .. } => {
+            "check the reference, that the registry is reachable, and its credentials (PLUMB_REGISTRY_USERNAME/PASSWORD)".into()
+        }
+        SbomError::Image { .. } | SbomError::Layer { .. } => {
+            "the image is not one plumb can read; see docs/SCAN.md".into()
+        }
+        _ => "check the path and its permissions".into(),
+    };
+    SbomCommandError::Sbom {
+        cause: Box::new(cause),
+        hint,
+    }
+}
+
 /// The packages of `target`: an existing directory, else an image reference.
 pub async fn collect(target: &str, registry: &RegistryArgs) -> Result<Sbom, SbomCommandError> {
     let dir = Path::new(target);
     if dir.is_dir() {
-        return Ok(plumb_scan::read_dir(dir)?);
+        return plumb_scan::read_dir(dir).map_err(|e| failed(e, target));
     }
     let reference: Reference = target.parse().map_err(|cause| SbomCommandError::Target {
         target: target.to_owned(),
@@ -126,7 +149,9 @@ pub async fn collect(target: &str, registry: &RegistryArgs) -> Result<Sbom, Sbom
         ca_file: registry.ca_file.clone(),
     })?;
     let key = reference.manifest_key();
-    Ok(plumb_scan::read_image(&client, &reference.registry, &reference.repository, &key).await?)
+    plumb_scan::read_image(&client, &reference.registry, &reference.repository, &key)
+        .await
+        .map_err(|e| failed(e, target))
 }
 
 /// Write `bytes` to a temporary file beside `path`, then rename it over.
