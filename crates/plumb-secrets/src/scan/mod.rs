@@ -295,12 +295,7 @@ impl Scan {
             }
         }
         for (object, origin) in &self.manifests {
-            found.extend(yaml::scan_rendered(
-                object,
-                origin,
-                &self.files,
-                &mut allows,
-            ));
+            found.extend(yaml::scan_rendered(object, origin, &self.files));
         }
         // One finding per place and rule (a value in a plain manifest is
         // seen in the file and in the rendered object).

@@ -21,11 +21,7 @@ const UPPER_DIGITS: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
 const ALNUM: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
 fn aws() -> String {
-    format!(
-        "{}{}",
-        "AK",
-        format_args!("IA{}", chars(1, 16, UPPER_DIGITS))
-    )
+    format!("{}IA{}", "AK", chars(1, 16, UPPER_DIGITS))
 }
 fn github() -> String {
     format!("gh{}_{}", "p", chars(2, 36, ALNUM))

@@ -69,7 +69,6 @@ fn locate_key(lines: &[&str], from: usize, last: usize, key: &str) -> Option<(us
     for number in from.max(1)..=last.min(lines.len()) {
         let line = lines[number - 1];
         let trimmed = line.trim_start();
-        let indent = line.len() - trimmed.len();
         let trimmed = trimmed.strip_prefix("- ").unwrap_or(trimmed);
         let rest = [
             format!("{key}:"),
@@ -87,7 +86,6 @@ fn locate_key(lines: &[&str], from: usize, last: usize, key: &str) -> Option<(us
                 let quoted = rest.trim_start().starts_with(['"', '\'']) as usize;
                 key_at + klen + spaces + quoted
             };
-            let _ = indent;
             return Some((number, column(line, value_at)));
         }
     }
@@ -281,9 +279,7 @@ pub(crate) fn scan_rendered(
     object: &Value,
     origin: &Origin,
     files: &BTreeMap<String, String>,
-    allows: &mut Allows,
 ) -> Vec<Finding> {
-    let _ = allows;
     let mut out = Vec::new();
     let allowed = match object
         .pointer("/metadata/annotations")
