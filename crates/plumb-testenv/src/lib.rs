@@ -52,7 +52,8 @@ pub fn repo_root() -> PathBuf {
 
 /// Path of a tool the setup scripts cache: `kustomize`, `helm`, `kubectl`,
 /// the control plane's binaries (pins in `testenv/versions.sh`), and the OCI
-/// clients `crane`, `oras` and `cosign` (pins in `testenv/setup.d/oci.versions`).
+/// clients `crane`, `oras` and `cosign` (pins in `testenv/setup.d/oci.versions`),
+/// and `sops` (pin in `testenv/setup.d/secrets.versions`).
 ///
 /// # Panics
 /// When the tool is not built, with the command that builds it.
@@ -60,10 +61,12 @@ pub fn tool_path(name: &str) -> PathBuf {
     let pins = |file: &str| std::fs::read_to_string(repo_root().join(file)).expect(file);
     let versions = pins("testenv/versions.sh");
     let oci = pins("testenv/setup.d/oci.versions");
+    let secrets = pins("testenv/setup.d/secrets.versions");
     let pin = |key: &str| {
         versions
             .lines()
             .chain(oci.lines())
+            .chain(secrets.lines())
             .find_map(|l| l.strip_prefix(&format!("{key}=")))
             .unwrap_or_else(|| panic!("{key} is not pinned in testenv/"))
             .trim()
@@ -84,6 +87,7 @@ pub fn tool_path(name: &str) -> PathBuf {
         "crane" => format!("crane-{}", pin("PLUMB_CRANE_VERSION")),
         "oras" => format!("oras-{}", pin("PLUMB_ORAS_VERSION")),
         "cosign" => format!("cosign-{}", pin("PLUMB_COSIGN_VERSION")),
+        "sops" => format!("sops-{}", pin("PLUMB_SOPS_VERSION")),
         other => panic!("unknown testenv tool {other}"),
     };
     let path = cache.join(dir).join("bin").join(name);
