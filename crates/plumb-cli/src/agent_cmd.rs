@@ -77,6 +77,8 @@ pub struct AgentArgs {
     git_credentials: Option<PathBuf>,
     #[command(flatten)]
     policy: crate::policy::AgentPolicyArgs,
+    #[command(flatten)]
+    keys: crate::secrets::KeyArgs,
     /// Serve the API and UI without authentication. Anyone who can reach the
     /// address can change your clusters.
     #[arg(long)]
@@ -102,6 +104,7 @@ pub async fn agent(data_dir: &Path, args: AgentArgs) -> miette::Result<ExitCode>
     config.notifications = notifications;
     config.credentials = creds;
     config.tools = Tools::from_env();
+    config.keyring = crate::secrets::keyring(&args.keys)?;
     config.checks = crate::policy::checks(
         data_dir,
         args.policy.policy.as_deref(),

@@ -60,6 +60,8 @@ pub struct Common {
     /// Deploy policy: refuse images that are not immutably tagged, signed and scanned (see docs/POLICY.md).
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+    #[command(flatten)]
+    pub keys: crate::secrets::KeyArgs,
 }
 
 /// Errors the GitOps commands show, with hints.
@@ -135,9 +137,13 @@ impl Session {
         let creds = git_credentials(data_dir, common.git_credentials.as_deref())?;
         let git = GitCache::new(data_dir.join("git"), creds);
         let renderer = Renderer::new(Tools::from_env(), data_dir.join("render"));
+        let clusters = Clusters::new(common.kubeconfig.clone());
+        let keys = crate::secrets::keyring(&common.keys)?;
         Ok(Session {
-            pipeline: Pipeline::new(git, renderer),
-            clusters: Clusters::new(common.kubeconfig.clone()),
+            pipeline: Pipeline::new(git, renderer)
+                .with_keyring(keys)
+                .with_decryption_secrets(clusters.clone()),
+            clusters,
             revision: common.revision.clone(),
         })
     }

@@ -12,6 +12,7 @@ mod infra;
 mod policy;
 mod registry;
 mod remote;
+mod secrets;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,6 +55,9 @@ enum Command {
     /// Deploy policy: what images may run.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// SOPS files with age keys: encrypt (sops reads the result) and decrypt.
+    #[command(subcommand)]
+    Secrets(secrets::SecretsCommand),
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -140,6 +144,7 @@ fn main() -> ExitCode {
             Command::Artifact(c) => artifact::run(c).await,
             Command::Infra { args } => infra::run(args).await,
             Command::Policy(c) => policy::run(&data_dir, c).await,
+            Command::Secrets(c) => secrets::run(c),
         }
     });
     match result {
