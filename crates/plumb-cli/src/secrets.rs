@@ -35,7 +35,8 @@ pub fn keyring(args: &KeyArgs) -> miette::Result<Keyring> {
     if let Some(home) = std::env::var_os("HOME") {
         let default = Path::new(&home).join(".config/sops/age/keys.txt");
         if default.is_file() {
-            keys.add_file(&default).map_err(|e| miette::miette!("{e}"))?;
+            keys.add_file(&default)
+                .map_err(|e| miette::miette!("{e}"))?;
         }
     }
     Ok(keys)
@@ -160,8 +161,8 @@ fn encrypt(a: EncryptArgs) -> miette::Result<ExitCode> {
             rules: flag_rules,
         }
     };
-    let out = sops::encrypt(&name(&a.file), &bytes, format, &opts)
-        .map_err(|e| miette::miette!("{e}"))?;
+    let out =
+        sops::encrypt(&name(&a.file), &bytes, format, &opts).map_err(|e| miette::miette!("{e}"))?;
     let dest = if a.in_place {
         Some(a.file.clone())
     } else {
@@ -181,11 +182,7 @@ fn encrypt(a: EncryptArgs) -> miette::Result<ExitCode> {
                 .map_err(|e| e.error)
                 .into_diagnostic()
                 .wrap_err_with(|| format!("cannot write {}", path.display()))?;
-            eprintln!(
-                "{}: encrypted for {}",
-                path.display(),
-                opts.age.join(", ")
-            );
+            eprintln!("{}: encrypted for {}", path.display(), opts.age.join(", "));
         }
         None => std::io::stdout().write_all(&out).into_diagnostic()?,
     }
@@ -198,8 +195,10 @@ fn decrypt(a: DecryptArgs) -> miette::Result<ExitCode> {
         .wrap_err_with(|| format!("cannot read {}", a.file.display()))?;
     let format = a.input_type.unwrap_or_else(|| Format::from_path(&a.file));
     let keys = keyring(&a.keys)?;
-    let plain = sops::decrypt(&name(&a.file), &bytes, format, &keys)
-        .map_err(|e| miette::miette!("{e}"))?;
-    std::io::stdout().write_all(plain.bytes()).into_diagnostic()?;
+    let plain =
+        sops::decrypt(&name(&a.file), &bytes, format, &keys).map_err(|e| miette::miette!("{e}"))?;
+    std::io::stdout()
+        .write_all(plain.bytes())
+        .into_diagnostic()?;
     Ok(ExitCode::SUCCESS)
 }

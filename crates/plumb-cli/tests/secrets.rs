@@ -75,7 +75,11 @@ impl Cli {
             .args(&args)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         std::fs::remove_file(&path).unwrap();
         out.stdout
     }
@@ -147,7 +151,11 @@ async fn sops_files_sync_decrypted_from_directories_kustomize_and_helm() {
     );
     repo.write(
         "plain/secret.yaml",
-        cli.sops_encrypt("secret.yaml", secret.as_bytes(), &["--encrypted-regex", "^(data|stringData)$"]),
+        cli.sops_encrypt(
+            "secret.yaml",
+            secret.as_bytes(),
+            &["--encrypted-regex", "^(data|stringData)$"],
+        ),
     );
     repo.write(
         "plain/cm.yaml",
@@ -161,15 +169,26 @@ async fn sops_files_sync_decrypted_from_directories_kustomize_and_helm() {
     );
     repo.write(
         "kust/creds.env",
-        cli.sops_encrypt("creds.env", format!("USER=app\nPASSWORD={MARKER}-env\n").as_bytes(), &[]),
+        cli.sops_encrypt(
+            "creds.env",
+            format!("USER=app\nPASSWORD={MARKER}-env\n").as_bytes(),
+            &[],
+        ),
     );
     repo.write(
         "kust/cert.pem",
-        cli.sops_encrypt("cert.pem", format!("-----BEGIN X-----\n{MARKER}-bin\n-----END X-----\n").as_bytes(), &[]),
+        cli.sops_encrypt(
+            "cert.pem",
+            format!("-----BEGIN X-----\n{MARKER}-bin\n-----END X-----\n").as_bytes(),
+            &[],
+        ),
     );
 
     // Helm: a values file encrypted by sops.
-    repo.write("chart/Chart.yaml", "apiVersion: v2\nname: demo\nversion: 0.1.0\n");
+    repo.write(
+        "chart/Chart.yaml",
+        "apiVersion: v2\nname: demo\nversion: 0.1.0\n",
+    );
     repo.write("chart/values.yaml", "password: not-set\n");
     repo.write(
         "chart/templates/secret.yaml",
@@ -177,13 +196,37 @@ async fn sops_files_sync_decrypted_from_directories_kustomize_and_helm() {
     );
     repo.write(
         "chart/secrets.yaml",
-        cli.sops_encrypt("secrets.yaml", format!("password: {MARKER}-helm\n").as_bytes(), &[]),
+        cli.sops_encrypt(
+            "secrets.yaml",
+            format!("password: {MARKER}-helm\n").as_bytes(),
+            &[],
+        ),
     );
     repo.commit("encrypted secrets");
 
     let apps = [
-        cli.write("plain.yaml", &app(&format!("{}-plain", ns.name()), &repo, "plain", ns.name(), "", "")),
-        cli.write("kust.yaml", &app(&format!("{}-kust", ns.name()), &repo, "kust", ns.name(), "", "")),
+        cli.write(
+            "plain.yaml",
+            &app(
+                &format!("{}-plain", ns.name()),
+                &repo,
+                "plain",
+                ns.name(),
+                "",
+                "",
+            ),
+        ),
+        cli.write(
+            "kust.yaml",
+            &app(
+                &format!("{}-kust", ns.name()),
+                &repo,
+                "kust",
+                ns.name(),
+                "",
+                "",
+            ),
+        ),
         cli.write(
             "helm.yaml",
             &app(
@@ -238,7 +281,9 @@ async fn sops_files_sync_decrypted_from_directories_kustomize_and_helm() {
                 "PATH",
                 format!(
                     "{}:{}",
-                    env.bin_dir().map(|b| b.display().to_string()).unwrap_or_default(),
+                    env.bin_dir()
+                        .map(|b| b.display().to_string())
+                        .unwrap_or_default(),
                     std::env::var("PATH").unwrap_or_default()
                 ),
             )
@@ -255,7 +300,9 @@ async fn sops_files_sync_decrypted_from_directories_kustomize_and_helm() {
         .patch(
             "plain-secret",
             &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(serde_json::json!({"stringData": {"password": "changed-in-cluster"}})),
+            &kube::api::Patch::Merge(
+                serde_json::json!({"stringData": {"password": "changed-in-cluster"}}),
+            ),
         )
         .await
         .unwrap();
@@ -264,7 +311,10 @@ async fn sops_files_sync_decrypted_from_directories_kustomize_and_helm() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(!text(&out).contains("changed-in-cluster"), "{}", text(&out));
 
-    assert!(!outputs.contains(MARKER), "a decrypted value reached the output:\n{outputs}");
+    assert!(
+        !outputs.contains(MARKER),
+        "a decrypted value reached the output:\n{outputs}"
+    );
     let hits = files_containing(&cli.data_dir(), MARKER.as_bytes());
     assert!(hits.is_empty(), "decrypted values on disk: {hits:?}");
 }
@@ -278,19 +328,28 @@ async fn the_decryption_secret_annotation_reads_keys_from_the_cluster() {
     let secret = format!(
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: from-ref\nstringData:\n  token: {MARKER}-ref\n"
     );
-    repo.write("app/secret.yaml", cli.sops_encrypt("secret.yaml", secret.as_bytes(), &[]));
+    repo.write(
+        "app/secret.yaml",
+        cli.sops_encrypt("secret.yaml", secret.as_bytes(), &[]),
+    );
     repo.commit("one");
     let annotation = format!(
         "  annotations:\n    plumb.dev/decryption-secret: {}/sops-age\n",
         ns.name()
     );
-    let a = cli.write("app.yaml", &app(ns.name(), &repo, "app", ns.name(), "", &annotation));
+    let a = cli.write(
+        "app.yaml",
+        &app(ns.name(), &repo, "app", ns.name(), "", &annotation),
+    );
 
     // The Secret is not there yet: a clear error.
     let out = cli.run(&["sync", p(&a)]);
     assert!(!out.status.success());
     assert!(
-        text(&out).contains(&format!("decryption secret {}/sops-age: no such Secret", ns.name())),
+        text(&out).contains(&format!(
+            "decryption secret {}/sops-age: no such Secret",
+            ns.name()
+        )),
         "{}",
         text(&out)
     );
@@ -313,7 +372,8 @@ async fn the_decryption_secret_annotation_reads_keys_from_the_cluster() {
 #[test]
 fn secrets_encrypt_writes_what_sops_reads_and_decrypt_refuses_tampering() {
     let cli = Cli::new();
-    let plain = format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: x\nstringData:\n  k: {MARKER}\n");
+    let plain =
+        format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: x\nstringData:\n  k: {MARKER}\n");
     let file = cli.write("s.yaml", &plain);
     let out = cli.run(&[
         "secrets",
@@ -340,21 +400,40 @@ fn secrets_encrypt_writes_what_sops_reads_and_decrypt_refuses_tampering() {
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("k: {MARKER}")));
 
     // plumb secrets decrypt prints it.
-    let out = cli.run(&["secrets", "decrypt", p(&file), "--sops-age-key-file", p(&cli.key_file)]);
+    let out = cli.run(&[
+        "secrets",
+        "decrypt",
+        p(&file),
+        "--sops-age-key-file",
+        p(&cli.key_file),
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("k: {MARKER}")));
 
     // A changed clear value breaks the MAC: refused, naming the file.
     std::fs::write(&file, enc.replace("name: x", "name: y")).unwrap();
-    let out = cli.run(&["secrets", "decrypt", p(&file), "--sops-age-key-file", p(&cli.key_file)]);
+    let out = cli.run(&[
+        "secrets",
+        "decrypt",
+        p(&file),
+        "--sops-age-key-file",
+        p(&cli.key_file),
+    ]);
     assert!(!out.status.success());
-    assert!(text(&out).contains(&format!("{}: MAC mismatch", file.display())), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("{}: MAC mismatch", file.display())),
+        "{}",
+        text(&out)
+    );
     assert!(!text(&out).contains(MARKER));
 
     // .sops.yaml creation rules choose the recipient when --age is absent.
     std::fs::write(
         cli.dir.path().join(".sops.yaml"),
-        format!("creation_rules:\n  - path_regex: \\.env$\n    age: {}\n", cli.recipient),
+        format!(
+            "creation_rules:\n  - path_regex: \\.env$\n    age: {}\n",
+            cli.recipient
+        ),
     )
     .unwrap();
     let env_file = cli.write("app.env", &format!("TOKEN={MARKER}\n"));
@@ -367,5 +446,8 @@ fn secrets_encrypt_writes_what_sops_reads_and_decrypt_refuses_tampering() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", text(&out));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("TOKEN={MARKER}\n"));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("TOKEN={MARKER}\n")
+    );
 }

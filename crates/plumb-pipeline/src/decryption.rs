@@ -54,7 +54,9 @@ pub async fn secret_keyring(
             .map_err(|e| fail(e.to_string()))?;
     }
     if keys.is_empty() {
-        return Err(fail("no age identity under a data key ending in .agekey".into()));
+        return Err(fail(
+            "no age identity under a data key ending in .agekey".into(),
+        ));
     }
     Ok(keys)
 }

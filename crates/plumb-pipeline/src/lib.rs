@@ -29,8 +29,8 @@ mod resolve;
 pub use check::{Check, CheckContext, CheckFuture, Checks, Refusal, Refused};
 pub use clusters::{ClientFactory, Clusters};
 pub use decryption::{DECRYPTION_SECRET_ANNOTATION, secret_keyring};
-pub use plumb_render::Keyring;
 pub use error::{PipelineError, Stage};
+pub use plumb_render::Keyring;
 pub use prepared::Prepared;
 
 use std::sync::Arc;
@@ -234,14 +234,20 @@ impl Pipeline {
         let Some(clusters) = &self.key_clusters else {
             return Err(PipelineError::DecryptionSecret {
                 secret: reference.clone(),
-                message: "this command cannot read Secrets for decryption (use --sops-age-key-file)"
-                    .into(),
+                message:
+                    "this command cannot read Secrets for decryption (use --sops-age-key-file)"
+                        .into(),
             });
         };
         let cluster = clusters.get(&app.spec.destination).await?;
         let mut keys = self.keys.clone();
         keys.extend(
-            &secret_keyring(cluster.client(), reference, app.metadata.namespace.as_deref()).await?,
+            &secret_keyring(
+                cluster.client(),
+                reference,
+                app.metadata.namespace.as_deref(),
+            )
+            .await?,
         );
         Ok(keys)
     }

@@ -131,7 +131,9 @@ pub enum RenderError {
     #[error(transparent)]
     Decrypt(#[from] SopsError),
     /// Decrypted files would have to be written where they could persist.
-    #[error("{file} is SOPS-encrypted and {tool} needs it as a file, but {dir} (tmpfs) is not available; plumb does not write decrypted files to disk")]
+    #[error(
+        "{file} is SOPS-encrypted and {tool} needs it as a file, but {dir} (tmpfs) is not available; plumb does not write decrypted files to disk"
+    )]
     NoTmpfs {
         /// The first encrypted file.
         file: String,

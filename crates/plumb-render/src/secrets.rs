@@ -30,12 +30,7 @@ pub(crate) fn find_sops_files(
                 stack.push(path);
                 continue;
             }
-            if !ft.is_file()
-                || entry
-                    .metadata()
-                    .map(|m| m.len() > max_size)
-                    .unwrap_or(true)
-            {
+            if !ft.is_file() || entry.metadata().map(|m| m.len() > max_size).unwrap_or(true) {
                 continue;
             }
             let bytes = std::fs::read(&path).map_err(|e| RenderError::io(&path, e))?;
@@ -122,7 +117,12 @@ pub(crate) fn stage(
         let dest = staged.dir.path().join(rel);
         write_private(&dest, plain.bytes())?;
         for line in String::from_utf8_lossy(plain.bytes()).lines() {
-            for part in [line.trim(), line.split_once(['=', ':']).map(|(_, v)| v.trim()).unwrap_or("")] {
+            for part in [
+                line.trim(),
+                line.split_once(['=', ':'])
+                    .map(|(_, v)| v.trim())
+                    .unwrap_or(""),
+            ] {
                 if part.len() >= 4 {
                     staged.redact.push(part.to_string());
                 }

@@ -49,7 +49,13 @@ impl Fixture {
             age: vec![self.recipient.clone()],
             ..Default::default()
         };
-        sops::encrypt(name, text.as_bytes(), Format::from_path(Path::new(name)), &opts).unwrap()
+        sops::encrypt(
+            name,
+            text.as_bytes(),
+            Format::from_path(Path::new(name)),
+            &opts,
+        )
+        .unwrap()
     }
 
     fn render(
@@ -116,15 +122,25 @@ fn kustomize_generators_read_decrypted_files_staged_then_removed() {
         "broken/kustomization.yaml",
         "resources: [missing.yaml]\nsecretGenerator:\n  - name: s\n    envs: [a.env]\n",
     );
-    repo.write("broken/a.env", f.encrypt("a.env", &format!("PW={MARKER}\n")));
+    repo.write(
+        "broken/a.env",
+        f.encrypt("a.env", &format!("PW={MARKER}\n")),
+    );
     repo.commit("one");
     let renderer = f.renderer(&f.shm());
 
-    let r = f.render(&renderer, &repo, &source(&repo, "k"), &f.keys).unwrap();
-    let data = r.manifests[0].object["data"]["PW"].as_str().unwrap().to_string();
+    let r = f
+        .render(&renderer, &repo, &source(&repo, "k"), &f.keys)
+        .unwrap();
+    let data = r.manifests[0].object["data"]["PW"]
+        .as_str()
+        .unwrap()
+        .to_string();
     use base64::Engine;
     assert_eq!(
-        base64::engine::general_purpose::STANDARD.decode(data).unwrap(),
+        base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .unwrap(),
         MARKER.as_bytes()
     );
     // The staging area is empty again, and nothing decrypted was cached or left.
@@ -132,15 +148,22 @@ fn kustomize_generators_read_decrypted_files_staged_then_removed() {
     assert!(!contains(&f.dir.path().join("render"), MARKER));
 
     // A failing build removes its staging area too.
-    let err = f.render(&renderer, &repo, &source(&repo, "broken"), &f.keys).unwrap_err();
+    let err = f
+        .render(&renderer, &repo, &source(&repo, "broken"), &f.keys)
+        .unwrap_err();
     assert!(matches!(err, RenderError::Tool { .. }), "{err}");
     assert_eq!(std::fs::read_dir(f.shm()).unwrap().count(), 0);
 
     // No key: the file is named.
-    let err = f.render(&renderer, &repo, &source(&repo, "k"), &Keyring::new()).unwrap_err();
+    let err = f
+        .render(&renderer, &repo, &source(&repo, "k"), &Keyring::new())
+        .unwrap_err();
     assert!(
-        err.to_string().starts_with("broken/a.env: SOPS-encrypted but no age key")
-            || err.to_string().starts_with("k/a.env: SOPS-encrypted but no age key"),
+        err.to_string()
+            .starts_with("broken/a.env: SOPS-encrypted but no age key")
+            || err
+                .to_string()
+                .starts_with("k/a.env: SOPS-encrypted but no age key"),
         "{err}"
     );
 
@@ -150,24 +173,35 @@ fn kustomize_generators_read_decrypted_files_staged_then_removed() {
         .render(&f.renderer(&gone), &repo, &source(&repo, "k"), &f.keys)
         .unwrap_err();
     assert!(matches!(err, RenderError::NoTmpfs { .. }), "{err}");
-    assert!(err.to_string().contains("plumb does not write decrypted files to disk"));
+    assert!(
+        err.to_string()
+            .contains("plumb does not write decrypted files to disk")
+    );
 }
 
 #[test]
 fn helm_value_files_and_plain_directories_decrypt() {
     let f = fixture();
     let repo = GitRepo::new();
-    repo.write("chart/Chart.yaml", "apiVersion: v2\nname: c\nversion: 0.1.0\n");
+    repo.write(
+        "chart/Chart.yaml",
+        "apiVersion: v2\nname: c\nversion: 0.1.0\n",
+    );
     repo.write(
         "chart/templates/cm.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  v: {{ .Values.v | quote }}\n",
     );
-    repo.write("chart/secrets.yaml", f.encrypt("secrets.yaml", &format!("v: {MARKER}\n")));
+    repo.write(
+        "chart/secrets.yaml",
+        f.encrypt("secrets.yaml", &format!("v: {MARKER}\n")),
+    );
     repo.write(
         "plain/s.yaml",
         f.encrypt(
             "s.yaml",
-            &format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\nstringData:\n  k: {MARKER}\n"),
+            &format!(
+                "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\nstringData:\n  k: {MARKER}\n"
+            ),
         ),
     );
     repo.commit("one");
@@ -179,7 +213,9 @@ fn helm_value_files_and_plain_directories_decrypt() {
     });
     let r = f.render(&renderer, &repo, &src, &f.keys).unwrap();
     assert_eq!(r.manifests[0].object["data"]["v"], MARKER);
-    let r = f.render(&renderer, &repo, &source(&repo, "plain"), &f.keys).unwrap();
+    let r = f
+        .render(&renderer, &repo, &source(&repo, "plain"), &f.keys)
+        .unwrap();
     assert_eq!(r.manifests[0].object["stringData"]["k"], MARKER);
     assert_eq!(std::fs::read_dir(f.shm()).unwrap().count(), 0);
     assert!(!contains(&f.dir.path().join("render"), MARKER));
