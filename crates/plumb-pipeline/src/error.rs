@@ -58,7 +58,6 @@ pub enum PipelineError {
     /// The engine could not diff, sync or read status.
     #[error(transparent)]
     Engine(#[from] SyncError),
-    /// Every source resolved to nothing (an Application without sources).
     /// The Secret named by `plumb.dev/decryption-secret` could not be used.
     #[error("decryption secret {secret}: {message}")]
     DecryptionSecret {
@@ -67,6 +66,7 @@ pub enum PipelineError {
         /// Why (never a key).
         message: String,
     },
+    /// Every source resolved to nothing (an Application without sources).
     #[error("the Application has no sources to resolve")]
     NoSources,
     /// A worker thread died.
