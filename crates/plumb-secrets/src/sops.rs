@@ -320,17 +320,14 @@ impl Rules {
             ));
         }
         let mut r = self.clone();
-        for (_, v) in [
+        for v in [
             &mut r.unencrypted_suffix,
             &mut r.encrypted_suffix,
             &mut r.unencrypted_regex,
             &mut r.encrypted_regex,
             &mut r.unencrypted_comment_regex,
             &mut r.encrypted_comment_regex,
-        ]
-        .into_iter()
-        .enumerate()
-        {
+        ] {
             if v.as_deref() == Some("") {
                 *v = None;
             }
