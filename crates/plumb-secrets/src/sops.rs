@@ -703,8 +703,8 @@ pub fn decrypt(
                     }
                     DotLine::Pair(k, v) => {
                         let mut node = Node::Str(std::mem::take(v));
-                        let mut path = vec![k.clone()];
-                        walk.leaf(&mut node, &mut path)?;
+                        let path = vec![k.clone()];
+                        walk.leaf(&mut node, &path)?;
                         *v = match node {
                             Node::Str(s) => s,
                             other => other
@@ -797,7 +797,7 @@ impl Walk<'_> {
 
     /// One leaf: decrypt when the rules say so, feed the MAC. False when the
     /// leaf was an encrypted comment.
-    fn leaf(&mut self, node: &mut Node, path: &mut Vec<String>) -> Result<bool, SopsError> {
+    fn leaf(&mut self, node: &mut Node, path: &[String]) -> Result<bool, SopsError> {
         let encrypted = if self.rules.by_comment {
             matches!(node, Node::Str(s) if cipher::is_encrypted(s))
         } else {
@@ -1033,7 +1033,7 @@ fn position_only(message: &str) -> String {
     let lower = message.to_ascii_lowercase();
     match lower.find("line") {
         Some(i) => message[i..]
-            .split(|c: char| c == ',' || c == ')')
+            .split([',', ')'])
             .take(2)
             .collect::<Vec<_>>()
             .join(",")
