@@ -51,9 +51,6 @@ impl Agent {
         let store = Store::open(&config.data_dir)?;
         let git = GitCache::new(config.data_dir.join("git"), config.credentials.clone());
         let renderer = Renderer::new(config.tools.clone(), config.data_dir.join("render"));
-        let pipeline = Pipeline::new(git, renderer)
-            .with_resolve_ttl(RESOLVED_TTL)
-            .with_checks(&config.checks);
         let metrics = Metrics::new();
         let layer = metrics.kube_layer();
         let clusters = Clusters::new(config.kubeconfig.clone()).with_client_factory(Arc::new(
@@ -63,6 +60,11 @@ impl Agent {
                     .build())
             },
         ));
+        let pipeline = Pipeline::new(git, renderer)
+            .with_resolve_ttl(RESOLVED_TTL)
+            .with_checks(&config.checks)
+            .with_keyring(config.keyring.clone())
+            .with_decryption_secrets(clusters.clone());
         let notifier = Notifier::start(config.notifications.clone());
         let (tx, rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(4096);

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use plumb_git::Credentials;
-use plumb_pipeline::Checks;
+use plumb_pipeline::{Checks, Keyring};
 use plumb_render::Tools;
 
 use crate::notify::NotificationConfig;
@@ -46,6 +46,9 @@ pub struct AgentConfig {
     pub tools: Tools,
     /// Checks between render and apply (the deploy gate, ...).
     pub checks: Checks,
+    /// age identities for SOPS files (an Application's
+    /// `plumb.dev/decryption-secret` adds its own).
+    pub keyring: Keyring,
 }
 
 impl AgentConfig {
@@ -67,6 +70,7 @@ impl AgentConfig {
             credentials: Credentials::default(),
             tools: Tools::default(),
             checks: Checks::default(),
+            keyring: Keyring::new(),
         }
     }
 }

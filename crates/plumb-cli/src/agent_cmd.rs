@@ -79,6 +79,7 @@ pub struct AgentArgs {
     policy: crate::policy::AgentPolicyArgs,
     #[command(flatten)]
     secrets: crate::secrets_scan::ModeArg,
+    keys: crate::secrets::KeyArgs,
     /// Serve the API and UI without authentication. Anyone who can reach the
     /// address can change your clusters.
     #[arg(long)]
@@ -104,6 +105,7 @@ pub async fn agent(data_dir: &Path, args: AgentArgs) -> miette::Result<ExitCode>
     config.notifications = notifications;
     config.credentials = creds.clone();
     config.tools = Tools::from_env();
+    config.keyring = crate::secrets::keyring(&args.keys)?;
     config.checks = crate::policy::checks(
         data_dir,
         args.policy.policy.as_deref(),

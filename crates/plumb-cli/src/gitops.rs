@@ -62,6 +62,7 @@ pub struct Common {
     pub policy: Option<PathBuf>,
     #[command(flatten)]
     pub secrets: crate::secrets_scan::ModeArg,
+    pub keys: crate::secrets::KeyArgs,
 }
 
 /// Errors the GitOps commands show, with hints.
@@ -144,9 +145,13 @@ impl Session {
         let creds = git_credentials(data_dir, common.git_credentials.as_deref())?;
         let git = GitCache::new(data_dir.join("git"), creds);
         let renderer = Renderer::new(Tools::from_env(), data_dir.join("render"));
+        let clusters = Clusters::new(common.kubeconfig.clone());
+        let keys = crate::secrets::keyring(&common.keys)?;
         Ok(Session {
-            pipeline: Pipeline::new(git, renderer),
-            clusters: Clusters::new(common.kubeconfig.clone()),
+            pipeline: Pipeline::new(git, renderer)
+                .with_keyring(keys)
+                .with_decryption_secrets(clusters.clone()),
+            clusters,
             revision: common.revision.clone(),
         })
     }

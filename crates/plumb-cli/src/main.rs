@@ -57,7 +57,7 @@ enum Command {
     /// Deploy policy: what images may run.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
-    /// Secrets in Git: find plaintext ones.
+    /// Secrets in Git: SOPS files with age keys (encrypt, which sops reads, and decrypt) and plaintext ones found.
     #[command(subcommand)]
     Secrets(secrets::SecretsCommand),
     /// Manage API tokens.
@@ -150,7 +150,7 @@ fn main() -> ExitCode {
             Command::Advisories(c) => scan::advisories::run(&data_dir, c),
             Command::Infra { args } => infra::run(args).await,
             Command::Policy(c) => policy::run(&data_dir, c).await,
-            Command::Secrets(c) => secrets::run(&data_dir, c).await,
+            Command::Secrets(c) => secrets::run(c),
         }
     });
     match result {

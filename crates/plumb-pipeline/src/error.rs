@@ -58,6 +58,14 @@ pub enum PipelineError {
     /// The engine could not diff, sync or read status.
     #[error(transparent)]
     Engine(#[from] SyncError),
+    /// The Secret named by `plumb.dev/decryption-secret` could not be used.
+    #[error("decryption secret {secret}: {message}")]
+    DecryptionSecret {
+        /// `namespace/name` as the annotation gives it.
+        secret: String,
+        /// Why (never a key).
+        message: String,
+    },
     /// Every source resolved to nothing (an Application without sources).
     #[error("the Application has no sources to resolve")]
     NoSources,
@@ -86,6 +94,9 @@ impl PipelineError {
             PipelineError::Cluster(_) => "check that the cluster's API server is reachable",
             PipelineError::Engine(_) => {
                 "nothing after the reported point was changed; fix the cause and sync again"
+            }
+            PipelineError::DecryptionSecret { .. } => {
+                "create the Secret with an age identity under a key ending in .agekey, or fix the plumb.dev/decryption-secret annotation"
             }
             PipelineError::NoSources => "give the Application spec.source or spec.sources",
             PipelineError::Task { .. } => "this is a bug in plumb; the run can be retried",

@@ -21,6 +21,7 @@
 
 mod check;
 mod clusters;
+mod decryption;
 mod error;
 mod plaintext;
 mod prepared;
@@ -28,9 +29,11 @@ mod resolve;
 
 pub use check::{Check, CheckContext, CheckFuture, Checks, Refusal, Refused};
 pub use clusters::{ClientFactory, Clusters};
+pub use decryption::{DECRYPTION_SECRET_ANNOTATION, secret_keyring};
 pub use error::{PipelineError, Stage};
 pub use plaintext::{PlaintextSecrets, scan_application};
 pub use plumb_secrets::scan::Mode as SecretsMode;
+pub use plumb_render::Keyring;
 pub use prepared::Prepared;
 
 use std::sync::Arc;
@@ -50,6 +53,8 @@ pub struct Pipeline {
     renderer: Renderer,
     checks: Checks,
     resolved: Arc<ResolveCache>,
+    keys: Keyring,
+    key_clusters: Option<Clusters>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -69,7 +74,23 @@ impl Pipeline {
             renderer,
             checks: Checks::default(),
             resolved: Arc::new(ResolveCache::new(Duration::ZERO)),
+            keys: Keyring::new(),
+            key_clusters: None,
         }
+    }
+
+    /// Decrypt SOPS files with these age identities (for every Application).
+    pub fn with_keyring(mut self, keys: Keyring) -> Pipeline {
+        self.keys = keys;
+        self
+    }
+
+    /// Read the Secret an Application names in its
+    /// `plumb.dev/decryption-secret` annotation from its destination cluster,
+    /// and decrypt its SOPS files with the `.agekey` entries found there too.
+    pub fn with_decryption_secrets(mut self, clusters: Clusters) -> Pipeline {
+        self.key_clusters = Some(clusters);
+        self
     }
 
     /// Reuse a resolved (repository, revision) for up to `ttl`, so that the
@@ -179,6 +200,7 @@ impl Pipeline {
         app: &Application,
         commits: &[Commit],
     ) -> Result<Rendered, PipelineError> {
+        let keys = self.keys_for(app).await?;
         let git = self.git.clone();
         let renderer = self.renderer.clone();
         let app = app.clone();
@@ -197,13 +219,40 @@ impl Pipeline {
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             renderer
-                .render_application(&app, &snapshots)
+                .render_application_with_keys(&app, &snapshots, &keys)
                 .map_err(|source| PipelineError::Render {
                     commit: ids.first().cloned().unwrap_or_default(),
                     source: Box::new(source),
                 })
         })
         .await
+    }
+
+    /// The identities that decrypt `app`'s SOPS files: the pipeline's own,
+    /// plus those of the Secret its annotation names.
+    async fn keys_for(&self, app: &Application) -> Result<Keyring, PipelineError> {
+        let Some(reference) = app.metadata.annotations.get(DECRYPTION_SECRET_ANNOTATION) else {
+            return Ok(self.keys.clone());
+        };
+        let Some(clusters) = &self.key_clusters else {
+            return Err(PipelineError::DecryptionSecret {
+                secret: reference.clone(),
+                message:
+                    "this command cannot read Secrets for decryption (use --sops-age-key-file)"
+                        .into(),
+            });
+        };
+        let cluster = clusters.get(&app.spec.destination).await?;
+        let mut keys = self.keys.clone();
+        keys.extend(
+            &secret_keyring(
+                cluster.client(),
+                reference,
+                app.metadata.namespace.as_deref(),
+            )
+            .await?,
+        );
+        Ok(keys)
     }
 
     /// Run every check, in order; the first that refuses stops the Application.

@@ -14,9 +14,17 @@
 //! `file:line:column`. Renders are deterministic functions of (commit, path,
 //! options) and are cached on disk under that key.
 //!
+//! SOPS-encrypted files ([`plumb_secrets::sops`]) are decrypted with the
+//! [`Keyring`] the caller passes: in memory for plain directories; for
+//! Kustomize and Helm, which read files, in a copy of the tree staged in a
+//! private directory on tmpfs (`/dev/shm`, mode 0700) that is removed when the
+//! render ends, failed or not. A render that decrypted anything is never
+//! cached, so decrypted values reach neither the cache nor the work trees.
+//!
 //! This crate must not talk to a cluster.
 
 pub mod application;
+mod secrets;
 mod tool;
 pub mod yaml;
 
@@ -32,11 +40,16 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 pub use plumb_model::{Manifest, Origin};
+pub use plumb_secrets::sops::Keyring;
+use plumb_secrets::sops::{self, SopsError};
 pub use tool::Tools;
 pub use yaml::ParseError;
 
 /// Bumped whenever rendering changes, so old cache entries are not reused.
-const RENDER_VERSION: u32 = 1;
+const RENDER_VERSION: u32 = 2;
+
+/// Where decrypted trees are staged for Kustomize and Helm: memory-backed.
+pub const DEFAULT_SECRETS_DIR: &str = "/dev/shm";
 
 /// Files named like this make a directory a kustomization.
 const KUSTOMIZATION_FILES: &[&str] = &["kustomization.yaml", "kustomization.yml", "Kustomization"];
@@ -114,6 +127,21 @@ pub enum RenderError {
         /// Its error output.
         message: String,
     },
+    /// A SOPS file could not be decrypted (wrong or missing key, tampered).
+    #[error(transparent)]
+    Decrypt(#[from] SopsError),
+    /// Decrypted files would have to be written where they could persist.
+    #[error(
+        "{file} is SOPS-encrypted and {tool} needs it as a file, but {dir} (tmpfs) is not available; plumb does not write decrypted files to disk"
+    )]
+    NoTmpfs {
+        /// The first encrypted file.
+        file: String,
+        /// kustomize or helm.
+        tool: &'static str,
+        /// The directory tried.
+        dir: PathBuf,
+    },
     /// Local I/O failed (work directories, cache).
     #[error("{path}: {source}")]
     Io {
@@ -150,6 +178,7 @@ pub struct Renderer {
     tools: Tools,
     work: PathBuf,
     max_file_size: u64,
+    secrets_dir: PathBuf,
 }
 
 impl Renderer {
@@ -159,7 +188,15 @@ impl Renderer {
             tools,
             work: work.into(),
             max_file_size: 10 * 1024 * 1024,
+            secrets_dir: PathBuf::from(DEFAULT_SECRETS_DIR),
         }
+    }
+
+    /// Stage decrypted trees for Kustomize and Helm under `dir` (default
+    /// `/dev/shm`); it must be memory-backed for decrypted bytes to stay off disk.
+    pub fn with_secrets_dir(mut self, dir: impl Into<PathBuf>) -> Renderer {
+        self.secrets_dir = dir.into();
+        self
     }
 
     /// Refuse manifest files over `bytes` (default 10 MiB).
@@ -174,6 +211,15 @@ impl Renderer {
         &self,
         parts: &[(RenderRequest<'_>, &Snapshot)],
     ) -> Result<Rendered, RenderError> {
+        self.render_all_with_keys(parts, &Keyring::new())
+    }
+
+    /// [`Renderer::render_all`], decrypting SOPS files with `keys`.
+    pub fn render_all_with_keys(
+        &self,
+        parts: &[(RenderRequest<'_>, &Snapshot)],
+        keys: &Keyring,
+    ) -> Result<Rendered, RenderError> {
         let mut out = Rendered {
             commits: Vec::new(),
             source_types: Vec::new(),
@@ -181,7 +227,7 @@ impl Renderer {
             warnings: Vec::new(),
         };
         for (req, snap) in parts {
-            let r = self.render(req, snap)?;
+            let r = self.render_with_keys(req, snap, keys)?;
             out.commits.extend(r.commits);
             out.source_types.extend(r.source_types);
             out.manifests.extend(r.manifests);
@@ -197,6 +243,16 @@ impl Renderer {
         &self,
         app: &plumb_model::Application,
         snapshots: &[Snapshot],
+    ) -> Result<Rendered, RenderError> {
+        self.render_application_with_keys(app, snapshots, &Keyring::new())
+    }
+
+    /// [`Renderer::render_application`], decrypting SOPS files with `keys`.
+    pub fn render_application_with_keys(
+        &self,
+        app: &plumb_model::Application,
+        snapshots: &[Snapshot],
+        keys: &Keyring,
     ) -> Result<Rendered, RenderError> {
         let sources = app.sources();
         if sources.len() != snapshots.len() {
@@ -220,7 +276,7 @@ impl Renderer {
                 )
             })
             .collect();
-        self.render_all(&parts)
+        self.render_all_with_keys(&parts, keys)
     }
 
     /// Render one source at the snapshot's commit, from cache when possible.
@@ -228,6 +284,18 @@ impl Renderer {
         &self,
         req: &RenderRequest<'_>,
         snap: &Snapshot,
+    ) -> Result<Rendered, RenderError> {
+        self.render_with_keys(req, snap, &Keyring::new())
+    }
+
+    /// [`Renderer::render`], decrypting SOPS files with `keys`. A render that
+    /// decrypted a file is not cached (a cached render never held a SOPS
+    /// file, so reading the cache stays safe).
+    pub fn render_with_keys(
+        &self,
+        req: &RenderRequest<'_>,
+        snap: &Snapshot,
+        keys: &Keyring,
     ) -> Result<Rendered, RenderError> {
         let key = cache_key(req, snap.commit());
         let cache_file = self.work.join("cache").join(format!("{key}.json"));
@@ -241,7 +309,15 @@ impl Renderer {
             );
             return Ok(cached);
         }
-        let rendered = self.render_uncached(req, snap)?;
+        let (rendered, decrypted) = self.render_uncached(req, snap, keys)?;
+        if decrypted {
+            tracing::debug!(
+                commit = snap.commit(),
+                path = req.source.path(),
+                "render holds decrypted SOPS data; not cached"
+            );
+            return Ok(rendered);
+        }
         if let Err(e) = write_atomic(
             &cache_file,
             &serde_json::to_vec(&rendered).unwrap_or_default(),
@@ -255,7 +331,8 @@ impl Renderer {
         &self,
         req: &RenderRequest<'_>,
         snap: &Snapshot,
-    ) -> Result<Rendered, RenderError> {
+        keys: &Keyring,
+    ) -> Result<(Rendered, bool), RenderError> {
         let path = req.source.path().to_string();
         if !path.is_empty() && !snap.is_dir(&path)? {
             return Err(RenderError::NoSuchPath {
@@ -291,16 +368,31 @@ impl Renderer {
                 "{path}: helm options given but the path has no Chart.yaml"
             ));
         }
+        let mut decrypted = false;
         let docs = match source_type {
-            SourceType::Directory => self.render_directory(req, snap, &path, &mut warnings)?,
+            SourceType::Directory => {
+                self.render_directory(req, snap, &path, keys, &mut warnings, &mut decrypted)?
+            }
             SourceType::Kustomize => {
                 let root = self.materialize(snap)?;
-                let text = self.kustomize(&root, &path, req.source.kustomize.as_ref())?;
+                let staged = self.stage_decrypted(&root, keys, "kustomize")?;
+                decrypted = staged.is_some();
+                let text = match &staged {
+                    None => self.kustomize(&root, &path, req.source.kustomize.as_ref())?,
+                    Some(s) => {
+                        s.redact(self.kustomize(s.root(), &path, req.source.kustomize.as_ref()))?
+                    }
+                };
                 yaml::parse_documents(&text, &format!("kustomize build {}", display_path(&path)))?
             }
             SourceType::Helm => {
                 let root = self.materialize(snap)?;
-                let text = self.helm(&root, &path, req)?;
+                let staged = self.stage_decrypted(&root, keys, "helm")?;
+                decrypted = staged.is_some();
+                let text = match &staged {
+                    None => self.helm(&root, &path, req)?,
+                    Some(s) => s.redact(self.helm(s.root(), &path, req))?,
+                };
                 helm_documents(&text, &path)?
             }
         };
@@ -309,12 +401,37 @@ impl Renderer {
             expand_into(d.value, d.origin, &mut manifests)?;
         }
         check_duplicates(&manifests)?;
-        Ok(Rendered {
-            commits: vec![snap.commit().to_string()],
-            source_types: vec![source_type],
-            manifests,
-            warnings,
-        })
+        Ok((
+            Rendered {
+                commits: vec![snap.commit().to_string()],
+                source_types: vec![source_type],
+                manifests,
+                warnings,
+            },
+            decrypted,
+        ))
+    }
+
+    /// A copy of the materialized tree with every SOPS file decrypted, on
+    /// tmpfs; None when the tree holds no SOPS file.
+    fn stage_decrypted(
+        &self,
+        root: &Path,
+        keys: &Keyring,
+        tool: &'static str,
+    ) -> Result<Option<secrets::Staged>, RenderError> {
+        let found = secrets::find_sops_files(root, self.max_file_size)?;
+        let Some((first, _)) = found.first() else {
+            return Ok(None);
+        };
+        if !self.secrets_dir.is_dir() {
+            return Err(RenderError::NoTmpfs {
+                file: first.clone(),
+                tool,
+                dir: self.secrets_dir.clone(),
+            });
+        }
+        secrets::stage(root, &self.secrets_dir, &found, keys).map(Some)
     }
 
     fn render_directory(
@@ -322,7 +439,9 @@ impl Renderer {
         req: &RenderRequest<'_>,
         snap: &Snapshot,
         path: &str,
+        keys: &Keyring,
         warnings: &mut Vec<String>,
+        decrypted: &mut bool,
     ) -> Result<Vec<yaml::Document>, RenderError> {
         let dir = req.source.directory.clone().unwrap_or_default();
         let include = compile_glob(dir.include.as_deref(), "directory.include")?;
@@ -361,7 +480,20 @@ impl Renderer {
                     limit: self.max_file_size,
                 }));
             }
-            let text = String::from_utf8(f.data).map_err(|e| RenderError::InvalidObject {
+            let format = if is_json {
+                sops::Format::Json
+            } else {
+                sops::Format::Yaml
+            };
+            let data = if sops::is_sops(&f.data, format) {
+                // Decrypted in memory only; the plaintext is wiped when dropped.
+                let plain = sops::decrypt(&f.path, &f.data, format, keys)?;
+                *decrypted = true;
+                plain.bytes().to_vec()
+            } else {
+                f.data
+            };
+            let text = String::from_utf8(data).map_err(|e| RenderError::InvalidObject {
                 origin: Origin {
                     file: f.path.clone(),
                     line: 1,

@@ -53,8 +53,9 @@ pub fn repo_root() -> PathBuf {
 /// Path of a tool the setup scripts cache: `kustomize`, `helm`, `kubectl`,
 /// the control plane's binaries (pins in `testenv/versions.sh`), and the OCI
 /// clients `crane`, `oras` and `cosign` (pins in `testenv/setup.d/oci.versions`),
-/// and the scanner's `cargo-auditable` and `osv-scanner` (pins in
-/// `testenv/setup.d/scan.versions`).
+/// the scanner's `cargo-auditable` and `osv-scanner` (pins in
+/// `testenv/setup.d/scan.versions`), and `sops` (pin in
+/// `testenv/setup.d/secrets.versions`).
 ///
 /// # Panics
 /// When the tool is not built, with the command that builds it.
@@ -63,11 +64,13 @@ pub fn tool_path(name: &str) -> PathBuf {
     let versions = pins("testenv/versions.sh");
     let oci = pins("testenv/setup.d/oci.versions");
     let scan = pins("testenv/setup.d/scan.versions");
+    let secrets = pins("testenv/setup.d/secrets.versions");
     let pin = |key: &str| {
         versions
             .lines()
             .chain(oci.lines())
             .chain(scan.lines())
+            .chain(secrets.lines())
             .find_map(|l| l.strip_prefix(&format!("{key}=")))
             .unwrap_or_else(|| panic!("{key} is not pinned in testenv/"))
             .trim()
@@ -90,6 +93,7 @@ pub fn tool_path(name: &str) -> PathBuf {
         "cosign" => format!("cosign-{}", pin("PLUMB_COSIGN_VERSION")),
         "cargo-auditable" => format!("cargo-auditable-{}", pin("PLUMB_CARGO_AUDITABLE_VERSION")),
         "osv-scanner" => format!("osv-scanner-{}", pin("PLUMB_OSV_SCANNER_VERSION")),
+        "sops" => format!("sops-{}", pin("PLUMB_SOPS_VERSION")),
         other => panic!("unknown testenv tool {other}"),
     };
     let path = cache.join(dir).join("bin").join(name);
