@@ -79,6 +79,7 @@ pub struct AgentArgs {
     policy: crate::policy::AgentPolicyArgs,
     #[command(flatten)]
     secrets: crate::secrets_scan::ModeArg,
+    #[command(flatten)]
     keys: crate::secrets::KeyArgs,
     /// Serve the API and UI without authentication. Anyone who can reach the
     /// address can change your clusters.

@@ -62,6 +62,7 @@ pub struct Common {
     pub policy: Option<PathBuf>,
     #[command(flatten)]
     pub secrets: crate::secrets_scan::ModeArg,
+    #[command(flatten)]
     pub keys: crate::secrets::KeyArgs,
 }
 

@@ -32,8 +32,8 @@ pub use clusters::{ClientFactory, Clusters};
 pub use decryption::{DECRYPTION_SECRET_ANNOTATION, secret_keyring};
 pub use error::{PipelineError, Stage};
 pub use plaintext::{PlaintextSecrets, scan_application};
-pub use plumb_secrets::scan::Mode as SecretsMode;
 pub use plumb_render::Keyring;
+pub use plumb_secrets::scan::Mode as SecretsMode;
 pub use prepared::Prepared;
 
 use std::sync::Arc;

@@ -2,6 +2,8 @@
 //! files sops encrypted decrypt in plumb to the originals, files plumb
 //! encrypted decrypt in sops to the originals, and tampering is refused.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 use std::process::Command;
 
