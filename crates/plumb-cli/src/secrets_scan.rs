@@ -29,7 +29,7 @@ pub fn parse_mode(s: &str) -> Result<Mode, String> {
 /// The `--secrets-plaintext` switch shared by the commands that sync.
 #[derive(Debug, Clone, Args)]
 pub struct ModeArg {
-    /// Plaintext secrets in Git: refuse the sync, warn and go on, or allow (see docs/SECRETS-scanning.md).
+    /// Plaintext secrets in Git: refuse the sync, warn and go on, or allow (see docs/SECRETS.md).
     #[arg(long = "secrets-plaintext", value_name = "MODE", default_value = "refuse", value_parser = parse_mode)]
     pub secrets_plaintext: Mode,
 }
@@ -132,7 +132,7 @@ pub fn run(args: ScanArgs) -> miette::Result<ExitCode> {
             }
             if !found.is_empty() {
                 eprintln!(
-                    "{} plaintext secret finding(s); encrypt with SOPS, reference a secret store, or allow with a reason (docs/SECRETS-scanning.md)",
+                    "{} plaintext secret finding(s); encrypt with SOPS, reference a secret store, or allow with a reason (docs/SECRETS.md)",
                     found.len()
                 );
             }
