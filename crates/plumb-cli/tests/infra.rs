@@ -195,7 +195,7 @@ variable "zone" {{
 variable "password" {{
   type      = string
   sensitive = true
-  default   = "hunter2-secret"
+  default   = "hunter2-secret" # plumb:allow-secret tf-literal-secret a fixture for sensitive-value masking
 }}
 resource "random_id" "id" {{
   byte_length = 4
