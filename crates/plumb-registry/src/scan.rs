@@ -179,37 +179,21 @@ struct DescriptorView {
 }
 
 impl Registry {
-    /// Queue `digest` in `repo` for scanning if it is an image or an index
-    /// of images (not a referrer, not an artifact) and scanning on push is on.
-    pub fn scan_on_push(&self, repo: &RepositoryName, digest: &Digest, media_type: &str) {
+    /// Queue `digest` in `repo` (its manifest `bytes` as just stored) for
+    /// scanning if it is an image or an index of images (not a referrer,
+    /// not an artifact) and scanning on push is on.
+    pub fn scan_on_push(
+        &self,
+        repo: &RepositoryName,
+        digest: &Digest,
+        media_type: &str,
+        bytes: &[u8],
+    ) {
         let Some(scanning) = self.scanning.get() else {
             return;
         };
-        if !self.config.scan.on_push {
-            return;
-        }
-        if self.is_scannable(repo.as_str(), digest, media_type) {
+        if self.config.scan.on_push && scannable(media_type, bytes) {
             scanning.enqueue(self, repo.as_str(), digest);
-        }
-    }
-
-    fn is_scannable(&self, repo: &str, digest: &Digest, media_type: &str) -> bool {
-        if ![OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST].contains(&media_type) {
-            return false;
-        }
-        let Ok(Some((_, bytes))) = self.meta.manifest_with_bytes(repo, digest) else {
-            return false;
-        };
-        let Ok(view) = serde_json::from_slice::<ManifestView>(&bytes) else {
-            return false;
-        };
-        if view.subject.is_some() || view.artifact_type.is_some() {
-            return false;
-        }
-        match &view.config {
-            Some(c) => IMAGE_CONFIGS.contains(&c.media_type.as_str()),
-            // An index: scannable when any child is an image.
-            None => !view.manifests.is_empty(),
         }
     }
 
@@ -315,7 +299,10 @@ impl Registry {
         let mut queued = 0;
         for repo in self.meta.repositories()? {
             for (digest, record) in self.meta.manifests(&repo)? {
-                if !self.is_scannable(&repo, &digest, &record.media_type) {
+                let Some((_, bytes)) = self.meta.manifest_with_bytes(&repo, &digest)? else {
+                    continue;
+                };
+                if !scannable(&record.media_type, &bytes) {
                     continue;
                 }
                 if self.report_from(&repo, &digest, database)?.is_some() {
@@ -572,6 +559,26 @@ struct Attachment<'a> {
     layer_media_type: &'a str,
     content: Bytes,
     annotations: Vec<(&'static str, String)>,
+}
+
+/// Whether a manifest of `media_type` with `bytes` is something to scan:
+/// an image (with an image config) or an index of images, and not a
+/// referrer or an artifact.
+fn scannable(media_type: &str, bytes: &[u8]) -> bool {
+    if ![OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST].contains(&media_type) {
+        return false;
+    }
+    let Ok(view) = serde_json::from_slice::<ManifestView>(bytes) else {
+        return false;
+    };
+    if view.subject.is_some() || view.artifact_type.is_some() {
+        return false;
+    }
+    match &view.config {
+        Some(c) => IMAGE_CONFIGS.contains(&c.media_type.as_str()),
+        // An index: scannable when it names any manifest.
+        None => !view.manifests.is_empty(),
+    }
 }
 
 /// A `result` label of a scan.

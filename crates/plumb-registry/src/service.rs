@@ -560,7 +560,7 @@ impl Registry {
                 },
             )
         })?;
-        self.scan_on_push(repo, &digest, &summary.media_type);
+        self.scan_on_push(repo, &digest, &summary.media_type, &bytes);
         Ok(PushedManifest {
             digest,
             subject: summary.subject.map(|s| s.digest),
