@@ -13,6 +13,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::Api;
 use plumb_testenv::git::GitRepo;
 use plumb_testenv::{TestNamespace, testenv, tool_path};
+use plumb_testenv::{output_text as text, run_ok as ok};
 
 const PASSWORD: &str = "gate-keys";
 
@@ -27,21 +28,6 @@ impl Drop for Fixture {
         let _ = self.registry.kill();
         let _ = self.registry.wait();
     }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-#[track_caller]
-fn ok(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("run");
-    assert!(out.status.success(), "{cmd:?}: {}", text(&out));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 impl Fixture {

@@ -9,27 +9,11 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
-use plumb_testenv::tool_path;
+use plumb_testenv::{KillOnDrop, output_text as text, run_ok as ok, tool_path, wait_for_port};
 use serde_json::Value;
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-#[track_caller]
-fn ok(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("run");
-    assert!(out.status.success(), "{cmd:?}: {}", text(&out));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 fn plumb() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_plumb"));
@@ -76,36 +60,12 @@ fn binaries() -> &'static Binaries {
             .env_remove("RUSTFLAGS")
             .env_remove("CARGO_BUILD_TARGET"));
         // A Go program depending on a module from the local module cache.
-        let module = base.join("hello-go");
-        std::fs::create_dir_all(&module).unwrap();
-        std::fs::write(
-            module.join("go.mod"),
-            "module example.com/hello\n\ngo 1.22\n\nrequire golang.org/x/text v0.21.0\n",
-        )
-        .unwrap();
-        std::fs::write(
-            module.join("main.go"),
-            "package main\n\nimport (\n\t\"fmt\"\n\n\t\"golang.org/x/text/language\"\n)\n\nfunc main() { fmt.Println(language.English) }\n",
-        )
-        .unwrap();
-        let go = |args: &[&str]| {
-            let mut c = Command::new("go");
-            c.args(args)
-                .current_dir(&module)
-                .env("CGO_ENABLED", "0")
-                .env("GOFLAGS", "-mod=mod")
-                .env("GOPROXY", "off")
-                .env("GOSUMDB", "off")
-                .env("GOWORK", "off")
-                .env("GOTOOLCHAIN", "local");
-            c
-        };
-        ok(&mut go(&["build", "-buildvcs=false", "-o", "hello-go", "."]));
-        let go_version = ok(&mut go(&["env", "GOVERSION"]));
+        let go = plumb_testenv::go_text_binary(&base.join("hello-go"), "hello-go");
+        let go_version = ok(Command::new("go").args(["env", "GOVERSION"]));
         Binaries {
             rust: krate.join("target/debug/hello-audit"),
             rust_lock: krate.join("Cargo.lock"),
-            go: module.join("hello-go"),
+            go,
             go_version: go_version.trim_start_matches("go").to_owned(),
         }
     })
@@ -325,18 +285,8 @@ fn listed(json: &str) -> (Value, BTreeSet<(String, String)>) {
     (doc, set)
 }
 
-struct Registry(Child);
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_registry(root: &Path) -> (Registry, String) {
-    let port = plumb_testenv::free_port();
-    let host = format!("127.0.0.1:{port}");
+fn start_registry(root: &Path) -> (KillOnDrop, String) {
+    let host = format!("127.0.0.1:{}", plumb_testenv::free_port());
     let child = Command::new(env!("CARGO_BIN_EXE_plumb"))
         .args([
             "registry",
@@ -351,12 +301,9 @@ fn start_registry(root: &Path) -> (Registry, String) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(&host).is_err() {
-        assert!(Instant::now() < deadline, "the registry did not come up");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (Registry(child), host)
+    let child = KillOnDrop(child);
+    wait_for_port(&host);
+    (child, host)
 }
 
 #[test]

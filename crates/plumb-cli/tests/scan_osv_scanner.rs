@@ -10,11 +10,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
 
-use plumb_testenv::tool_path;
+use plumb_testenv::{KillOnDrop, output_text as text, run_ok as ok, tool_path, wait_for_port};
 use serde_json::Value;
 
 /// Findings one scanner reports and the other does not, and why. Each is
@@ -44,49 +43,10 @@ const EXPECTED_DIFFERENCES: &[(&str, &str, &str, &str)] = &[
     ),
 ];
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-#[track_caller]
-fn ok(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("run");
-    assert!(out.status.success(), "{cmd:?}: {}", text(&out));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
 fn write(root: &Path, path: &str, content: &str) {
     let p = root.join(path);
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
     std::fs::write(p, content).unwrap();
-}
-
-/// A Go program using golang.org/x/text v0.21.0 from the local module cache.
-fn go_binary(dir: &Path) -> PathBuf {
-    write(
-        dir,
-        "go.mod",
-        "module example.com/compared\n\ngo 1.22\n\nrequire golang.org/x/text v0.21.0\n",
-    );
-    write(
-        dir,
-        "main.go",
-        "package main\n\nimport (\n\t\"fmt\"\n\n\t\"golang.org/x/text/language\"\n)\n\nfunc main() { fmt.Println(language.German) }\n",
-    );
-    ok(Command::new("go")
-        .args(["build", "-buildvcs=false", "-o", "compared", "."])
-        .current_dir(dir)
-        .env("CGO_ENABLED", "0")
-        .env("GOFLAGS", "-mod=mod")
-        .env("GOPROXY", "off")
-        .env("GOSUMDB", "off")
-        .env("GOWORK", "off")
-        .env("GOTOOLCHAIN", "local"));
-    dir.join("compared")
 }
 
 fn populate(root: &Path, go: &Path) {
@@ -117,15 +77,6 @@ fn populate(root: &Path, go: &Path) {
         "usr/lib/python3/dist-packages/requests-2.31.0.dist-info/METADATA",
         "Metadata-Version: 2.1\nName: requests\nVersion: 2.31.0\nSummary: Python HTTP for Humans.\n",
     );
-}
-
-struct Served(Child);
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// The records both scanners read: the Go vulndb and plumb's fixtures.
@@ -179,7 +130,7 @@ fn plumb_and_osv_scanner_agree_on_the_same_image() {
     let crane = tool_path("crane");
     let osv = tool_path("osv-scanner");
 
-    let go = go_binary(&work.path().join("go"));
+    let go = plumb_testenv::go_text_binary(&work.path().join("go"), "compared");
     let rootfs = work.path().join("rootfs");
     populate(&rootfs, &go);
     let tar = work.path().join("layer.tar");
@@ -191,7 +142,7 @@ fn plumb_and_osv_scanner_agree_on_the_same_image() {
         .arg("."));
 
     let host = format!("127.0.0.1:{}", plumb_testenv::free_port());
-    let _registry = Served(
+    let _registry = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_plumb"))
             .args([
                 "registry",
@@ -207,11 +158,7 @@ fn plumb_and_osv_scanner_agree_on_the_same_image() {
             .spawn()
             .unwrap(),
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(&host).is_err() {
-        assert!(Instant::now() < deadline, "the registry did not come up");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_port(&host);
     let image = format!("{host}/compare/app:v1.0.0");
     ok(Command::new(&crane)
         .args(["append", "--insecure", "--oci-empty-base", "-f"])

@@ -8,27 +8,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use plumb_testenv::tool_path;
+use plumb_testenv::{KillOnDrop, run_ok as ok, tool_path, wait_for_port};
 use serde_json::Value;
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-#[track_caller]
-fn ok(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("run");
-    assert!(out.status.success(), "{cmd:?}: {}", text(&out));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 fn plumb(data: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_plumb"));
@@ -37,41 +22,7 @@ fn plumb(data: &Path) -> Command {
     c
 }
 
-/// A Go program using golang.org/x/text v0.21.0 from the local module cache.
-fn go_binary(dir: &Path) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(
-        dir.join("go.mod"),
-        "module example.com/scanned\n\ngo 1.22\n\nrequire golang.org/x/text v0.21.0\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("main.go"),
-        "package main\n\nimport (\n\t\"fmt\"\n\n\t\"golang.org/x/text/language\"\n)\n\nfunc main() { fmt.Println(language.French) }\n",
-    )
-    .unwrap();
-    ok(Command::new("go")
-        .args(["build", "-buildvcs=false", "-o", "scanned", "."])
-        .current_dir(dir)
-        .env("CGO_ENABLED", "0")
-        .env("GOFLAGS", "-mod=mod")
-        .env("GOPROXY", "off")
-        .env("GOSUMDB", "off")
-        .env("GOWORK", "off")
-        .env("GOTOOLCHAIN", "local"));
-    dir.join("scanned")
-}
-
-struct Served(Child);
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(data: &Path, config: &Path, root: &Path, host: &str) -> Served {
+fn serve(data: &Path, config: &Path, root: &Path, host: &str) -> KillOnDrop {
     let child = plumb(data)
         .args([
             "registry",
@@ -88,12 +39,9 @@ fn serve(data: &Path, config: &Path, root: &Path, host: &str) -> Served {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(host).is_err() {
-        assert!(Instant::now() < deadline, "the registry did not come up");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Served(child)
+    let child = KillOnDrop(child);
+    wait_for_port(host);
+    child
 }
 
 /// `GET http://host{path}` with a one-shot HTTP/1.0 exchange: status and body.
@@ -160,7 +108,7 @@ fn pushed_images_are_scanned_signed_swept_and_rescanned() {
         .arg(work.path().join("cosign")));
 
     // An image with the Go binary, pushed while scanning is off.
-    let binary = go_binary(&work.path().join("go"));
+    let binary = plumb_testenv::go_text_binary(&work.path().join("go"), "scanned");
     let layer = work.path().join("layer");
     std::fs::create_dir_all(layer.join("usr/local/bin")).unwrap();
     std::fs::copy(&binary, layer.join("usr/local/bin/scanned")).unwrap();

@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, PostParams};
 use plumb_secrets::sops::generate_identity;
 use plumb_testenv::git::GitRepo;
+use plumb_testenv::output_text as text;
 use plumb_testenv::testenv;
 
 struct Cli {
@@ -89,14 +90,6 @@ impl Cli {
         std::fs::write(&p, text).unwrap();
         p
     }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn p(path: &Path) -> &str {

@@ -15,15 +15,8 @@ use std::process::{Command, Output, Stdio};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::Api;
 use plumb_testenv::git::GitRepo;
+use plumb_testenv::output_text as text;
 use plumb_testenv::{TestNamespace, testenv};
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// Fake credentials, built at run time so this file holds none.
 fn github_token() -> String {

@@ -16,6 +16,9 @@
 //! dev-dependency.
 
 pub mod git;
+pub mod proc;
+
+pub use proc::{KillOnDrop, go_text_binary, output_text, run_ok, wait_for_port};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
