@@ -64,7 +64,8 @@ impl Agent {
             .with_resolve_ttl(RESOLVED_TTL)
             .with_checks(&config.checks)
             .with_keyring(config.keyring.clone())
-            .with_decryption_secrets(clusters.clone());
+            .with_decryption_secrets(clusters.clone())
+            .with_secret_refs(config.secret_refs.clone());
         let notifier = Notifier::start(config.notifications.clone());
         let (tx, rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(4096);

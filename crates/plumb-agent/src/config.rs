@@ -49,6 +49,9 @@ pub struct AgentConfig {
     /// age identities for SOPS files (an Application's
     /// `plumb.dev/decryption-secret` adds its own).
     pub keyring: Keyring,
+    /// Where `plumb.dev/secret-ref…` references are resolved from (`k8s://`
+    /// always works; files and Vault only when configured).
+    pub secret_refs: plumb_pipeline::SecretRefs,
 }
 
 impl AgentConfig {
@@ -71,6 +74,7 @@ impl AgentConfig {
             tools: Tools::default(),
             checks: Checks::default(),
             keyring: Keyring::new(),
+            secret_refs: plumb_pipeline::SecretRefs::default(),
         }
     }
 }

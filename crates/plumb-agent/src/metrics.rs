@@ -58,6 +58,8 @@ pub struct Metrics {
     pub kube_requests: Family<VerbLabel, Counter>,
     /// Images the deploy gate refused, by rule.
     pub policy_denials: Family<RuleLabel, Counter>,
+    /// Plaintext-secret findings that refused a commit, by rule.
+    pub secret_refusals: Family<RuleLabel, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -83,6 +85,7 @@ impl Metrics {
         let git_fetch_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         let kube_requests = Family::<VerbLabel, Counter>::default();
         let policy_denials = Family::<RuleLabel, Counter>::default();
+        let secret_refusals = Family::<RuleLabel, Counter>::default();
         registry.register(
             "reconcile_duration_seconds",
             "Time to reconcile one Application",
@@ -114,6 +117,11 @@ impl Metrics {
             "Denials of the deploy gate, by rule",
             policy_denials.clone(),
         );
+        registry.register(
+            "secret_refusals",
+            "Plaintext-secret findings that refused a commit, by rule",
+            secret_refusals.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             reconcile_duration,
@@ -123,6 +131,7 @@ impl Metrics {
             git_fetch_duration,
             kube_requests,
             policy_denials,
+            secret_refusals,
         }
     }
 

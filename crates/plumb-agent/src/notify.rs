@@ -7,7 +7,7 @@
 //! - name: team-chat
 //!   url: https://hooks.slack.com/services/...
 //!   format: slack            # or json (default)
-//!   events: [sync-succeeded, sync-failed, health-degraded, drift-detected, policy-denied]
+//!   events: [sync-succeeded, sync-failed, health-degraded, drift-detected, policy-denied, secrets-refused]
 //! ```
 //!
 //! Events go into a bounded queue that a background task drains, retrying each
@@ -34,6 +34,9 @@ pub enum EventKind {
     DriftDetected,
     /// The deploy gate refused the commit; nothing was applied.
     PolicyDenied,
+    /// The secret scan refused the commit (plaintext secrets in Git);
+    /// nothing was applied. The message names places and rules, never values.
+    SecretsRefused,
 }
 
 /// One notification.
@@ -160,6 +163,7 @@ fn payload(target: &Target, e: &Event) -> serde_json::Value {
                 EventKind::HealthDegraded => ":warning:",
                 EventKind::DriftDetected => ":mag:",
                 EventKind::PolicyDenied => ":no_entry:",
+                EventKind::SecretsRefused => ":lock:",
             };
             let what = serde_json::to_value(e.event)
                 .ok()

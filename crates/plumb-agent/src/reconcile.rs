@@ -35,8 +35,8 @@ impl Agent {
             return;
         };
         let message = error.to_string();
-        let denials = denials_of(&error);
-        let (attempts, status, newly_denied) = {
+        let refusals = Refusals::of(&error);
+        let (attempts, status, newly_refused) = {
             let mut apps = lock_write(&self.inner.apps);
             let Some(slot) = apps.get_mut(key) else {
                 return;
@@ -45,14 +45,15 @@ impl Agent {
             slot.status.phase = Phase::Failed;
             slot.status.message = message.clone();
             slot.status.last_reconcile = Some(now());
-            let newly_denied = !denials.is_empty()
-                && slot.status.denials
-                    != denials.iter().map(|(_, d)| d.clone()).collect::<Vec<_>>();
-            slot.status.denials = denials.iter().map(|(_, d)| d.clone()).collect();
-            (slot.attempts, slot.status.clone(), newly_denied)
+            let newly_refused = !refusals.is_empty()
+                && (slot.status.denials != refusals.policy_lines()
+                    || slot.status.secret_findings != refusals.secret_lines());
+            slot.status.denials = refusals.policy_lines();
+            slot.status.secret_findings = refusals.secret_lines();
+            (slot.attempts, slot.status.clone(), newly_refused)
         };
-        if newly_denied {
-            self.announce_denials(key, &status, &denials);
+        if newly_refused {
+            self.announce_refusals(key, &status, &refusals);
         }
         tracing::warn!(app = %key, attempt = attempts, error = %message, hint = error.hint(), "reconcile failed");
         self.publish(&status);
@@ -67,23 +68,43 @@ impl Agent {
         });
     }
 
-    /// Count and announce a deploy-gate refusal (once per new set of reasons,
-    /// not on every retry).
-    fn announce_denials(&self, key: &str, status: &AppStatus, denials: &[(String, String)]) {
-        for (rule, _) in denials {
+    /// Count and announce a check's refusal (once per new set of reasons,
+    /// not on every retry): deploy-gate denials and secret findings each as
+    /// their own event and metric.
+    fn announce_refusals(&self, key: &str, status: &AppStatus, refusals: &Refusals) {
+        for (rule, _) in &refusals.policy {
             self.inner
                 .metrics
                 .policy_denials
                 .get_or_create(&crate::metrics::RuleLabel { rule: rule.clone() })
                 .inc();
         }
-        self.inner.notifier.send(Event {
-            event: EventKind::PolicyDenied,
-            application: key.to_string(),
-            revision: status.git_revision.clone().unwrap_or_default(),
-            message: status.denials.join("; "),
-            time: now(),
-        });
+        for (rule, _) in &refusals.secrets {
+            self.inner
+                .metrics
+                .secret_refusals
+                .get_or_create(&crate::metrics::RuleLabel { rule: rule.clone() })
+                .inc();
+        }
+        let revision = status.git_revision.clone().unwrap_or_default();
+        if !refusals.policy.is_empty() {
+            self.inner.notifier.send(Event {
+                event: EventKind::PolicyDenied,
+                application: key.to_string(),
+                revision: revision.clone(),
+                message: status.denials.join("; "),
+                time: now(),
+            });
+        }
+        if !refusals.secrets.is_empty() {
+            self.inner.notifier.send(Event {
+                event: EventKind::SecretsRefused,
+                application: key.to_string(),
+                revision,
+                message: status.secret_findings.join("; "),
+                time: now(),
+            });
+        }
     }
 
     /// The commits of `app` at `pin` (default: its targetRevisions), timed.
@@ -164,10 +185,12 @@ impl Agent {
         let skip_first_status = automated.is_some() && new_commit && reason != Reason::Health;
         let mut report = None;
         let mut out_of_sync = new_commit;
+        let mut rotated = false;
         let mut drift_announced = false;
         if !skip_first_status {
             let r = self.status_of(&engine, &prepared).await?;
             out_of_sync = r.sync == SyncStatus::OutOfSync;
+            rotated = out_of_sync && referenced_secret_differs(&prepared, &r);
             // Drift is the move from Synced to OutOfSync without a new
             // commit, whichever trigger's reconcile sees it first (a health
             // reconcile racing the drift one must not swallow the event).
@@ -181,7 +204,9 @@ impl Agent {
             }
             report = Some(r);
         }
-        let should_sync = should_sync(automated, reason, new_commit, out_of_sync);
+        // A value rotated at a reference's source is a new desired state
+        // from outside Git: automation applies it as it would a commit.
+        let should_sync = should_sync(automated, reason, new_commit || rotated, out_of_sync);
         if should_sync {
             self.set_phase(key, Phase::Syncing);
             let trigger = if new_commit { "automated" } else { "self-heal" };
@@ -271,6 +296,7 @@ impl Agent {
         s.suspended = pinned.map(Revision::to_string);
         s.phase = Phase::Idle;
         s.denials.clear();
+        s.secret_findings.clear();
         s.message = prepared.rendered.warnings.join("; ");
         s.last_reconcile = Some(now());
         s.resources = report.resources;
@@ -296,16 +322,75 @@ impl Agent {
 }
 
 /// The deploy gate's refusals in `error`: (rule, refusal text) each.
-fn denials_of(error: &AgentError) -> Vec<(String, String)> {
-    match error {
-        AgentError::Pipeline(PipelineError::Refused(refused)) => refused
-            .0
-            .iter()
-            .filter(|r| r.check == "deploy-gate")
-            .map(|r| (r.rule.clone(), r.to_string()))
-            .collect(),
-        _ => Vec::new(),
+/// The refusals of the checks whose findings the agent shows on the
+/// Application, as (rule, line) pairs.
+#[derive(Debug, Default)]
+struct Refusals {
+    /// The deploy gate's.
+    policy: Vec<(String, String)>,
+    /// The plaintext-secret scan's (places and rules, never values).
+    secrets: Vec<(String, String)>,
+}
+
+impl Refusals {
+    fn of(error: &AgentError) -> Refusals {
+        let mut out = Refusals::default();
+        if let AgentError::Pipeline(PipelineError::Refused(refused)) = error {
+            for r in &refused.0 {
+                let entry = (r.rule.clone(), r.to_string());
+                match r.check {
+                    "deploy-gate" => out.policy.push(entry),
+                    plumb_pipeline::PLAINTEXT_SECRETS_CHECK => out.secrets.push(entry),
+                    _ => {}
+                }
+            }
+        }
+        out
     }
+
+    fn is_empty(&self) -> bool {
+        self.policy.is_empty() && self.secrets.is_empty()
+    }
+
+    fn policy_lines(&self) -> Vec<String> {
+        self.policy.iter().map(|(_, l)| l.clone()).collect()
+    }
+
+    fn secret_lines(&self) -> Vec<String> {
+        self.secrets.iter().map(|(_, l)| l.clone()).collect()
+    }
+}
+
+/// Whether an out-of-sync object of `report` is a Secret whose values come
+/// from `plumb.dev/secret-ref…` references (so its source changed, or
+/// someone edited the values the references own).
+fn referenced_secret_differs(prepared: &Prepared, report: &StatusReport) -> bool {
+    let referenced: Vec<(Option<&str>, &str)> = prepared
+        .referencing_secrets()
+        .map(|m| {
+            (
+                m.object
+                    .pointer("/metadata/namespace")
+                    .and_then(|v| v.as_str()),
+                m.object
+                    .pointer("/metadata/name")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or(""),
+            )
+        })
+        .collect();
+    if referenced.is_empty() {
+        return false;
+    }
+    let default_ns = prepared.app.spec.destination.namespace.as_deref();
+    report.objects.iter().any(|o| {
+        o.sync == SyncStatus::OutOfSync
+            && o.object.kind == "Secret"
+            && o.object.group.is_empty()
+            && referenced.iter().any(|(ns, name)| {
+                *name == o.object.name && ns.or(default_ns) == o.object.namespace.as_deref()
+            })
+    })
 }
 
 /// Whether a reconcile syncs: only under automation, never for a status-only

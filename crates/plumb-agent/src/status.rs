@@ -71,6 +71,10 @@ pub struct AppStatus {
     /// rule); empty when it was admitted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub denials: Vec<String>,
+    /// Why the secret scan refused the last commit (one line per finding:
+    /// `file:line:col: rule: what`, never a value); empty when admitted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_findings: Vec<String>,
     /// When the last sync finished (seconds since the epoch).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync: Option<i64>,

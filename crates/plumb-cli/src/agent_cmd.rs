@@ -81,6 +81,8 @@ pub struct AgentArgs {
     secrets: crate::secrets_scan::ModeArg,
     #[command(flatten)]
     keys: crate::secrets::KeyArgs,
+    #[command(flatten)]
+    refs: crate::secret_refs::RefArgs,
     /// Serve the API and UI without authentication. Anyone who can reach the
     /// address can change your clusters.
     #[arg(long)]
@@ -107,6 +109,7 @@ pub async fn agent(data_dir: &Path, args: AgentArgs) -> miette::Result<ExitCode>
     config.credentials = creds.clone();
     config.tools = Tools::from_env();
     config.keyring = crate::secrets::keyring(&args.keys)?;
+    config.secret_refs = crate::secret_refs::secret_refs(&args.refs)?;
     config.checks = crate::policy::checks(
         data_dir,
         args.policy.policy.as_deref(),

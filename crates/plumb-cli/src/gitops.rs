@@ -64,6 +64,8 @@ pub struct Common {
     pub secrets: crate::secrets_scan::ModeArg,
     #[command(flatten)]
     pub keys: crate::secrets::KeyArgs,
+    #[command(flatten)]
+    pub refs: crate::secret_refs::RefArgs,
 }
 
 /// Errors the GitOps commands show, with hints.
@@ -151,7 +153,8 @@ impl Session {
         Ok(Session {
             pipeline: Pipeline::new(git, renderer)
                 .with_keyring(keys)
-                .with_decryption_secrets(clusters.clone()),
+                .with_decryption_secrets(clusters.clone())
+                .with_secret_refs(crate::secret_refs::secret_refs(&common.refs)?),
             clusters,
             revision: common.revision.clone(),
         })

@@ -13,6 +13,7 @@ mod policy;
 mod registry;
 mod remote;
 mod scan;
+mod secret_refs;
 mod secrets;
 mod secrets_scan;
 

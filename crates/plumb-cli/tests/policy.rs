@@ -588,7 +588,7 @@ async fn the_agent_refuses_new_commits_and_heals_admitted_ones() {
     agent.stop();
 
     // A new, unsigned commit: refused, recorded, counted, shown, announced.
-    let (hook_url, hooks) = hook();
+    let (hook_url, hooks) = plumb_testenv::webhook_sink();
     f.write(
         "notify.yaml",
         &format!("webhooks:\n- name: hook\n  url: {hook_url}\n  events: [policy-denied]\n"),
@@ -648,45 +648,4 @@ async fn the_agent_refuses_new_commits_and_heals_admitted_ones() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     agent.stop();
-}
-
-/// A webhook receiver: its URL and the bodies it was sent.
-fn hook() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sink = bodies.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut s) = stream else { return };
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            s.set_read_timeout(Some(Duration::from_secs(5))).ok();
-            while let Ok(n) = s.read(&mut chunk) {
-                if n == 0 {
-                    break;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-                let text = String::from_utf8_lossy(&buf).to_string();
-                if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                    let len = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse().unwrap_or(0))
-                        })
-                        .unwrap_or(0usize);
-                    if body.len() >= len {
-                        sink.lock().unwrap().push(body.to_string());
-                        break;
-                    }
-                }
-            }
-            let _ =
-                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        }
-    });
-    (url, bodies)
 }

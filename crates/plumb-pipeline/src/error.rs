@@ -66,6 +66,15 @@ pub enum PipelineError {
         /// Why (never a key).
         message: String,
     },
+    /// A Secret's `plumb.dev/secret-ref…` reference could not be resolved.
+    #[error("{origin}: {source}")]
+    SecretRef {
+        /// The Secret's manifest.
+        origin: plumb_model::Origin,
+        /// Which reference, and why (never a value).
+        #[source]
+        source: plumb_secrets::refs::RefError,
+    },
     /// Every source resolved to nothing (an Application without sources).
     #[error("the Application has no sources to resolve")]
     NoSources,
@@ -97,6 +106,9 @@ impl PipelineError {
             }
             PipelineError::DecryptionSecret { .. } => {
                 "create the Secret with an age identity under a key ending in .agekey, or fix the plumb.dev/decryption-secret annotation"
+            }
+            PipelineError::SecretRef { .. } => {
+                "fix the reference, or the value at its source; nothing was changed in the cluster"
             }
             PipelineError::NoSources => "give the Application spec.source or spec.sources",
             PipelineError::Task { .. } => "this is a bug in plumb; the run can be retried",

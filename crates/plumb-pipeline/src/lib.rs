@@ -2,13 +2,15 @@
 //! engine applies.
 //!
 //! ```text
-//! Application ──► resolve ──► fetch ──► render ──► checks ──► engine (diff | sync | status)
-//!                 (refs)      (commit)  (objects)  (refuse or adjust)
+//! Application ──► resolve ──► fetch ──► render ──► checks ──► secret refs ──► engine (diff | sync | status)
+//!                 (refs)      (commit)  (objects)  (refuse or   (values filled
+//!                                                   adjust)      in memory)
 //! ```
 //!
 //! `plumb sync|diff|status` and the agent both run exactly this code, so a
 //! stage added here (a deploy gate, SOPS decryption, a secret scan) holds for
-//! both. [`Pipeline::prepare`] runs resolve → fetch → render → checks and
+//! both. [`Pipeline::prepare`] runs resolve → fetch → render → checks →
+//! secret references ([`SecretRefs`]) and
 //! returns a [`Prepared`] Application; [`Clusters`] turns its destination into
 //! a [`Cluster`](plumb_kube::Cluster); [`Prepared::engine`] hands both to
 //! plumb-kube. A [`Check`] sees every rendered object before anything is
@@ -26,15 +28,17 @@ mod error;
 mod plaintext;
 mod prepared;
 mod resolve;
+mod secret_refs;
 
 pub use check::{Check, CheckContext, CheckFuture, Checks, Refusal, Refused};
 pub use clusters::{ClientFactory, Clusters};
 pub use decryption::{DECRYPTION_SECRET_ANNOTATION, secret_keyring};
 pub use error::{PipelineError, Stage};
-pub use plaintext::{PlaintextSecrets, scan_application};
+pub use plaintext::{NAME as PLAINTEXT_SECRETS_CHECK, PlaintextSecrets, scan_application};
 pub use plumb_render::Keyring;
 pub use plumb_secrets::scan::Mode as SecretsMode;
 pub use prepared::Prepared;
+pub use secret_refs::SecretRefs;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,6 +59,7 @@ pub struct Pipeline {
     resolved: Arc<ResolveCache>,
     keys: Keyring,
     key_clusters: Option<Clusters>,
+    secret_refs: SecretRefs,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -76,6 +81,7 @@ impl Pipeline {
             resolved: Arc::new(ResolveCache::new(Duration::ZERO)),
             keys: Keyring::new(),
             key_clusters: None,
+            secret_refs: SecretRefs::default(),
         }
     }
 
@@ -85,11 +91,20 @@ impl Pipeline {
         self
     }
 
-    /// Read the Secret an Application names in its
-    /// `plumb.dev/decryption-secret` annotation from its destination cluster,
-    /// and decrypt its SOPS files with the `.agekey` entries found there too.
+    /// Read Secrets from each Application's destination cluster: the one its
+    /// `plumb.dev/decryption-secret` annotation names (its SOPS files are
+    /// decrypted with the `.agekey` entries found there too), and those its
+    /// Secrets' `k8s://` references name.
     pub fn with_decryption_secrets(mut self, clusters: Clusters) -> Pipeline {
         self.key_clusters = Some(clusters);
+        self
+    }
+
+    /// Resolve `plumb.dev/secret-ref…` references of `file://` and
+    /// `vault://` kinds through `refs` (`k8s://` references need only
+    /// [`Pipeline::with_decryption_secrets`]'s clusters).
+    pub fn with_secret_refs(mut self, refs: SecretRefs) -> Pipeline {
+        self.secret_refs = refs;
         self
     }
 
@@ -135,7 +150,7 @@ impl Pipeline {
         self.prepare_commits(app, commits, false).await
     }
 
-    /// Render → checks at commits already resolved (one per source);
+    /// Render → checks → secret references at commits already resolved (one per source);
     /// `admitted` when the cluster already runs these commits (see
     /// [`CheckContext::admitted`]).
     pub async fn prepare_commits(
@@ -146,6 +161,9 @@ impl Pipeline {
     ) -> Result<Prepared, PipelineError> {
         let mut rendered = self.render(app, &commits).await?;
         self.check(CheckContext { app, admitted }, &mut rendered)
+            .await?;
+        self.secret_refs
+            .resolve(app, &mut rendered, self.key_clusters.as_ref())
             .await?;
         Prepared::new(app.clone(), commits, rendered)
     }

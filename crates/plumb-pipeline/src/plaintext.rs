@@ -20,7 +20,8 @@ use plumb_secrets::scan::{self, Finding, IGNORE_FILE, MODE_ANNOTATION, Mode, Sca
 use crate::check::{Check, CheckContext, CheckFuture, Refusal, Refused};
 
 /// The check's name in refusals.
-const NAME: &str = "plaintext-secrets";
+/// The name of the plaintext-secret check (in [`Refusal::check`](crate::Refusal)).
+pub const NAME: &str = "plaintext-secrets";
 
 /// Most files read from one source (a guard against huge trees).
 const MAX_FILES: usize = 20_000;

@@ -37,6 +37,14 @@ impl Prepared {
         })
     }
 
+    /// The Secrets whose values came from `plumb.dev/secret-ref…` references.
+    pub fn referencing_secrets(&self) -> impl Iterator<Item = &plumb_model::Manifest> {
+        self.rendered
+            .manifests
+            .iter()
+            .filter(|m| plumb_secrets::refs::has_refs(&m.object))
+    }
+
     /// The engine for this Application on `cluster`.
     pub fn engine<'a>(&'a self, cluster: &'a Cluster) -> Engine<'a> {
         Engine::new(cluster, &self.app)

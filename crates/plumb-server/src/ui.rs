@@ -734,6 +734,7 @@ struct AppView {
     suspended: String,
     message: String,
     denials: Vec<String>,
+    secret_findings: Vec<String>,
     last_sync: String,
     last_reconcile: String,
     total: usize,
@@ -823,12 +824,13 @@ fn app_view(s: &AppStatus, history: Result<Vec<HistoryEntry>, String>, can_write
         self_heal: s.self_heal,
         prune: s.prune,
         suspended: s.suspended.clone().unwrap_or_default(),
-        message: if s.denials.is_empty() {
+        message: if s.denials.is_empty() && s.secret_findings.is_empty() {
             s.message.clone()
         } else {
             String::new()
         },
         denials: s.denials.clone(),
+        secret_findings: s.secret_findings.clone(),
         last_sync: s.last_sync.map(utc).unwrap_or_default(),
         last_reconcile: s.last_reconcile.map(utc).unwrap_or_default(),
         total: s.resources.total,

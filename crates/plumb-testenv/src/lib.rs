@@ -18,7 +18,7 @@
 pub mod git;
 pub mod proc;
 
-pub use proc::{KillOnDrop, go_text_binary, output_text, run_ok, wait_for_port};
+pub use proc::{KillOnDrop, go_text_binary, output_text, run_ok, wait_for_port, webhook_sink};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
