@@ -132,7 +132,7 @@ pub fn parse(uri: &str) -> Result<SecretRef, RefError> {
         fail("expected vault://PATH#FIELD, k8s://NAMESPACE/NAME#KEY or file:///PATH#KEY")
     })?;
     let (location, field) = match rest.split_once('#') {
-        Some((_, f)) if f.is_empty() => return Err(fail("empty #FIELD")),
+        Some((_, "")) => return Err(fail("empty #FIELD")),
         Some((l, f)) => (l, Some(f.to_string())),
         None => (rest, None),
     };
