@@ -57,7 +57,7 @@ pub fn repo_root() -> PathBuf {
 /// the control plane's binaries (pins in `testenv/versions.sh`), and the OCI
 /// clients `crane`, `oras` and `cosign` (pins in `testenv/setup.d/oci.versions`),
 /// the scanner's `cargo-auditable` and `osv-scanner` (pins in
-/// `testenv/setup.d/scan.versions`), and `sops` (pin in
+/// `testenv/setup.d/scan.versions`), and `sops` and `vault` (pins in
 /// `testenv/setup.d/secrets.versions`).
 ///
 /// # Panics
@@ -97,6 +97,7 @@ pub fn tool_path(name: &str) -> PathBuf {
         "cargo-auditable" => format!("cargo-auditable-{}", pin("PLUMB_CARGO_AUDITABLE_VERSION")),
         "osv-scanner" => format!("osv-scanner-{}", pin("PLUMB_OSV_SCANNER_VERSION")),
         "sops" => format!("sops-{}", pin("PLUMB_SOPS_VERSION")),
+        "vault" => format!("vault-{}", pin("PLUMB_VAULT_VERSION")),
         other => panic!("unknown testenv tool {other}"),
     };
     let path = cache.join(dir).join("bin").join(name);

@@ -132,7 +132,12 @@ impl Vault {
                     ));
                 }
                 404 => return Err(RefError::new(uri, "Vault has no secret at this path (404)")),
-                other => return Err(RefError::new(uri, format!("Vault answered {other}"))),
+                other => {
+                    return Err(RefError::new(
+                        uri,
+                        format!("Vault answered {other}{}", vault_errors(resp).await),
+                    ));
+                }
             }
             let body: Value = resp
                 .json()
@@ -203,11 +208,12 @@ impl Vault {
             )
         })?;
         if !resp.status().is_success() {
+            let status = resp.status().as_u16();
             return Err(RefError::new(
                 uri,
                 format!(
-                    "Vault refused the Kubernetes login for role {role} at auth/{mount} ({})",
-                    resp.status().as_u16()
+                    "Vault refused the Kubernetes login for role {role} at auth/{mount} ({status}{})",
+                    vault_errors(resp).await
                 ),
             ));
         }
@@ -229,6 +235,25 @@ impl Vault {
         *cached = Some((token.clone(), lease));
         Ok(token)
     }
+}
+
+/// Vault's `errors` list, as `: a; b` (at most 300 characters). Vault's
+/// errors describe requests (permission denied, role not found); they hold
+/// no secret values.
+async fn vault_errors(resp: reqwest::Response) -> String {
+    let Ok(body) = resp.json::<Value>().await else {
+        return String::new();
+    };
+    let errors: Vec<&str> = body
+        .get("errors")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if errors.is_empty() {
+        return String::new();
+    }
+    let text: String = errors.join("; ").chars().take(300).collect();
+    format!(": {text}")
 }
 
 /// A reqwest error's gist, without its URL (ours anyway) or any body.
