@@ -35,6 +35,9 @@ pub struct RefArgs {
         default_value = "/var/run/secrets/kubernetes.io/serviceaccount/token"
     )]
     pub vault_jwt_file: PathBuf,
+    /// PEM CA certificates to trust for Vault's TLS (also $VAULT_CACERT).
+    #[arg(long, value_name = "FILE", env = "VAULT_CACERT")]
+    pub vault_cacert: Option<PathBuf>,
     /// Vault namespace (also $VAULT_NAMESPACE).
     #[arg(long, value_name = "NS", env = "VAULT_NAMESPACE")]
     pub vault_namespace: Option<String>,
@@ -69,7 +72,14 @@ pub fn secret_refs(args: &RefArgs) -> miette::Result<SecretRefs> {
                     }
                 },
             };
+            let ca_pem = match &args.vault_cacert {
+                Some(f) => Some(std::fs::read(f).map_err(|e| {
+                    miette::miette!("cannot read Vault CA file {}: {e}", f.display())
+                })?),
+                None => None,
+            };
             let config = VaultConfig {
+                ca_pem,
                 addr: addr.clone(),
                 auth,
                 namespace: args.vault_namespace.clone(),

@@ -57,6 +57,8 @@ pub struct VaultConfig {
     pub namespace: Option<String>,
     /// How long one request may take.
     pub timeout: Duration,
+    /// Extra PEM CA certificates to trust for Vault's TLS (`VAULT_CACERT`).
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 /// A Vault client.
@@ -78,9 +80,17 @@ impl std::fmt::Debug for Vault {
 impl Vault {
     /// A client for `config` (no request is made yet).
     pub fn new(config: VaultConfig) -> Result<Vault, RefError> {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(config.timeout)
-            .user_agent(concat!("plumb/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("plumb/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = &config.ca_pem {
+            for cert in reqwest::Certificate::from_pem_bundle(pem).map_err(|e| {
+                RefError::new(&config.addr, format!("the Vault CA file is not PEM: {e}"))
+            })? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
             .build()
             .map_err(|e| RefError::new(&config.addr, format!("cannot make an HTTP client: {e}")))?;
         Ok(Vault {
