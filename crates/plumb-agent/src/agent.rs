@@ -84,9 +84,12 @@ impl Agent {
             stopping: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             files_signature: std::sync::Mutex::new(Vec::new()),
+            objects: Default::default(),
         });
         let agent = Agent { inner };
         agent.reload_files(true)?;
+        let namespaces = agent.inner.config.app_namespaces.clone();
+        agent.watch_application_objects(&namespaces).await?;
         agent.spawn_scheduler(rx);
         agent.spawn_timers();
         Ok(agent)

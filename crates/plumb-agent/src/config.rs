@@ -52,6 +52,9 @@ pub struct AgentConfig {
     /// Where `plumb.dev/secret-ref…` references are resolved from (`k8s://`
     /// always works; files and Vault only when configured).
     pub secret_refs: plumb_pipeline::SecretRefs,
+    /// Namespaces whose `argoproj.io` Application objects the agent watches
+    /// (on the kubeconfig's current cluster, or its own in a pod).
+    pub app_namespaces: Vec<String>,
 }
 
 impl AgentConfig {
@@ -75,6 +78,7 @@ impl AgentConfig {
             checks: Checks::default(),
             keyring: Keyring::new(),
             secret_refs: plumb_pipeline::SecretRefs::default(),
+            app_namespaces: Vec::new(),
         }
     }
 }

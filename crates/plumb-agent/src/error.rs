@@ -31,6 +31,9 @@ pub enum AgentError {
     /// The Application could not be taken from Git to the cluster.
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    /// The home cluster (where Application objects live) is unusable.
+    #[error("{0}")]
+    Cluster(String),
     /// The sync ran, and an object failed to apply or prune.
     #[error("{first}")]
     SyncFailed {
@@ -52,6 +55,9 @@ impl AgentError {
             }
             AgentError::Load(_) => "fix the Application file; the previous definitions stay in use",
             AgentError::Pipeline(e) => e.hint(),
+            AgentError::Cluster(_) => {
+                "check the kubeconfig (or the pod's service account) and the API server"
+            }
             AgentError::SyncFailed { .. } => {
                 "read the object's message in the sync result; fix it in Git and sync again"
             }

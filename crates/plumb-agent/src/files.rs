@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::agent::Agent;
@@ -91,6 +90,7 @@ impl Agent {
                         slot.status = status;
                         slot.file = f;
                         slot.commits.clear();
+                        slot.redefined = true;
                         to_trigger.push(key);
                     }
                     None => {
@@ -99,26 +99,16 @@ impl Agent {
                             status.revision = old.revision.clone();
                             status.last_sync = old.last_sync;
                         }
-                        apps.insert(
-                            key.clone(),
-                            Slot {
-                                file: f,
-                                status,
-                                lock: Arc::new(tokio::sync::Mutex::new(())),
-                                queued: None,
-                                attempts: 0,
-                                commits: Vec::new(),
-                                polled: HashMap::new(),
-                            },
-                        );
+                        apps.insert(key.clone(), Slot::new(f, status));
                         to_trigger.push(key);
                     }
                 }
             }
+            // Applications from cluster objects are the object watch's.
             let gone: Vec<String> = apps
-                .keys()
-                .filter(|k| !seen.contains(*k))
-                .cloned()
+                .iter()
+                .filter(|(k, s)| !seen.contains(*k) && !crate::objects::from_cluster(s))
+                .map(|(k, _)| k.clone())
                 .collect();
             for k in gone {
                 tracing::info!(app = %k, "Application removed from its files; its objects are left in place");

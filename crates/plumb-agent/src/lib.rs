@@ -22,6 +22,7 @@
 //! This crate must not serve HTTP; `plumb-server` does, through [`Agent`]'s
 //! methods.
 
+pub mod install;
 pub mod metrics;
 pub mod notify;
 pub mod status;
@@ -32,6 +33,7 @@ mod agent;
 mod config;
 mod error;
 mod files;
+mod objects;
 mod ops;
 mod poll;
 mod reconcile;
@@ -42,6 +44,7 @@ mod watch;
 pub use agent::Agent;
 pub use config::AgentConfig;
 pub use error::AgentError;
+pub use objects::{CASCADE_FINALIZER, REFRESH_ANNOTATION, application_resource};
 pub use ops::{ApplicationFilter, Page};
 pub use status::{AppStatus, HistoryEntry, Phase};
 pub use store::{Role, Store};

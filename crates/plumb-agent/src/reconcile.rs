@@ -143,12 +143,17 @@ impl Agent {
     }
 
     async fn reconcile_inner(&self, key: &str, reason: Reason) -> Result<(), AgentError> {
-        let (file, cached_commits, previous) = {
+        let (file, cached_commits, previous, redefined) = {
             let apps = lock_read(&self.inner.apps);
             let Some(slot) = apps.get(key) else {
                 return Ok(());
             };
-            (slot.file.clone(), slot.commits.clone(), slot.status.clone())
+            (
+                slot.file.clone(),
+                slot.commits.clone(),
+                slot.status.clone(),
+                slot.redefined,
+            )
         };
         let app = &file.application;
         let pinned = self.pin(key)?;
@@ -206,10 +211,19 @@ impl Agent {
         }
         // A value rotated at a reference's source is a new desired state
         // from outside Git: automation applies it as it would a commit.
-        let should_sync = should_sync(automated, reason, new_commit || rotated, out_of_sync);
+        let should_sync = should_sync(
+            automated,
+            reason,
+            new_commit || rotated || (redefined && out_of_sync),
+            out_of_sync,
+        );
         if should_sync {
             self.set_phase(key, Phase::Syncing);
-            let trigger = if new_commit { "automated" } else { "self-heal" };
+            let trigger = if new_commit || rotated || redefined {
+                "automated"
+            } else {
+                "self-heal"
+            };
             let opts = self.sync_options(app);
             let sync = match prepared.sync(&cluster, &opts, &()).await {
                 Ok(s) => s,
@@ -220,6 +234,12 @@ impl Agent {
                 }
             };
             self.record_sync(key, &prepared.commits, trigger, &sync);
+            if sync.succeeded
+                && let Some(slot) = lock_write(&self.inner.apps).get_mut(key)
+                && slot.file.application == *app
+            {
+                slot.redefined = false;
+            }
             if !sync.succeeded {
                 return Err(AgentError::SyncFailed {
                     first: crate::record::first_failure(&sync),

@@ -32,6 +32,7 @@ impl Agent {
             tracing::error!(error = %e, "cannot save status");
         }
         let _ = self.inner.events.send(status.clone());
+        self.publish_object_status(status);
         self.update_gauges();
     }
 

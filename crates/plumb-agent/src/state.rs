@@ -52,6 +52,25 @@ pub(crate) struct Slot {
     /// Application whose reconcile fails after resolving is not refreshed by
     /// every poll (it retries on its backoff) until the ref really moves.
     pub(crate) polled: HashMap<usize, String>,
+    /// The definition changed since the last successful sync: automation
+    /// syncs it as it would a new commit (Argo CD syncs a changed source).
+    pub(crate) redefined: bool,
+}
+
+impl Slot {
+    /// A new slot, never reconciled.
+    pub(crate) fn new(file: ApplicationFile, status: AppStatus) -> Slot {
+        Slot {
+            file,
+            status,
+            lock: Arc::new(tokio::sync::Mutex::new(())),
+            queued: None,
+            attempts: 0,
+            commits: Vec::new(),
+            polled: HashMap::new(),
+            redefined: false,
+        }
+    }
 }
 
 /// The parts of a running agent that every operation shares.
@@ -71,6 +90,8 @@ pub(crate) struct Inner {
     pub(crate) stopping: AtomicBool,
     pub(crate) in_flight: AtomicUsize,
     pub(crate) files_signature: std::sync::Mutex<Vec<(PathBuf, SystemTime, u64)>>,
+    /// Application objects: what was written back, and operations.
+    pub(crate) objects: crate::objects::ObjectState,
 }
 
 pub(crate) fn now() -> i64 {

@@ -40,8 +40,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 #[derive(Debug, Args)]
 pub struct AgentArgs {
     /// Application files, or directories of them (re-read when they change).
-    #[arg(required = true, value_name = "APPS")]
+    #[arg(value_name = "APPS", required_unless_present_any = ["app_namespaces", "in_cluster"])]
     apps: Vec<PathBuf>,
+    /// Watch Application objects (argoproj.io/v1alpha1) in this namespace of
+    /// the current cluster and write their status back (repeatable).
+    #[arg(long = "app-namespace", value_name = "NS")]
+    app_namespaces: Vec<String>,
+    /// Run inside the cluster: watch Application objects in the pod's own
+    /// namespace (unless --app-namespace says otherwise).
+    #[arg(long)]
+    in_cluster: bool,
     /// Address for the API, UI, webhooks and metrics.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -110,6 +118,14 @@ pub async fn agent(data_dir: &Path, args: AgentArgs) -> miette::Result<ExitCode>
     config.tools = Tools::from_env();
     config.keyring = crate::secrets::keyring(&args.keys)?;
     config.secret_refs = crate::secret_refs::secret_refs(&args.refs)?;
+    config.app_namespaces = args.app_namespaces.clone();
+    if args.in_cluster && config.app_namespaces.is_empty() {
+        let own =
+            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_else(|_| "argocd".to_string());
+        config.app_namespaces.push(own);
+    }
     config.checks = crate::policy::checks(
         data_dir,
         args.policy.policy.as_deref(),

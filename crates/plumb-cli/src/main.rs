@@ -9,6 +9,7 @@ mod agent_cmd;
 mod artifact;
 mod gitops;
 mod infra;
+mod install;
 mod policy;
 mod registry;
 mod remote;
@@ -49,6 +50,8 @@ enum Command {
     Status(gitops::ViewArgs),
     /// Keep Applications equal to Git continuously: poll and webhooks, self-heal, history, API, UI, metrics.
     Agent(agent_cmd::AgentArgs),
+    /// Install plumb into the current cluster: Application, AppProject and ApplicationSet CRDs, RBAC, the agent.
+    Install(install::InstallArgs),
     /// Show an Application's sync history (from a running agent).
     History(remote::HistoryArgs),
     /// Sync an older commit (SHA or history id) and pause automated sync until resume.
@@ -140,6 +143,7 @@ fn main() -> ExitCode {
             Command::Diff(args) => gitops::diff(&data_dir, args).await,
             Command::Status(args) => gitops::status(&data_dir, args).await,
             Command::Agent(args) => agent_cmd::agent(&data_dir, args).await,
+            Command::Install(args) => install::install(args).await,
             Command::History(args) => remote::history(args).await,
             Command::Rollback(args) => remote::rollback(args).await,
             Command::Resume(args) => remote::resume(args).await,

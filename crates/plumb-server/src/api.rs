@@ -79,6 +79,7 @@ fn agent_error(e: AgentError) -> Response {
         AgentError::Invalid(_) | AgentError::Revision(_) => StatusCode::BAD_REQUEST,
         AgentError::Pipeline(_) | AgentError::SyncFailed { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         AgentError::Store(_) | AgentError::Load(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        AgentError::Cluster(_) => StatusCode::BAD_GATEWAY,
     };
     (
         status,
