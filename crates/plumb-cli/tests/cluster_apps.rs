@@ -72,9 +72,10 @@ fn application(name: &str, ns: &str, repo: &GitRepo, path: &str, extra: &str) ->
     )
 }
 
+/// The Application object, or null while it does not exist.
 fn object(ns: &str, name: &str) -> serde_json::Value {
-    serde_json::from_str(&kubectl(
-        &[
+    let out = Command::new(tool_path("kubectl"))
+        .args([
             "get",
             "applications.argoproj.io",
             "-n",
@@ -82,10 +83,15 @@ fn object(ns: &str, name: &str) -> serde_json::Value {
             name,
             "-o",
             "json",
-        ],
-        None,
-    ))
-    .unwrap()
+        ])
+        .env("KUBECONFIG", testenv().kubeconfig())
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        assert!(text(&out).contains("NotFound"), "{}", text(&out));
+        return serde_json::Value::Null;
+    }
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// Poll the Application object until `f` holds; the object, and how long.
@@ -373,3 +379,138 @@ async fn application_objects_are_watched_and_their_status_written_back_as_argo_d
 }
 
 use std::str::FromStr as _;
+
+fn child(name: &str, ns: &str, repo: &GitRepo, path: &str, wave: i32) -> String {
+    format!(
+        "apiVersion: argoproj.io/v1alpha1\nkind: Application\nmetadata:\n  name: {name}\n  namespace: {ns}\n  annotations:\n    argocd.argoproj.io/sync-wave: \"{wave}\"\n  finalizers: [resources-finalizer.argocd.argoproj.io]\nspec:\n  project: default\n  source:\n    repoURL: {}\n    targetRevision: main\n    path: {path}\n  destination:\n    server: https://kubernetes.default.svc\n    namespace: {ns}\n  syncPolicy:\n    automated: {{prune: true}}\n",
+        repo.url()
+    )
+}
+
+fn config_map(name: &str) -> String {
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  v: {name}\n")
+}
+
+#[tokio::test]
+async fn an_app_of_apps_three_levels_deep_syncs_in_waves_and_prunes_with_cascade() {
+    let env = testenv();
+    let ns = env.namespace("app-of-apps").await;
+    let ns = ns.name().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out = plumb(&dir)
+        .args(["install", "--namespace", &ns])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+
+    // root → mid-a (wave 0), mid-b (wave 1) → leaves → ConfigMaps. mid-a's
+    // leaf also has a Deployment, which never becomes Available here (the
+    // test control plane runs no pods): wave 1 must wait for it.
+    let repo = GitRepo::new();
+    repo.write(
+        "root/apps.yaml",
+        format!(
+            "{}---\n{}",
+            child("mid-a", &ns, &repo, "mid-a", 0),
+            child("mid-b", &ns, &repo, "mid-b", 1)
+        ),
+    );
+    repo.write(
+        "mid-a/apps.yaml",
+        child("leaf-a1", &ns, &repo, "leaf-a1", 0),
+    );
+    repo.write(
+        "mid-b/apps.yaml",
+        format!(
+            "{}---\n{}",
+            child("leaf-b1", &ns, &repo, "leaf-b1", 0),
+            child("leaf-b2", &ns, &repo, "leaf-b2", 0)
+        ),
+    );
+    repo.write("leaf-a1/cm.yaml", config_map("a1"));
+    repo.write(
+        "leaf-a1/web.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - name: web\n        image: registry.invalid/web:1\n",
+    );
+    repo.write("leaf-b1/cm.yaml", config_map("b1"));
+    repo.write("leaf-b2/cm.yaml", config_map("b2"));
+    repo.commit("three levels");
+
+    let port = plumb_testenv::free_port();
+    let _agent = Agent(
+        plumb(&dir)
+            .args(["agent", "--insecure-no-auth", "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["--poll-interval", "1s", "--app-namespace", &ns])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    plumb_testenv::wait_for_port(&format!("127.0.0.1:{port}"));
+    kubectl(
+        &["apply", "-f", "-"],
+        Some(&child("root", &ns, &repo, "root", 0)),
+    );
+
+    let cms: Api<ConfigMap> = Api::namespaced(env.client().await, &ns);
+    let (v, _) = wait(&ns, "leaf-a1", "the wave-0 leaf, Progressing", |v| {
+        v["status"]["sync"]["status"] == "Synced"
+            && v["status"]["health"]["status"] == "Progressing"
+    });
+    assert!(
+        v["status"]["resources"]
+            .as_array()
+            .is_some_and(|r| r.len() == 2),
+        "{v:#}"
+    );
+    assert!(cms.get_opt("a1").await.unwrap().is_some());
+    // Wave 1 waits while wave 0 is not Healthy.
+    std::thread::sleep(Duration::from_secs(3));
+    let apps = kubectl(
+        &["get", "applications.argoproj.io", "-n", &ns, "-o", "name"],
+        None,
+    );
+    assert!(
+        !apps.contains("mid-b"),
+        "wave 1 started before wave 0 was Healthy: {apps}"
+    );
+
+    // Wave 0 heals (the Deployment leaves Git): wave 1 follows, down to the leaves.
+    repo.remove("leaf-a1/web.yaml");
+    repo.commit("no web");
+    for leaf in ["leaf-b1", "leaf-b2"] {
+        wait(&ns, leaf, "the wave-1 leaves", |v| {
+            v["status"]["sync"]["status"] == "Synced"
+                && v["status"]["health"]["status"] == "Healthy"
+        });
+    }
+    wait(&ns, "root", "the root, Healthy", |v| {
+        v["status"]["health"]["status"] == "Healthy" && v["status"]["sync"]["status"] == "Synced"
+    });
+    for name in ["a1", "b1", "b2"] {
+        assert!(cms.get_opt(name).await.unwrap().is_some(), "{name}");
+    }
+
+    // A leaf leaves Git: its Application is pruned, and its finalizer
+    // takes its ConfigMap with it.
+    repo.write(
+        "mid-b/apps.yaml",
+        child("leaf-b1", &ns, &repo, "leaf-b1", 0),
+    );
+    repo.commit("drop leaf-b2");
+    let start = Instant::now();
+    while cms.get_opt("b2").await.unwrap().is_some() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "leaf-b2's ConfigMap stayed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let apps = kubectl(
+        &["get", "applications.argoproj.io", "-n", &ns, "-o", "name"],
+        None,
+    );
+    assert!(!apps.contains("leaf-b2"), "{apps}");
+    assert!(cms.get_opt("b1").await.unwrap().is_some());
+}

@@ -72,6 +72,7 @@ pub fn assess(obj: &Value) -> Option<Health> {
         ("apiextensions.k8s.io", "CustomResourceDefinition") => Some(crd(obj)),
         ("apiregistration.k8s.io", "APIService") => Some(api_service(obj)),
         ("", "Namespace") => Some(namespace(obj)),
+        ("argoproj.io", "Application") => Some(application(obj)),
         _ => generic(obj),
     }
 }
@@ -378,6 +379,22 @@ fn namespace(obj: &Value) -> Health {
     match str_at(obj, "/status/phase") {
         "Terminating" => Health::progressing("namespace is terminating"),
         _ => Health::healthy(),
+    }
+}
+
+/// A child Application (app of apps): the health its own status reports,
+/// Progressing until it has one (what Argo CD's documented health check for
+/// Applications does).
+fn application(obj: &Value) -> Health {
+    let status = str_at(obj, "/status/health/status");
+    let message = str_at(obj, "/status/health/message");
+    match status {
+        "Healthy" => Health::healthy(),
+        "Degraded" => Health::degraded(message),
+        "Suspended" => Health::new(HealthStatus::Suspended, message),
+        "Missing" => Health::new(HealthStatus::Missing, message),
+        "" => Health::progressing("waiting for the Application to be reconciled"),
+        _ => Health::progressing(message),
     }
 }
 

@@ -125,7 +125,7 @@ impl Engine<'_> {
             )
             .collect();
 
-        for step in steps {
+        for (index, &step) in steps.iter().enumerate() {
             // Kinds whose CRD was created in an earlier step resolve now.
             // The API server may list a new kind in discovery a moment after
             // its CRD reports Established, so an unresolved kind waits for
@@ -186,6 +186,23 @@ impl Engine<'_> {
                 let crds: Vec<&Desired> = batch.clone();
                 self.wait_established(&crds, opts.wait_timeout).await?;
                 self.cluster.refresh().await?;
+            }
+            // A later wave starts when everything of this one is Healthy
+            // (child Applications of an app of apps included).
+            let wave_ends = steps
+                .get(index + 1)
+                .is_some_and(|next| next.wave > step.wave);
+            if wave_ends && !opts.dry_run {
+                let wave: Vec<&Desired> = desired
+                    .iter()
+                    .filter(|d| d.step.wave == step.wave)
+                    .collect();
+                if let Some(r) = self.wait_wave_healthy(&wave, opts.wait_timeout).await? {
+                    progress.object(&r);
+                    results.push(r);
+                    failed = true;
+                    break;
+                }
             }
         }
 
@@ -329,6 +346,52 @@ impl Engine<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Wait until every object of a wave that has a notion of health is
+    /// Healthy. `Some(result)` names the object that went Degraded or did not
+    /// become Healthy within `timeout`.
+    pub(crate) async fn wait_wave_healthy(
+        &self,
+        wave: &[&Desired],
+        timeout: Duration,
+    ) -> Result<Option<ObjectResult>, SyncError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        for d in wave {
+            loop {
+                let live = self.get_live(&d.resolved, &d.oref).await?;
+                let health = live.as_ref().and_then(assess);
+                let failure = |message: String| ObjectResult {
+                    object: d.oref.clone(),
+                    version: d.gvk.version.clone(),
+                    action: Action::Failed,
+                    message,
+                };
+                match health {
+                    None => break,
+                    Some(h) if h.status == HealthStatus::Healthy => break,
+                    Some(h) if h.status == HealthStatus::Degraded => {
+                        return Ok(Some(failure(format!(
+                            "Degraded at the end of sync wave {}: {}; later waves were not applied",
+                            d.step.wave, h.message
+                        ))));
+                    }
+                    Some(h) => {
+                        if tokio::time::Instant::now() > deadline {
+                            return Ok(Some(failure(format!(
+                                "not Healthy {}s after sync wave {} ({}: {}); later waves were not applied",
+                                timeout.as_secs(),
+                                d.step.wave,
+                                h.status,
+                                h.message
+                            ))));
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        Ok(None)
     }
 
     /// Delete one pruned object. Returns the result and whether the entry stays
