@@ -316,14 +316,20 @@ impl Agent {
             self.drop_object_app(key);
             return;
         }
+        // After a restart the slot may not exist yet: the object itself says
+        // what to delete.
         let app = lock_read(&self.inner.apps)
             .get(key)
-            .map(|s| s.file.application.clone());
-        if let Some(app) = app {
-            if let Err(e) = self.cascade_delete(&app).await {
-                tracing::error!(app = %key, error = %e, "cannot delete the Application's objects; the finalizer stays");
-                return;
-            }
+            .map(|s| s.file.application.clone())
+            .or_else(|| {
+                let value = serde_json::to_value(obj).ok()?;
+                Application::from_value(&value).ok().map(|l| l.application)
+            });
+        if let Some(app) = app
+            && let Err(e) = self.cascade_delete(&app).await
+        {
+            tracing::error!(app = %key, error = %e, "cannot delete the Application's objects; the finalizer stays");
+            return;
         }
         self.drop_object_app(key);
         let rest: Vec<&String> = finalizers
