@@ -357,6 +357,12 @@ pub fn finish_variable(
         })?,
         None => value,
     };
+    // Marked before the validations, so a message built from it is not shown.
+    let value = if var.sensitive {
+        value.mark_sensitive()
+    } else {
+        value
+    };
     for (cond, msg, origin) in &var.validations {
         struct VarScope<'a> {
             name: &'a str,
@@ -416,11 +422,7 @@ pub fn finish_variable(
                 .hint("change the value so the validation condition holds"));
         }
     }
-    Ok(if var.sensitive {
-        value.mark_sensitive()
-    } else {
-        value
-    })
+    Ok(value)
 }
 
 /// Parses a raw string given on the command line or in the environment.
@@ -820,5 +822,85 @@ pub fn collect(
         Ok(c.out)
     } else {
         Err(ConfigError::new(c.errs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn stack(main_tf: &str, files: &[(&str, &str)]) -> (tempfile::TempDir, ModuleConfig) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("main.tf"), main_tf).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let cfg = crate::parse::load(dir.path()).unwrap();
+        (dir, cfg)
+    }
+
+    #[test]
+    fn sensitive_values_are_not_quoted_in_errors() {
+        let (_dir, cfg) = stack(
+            r#"
+variable "port" {
+  type = number
+}
+variable "token" {
+  type      = string
+  sensitive = true
+  validation {
+    condition     = length(var.token) > 100
+    error_message = "too short: ${var.token}"
+  }
+}
+"#,
+            &[],
+        );
+        let given = Value::string("hunter2-abc").mark_sensitive();
+        let e = finish_variable(&cfg, "port", &cfg.variables["port"], Some(given), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("sensitive value") && !e.contains("hunter2"),
+            "{e}"
+        );
+        let plain = Value::string("hunter2-abc");
+        let e = finish_variable(&cfg, "token", &cfg.variables["token"], Some(plain), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("sensitive value") && !e.contains("hunter2"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn json_variable_files_are_read_and_plain_yaml_is_not() {
+        let (_dir, cfg) = stack(
+            "variable \"a\" {}\nvariable \"b\" {}\n",
+            &[
+                ("terraform.tfvars.json", r#"{"a": {"x": [1, 2]}}"#),
+                ("b.auto.tfvars.json", r#"{"b": "json"}"#),
+            ],
+        );
+        let got = collect(&cfg, &[], &Environment::default()).unwrap();
+        assert_eq!(got.values["b"], Value::string("json"));
+        assert!(matches!(got.values["a"].get_attr("x"), Some(Value::List(l)) if l.len() == 2));
+        assert!(
+            !got.values["a"].is_sensitive(),
+            "a plain file's values are not marked"
+        );
+        std::fs::write(cfg.dir.join("c.yaml"), "a: 1\n").unwrap();
+        let e = collect(
+            &cfg,
+            &[VariableArg::File(PathBuf::from("c.yaml"))],
+            &Environment::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("only when SOPS-encrypted"), "{e}");
     }
 }
