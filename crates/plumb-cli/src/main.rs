@@ -105,9 +105,11 @@ fn main() -> ExitCode {
         (false, 2) => "debug",
         (false, _) => "trace",
     };
+    // PLUMB_LOG, else the usual RUST_LOG, else -q/-v.
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PLUMB_LOG")
+                .or_else(|_| tracing_subscriber::EnvFilter::try_from_default_env())
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
         )
         .with_writer(std::io::stderr)

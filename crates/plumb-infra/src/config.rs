@@ -77,6 +77,16 @@ pub struct BackendBlock {
     pub origin: Origin,
 }
 
+/// The `encryption` block of `terraform {}`: how state is kept encrypted
+/// at rest (read by `encryption`).
+#[derive(Clone, Debug)]
+pub struct EncryptionBlock {
+    /// Its body.
+    pub body: Body,
+    /// Where.
+    pub origin: Origin,
+}
+
 /// A `provider` block.
 #[derive(Clone, Debug)]
 pub struct ProviderBlock {
@@ -236,6 +246,8 @@ pub struct ModuleConfig {
     pub required_providers: BTreeMap<String, ProviderRequirement>,
     /// The backend, if configured.
     pub backend: Option<BackendBlock>,
+    /// State encryption, if configured.
+    pub encryption: Option<EncryptionBlock>,
     /// Provider configurations.
     pub providers: Vec<ProviderBlock>,
     /// Variables.

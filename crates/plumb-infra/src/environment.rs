@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use plumb_secrets::sops::Keyring;
 use plumb_tfplugin::LaunchOptions;
 
 /// The caller's environment, as far as stacks are concerned.
@@ -43,11 +44,20 @@ pub struct Environment {
     pub cli_config_file: Option<PathBuf>,
     /// How provider processes are started.
     pub launch: LaunchOptions,
+    /// The age identities that decrypt SOPS-encrypted variable files and
+    /// `sops_file()` (the command line fills it from
+    /// `--sops-age-key-file`, `SOPS_AGE_KEY_FILE`, `SOPS_AGE_KEY` and
+    /// `~/.config/sops/age/keys.txt`).
+    pub sops_keys: Keyring,
+    /// The age identities that open an encrypted state (the command line
+    /// fills it from `--state-age-key-file` or `PLUMB_STATE_AGE_KEY_FILE`,
+    /// else with the SOPS keys).
+    pub state_keys: Keyring,
 }
 
 impl Default for Environment {
     /// An environment that sets nothing: the working directory `.`, no
-    /// home, no variables, user `unknown`.
+    /// home, no variables, no keys, user `unknown`.
     fn default() -> Environment {
         Environment {
             cwd: PathBuf::from("."),
@@ -58,6 +68,8 @@ impl Default for Environment {
             plugin_dir: None,
             cli_config_file: None,
             launch: LaunchOptions::default(),
+            sops_keys: Keyring::new(),
+            state_keys: Keyring::new(),
         }
     }
 }

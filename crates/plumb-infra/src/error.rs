@@ -70,6 +70,15 @@ pub enum InfraError {
         #[source]
         source: std::io::Error,
     },
+    /// The variables a saved plan holds from SOPS files could not be sealed
+    /// into it, or opened from it.
+    #[error("the saved plan's variables from SOPS files ({}): {reason}", names.join(", "))]
+    SealedVariables {
+        /// The variables (names only).
+        names: Vec<String>,
+        /// Why.
+        reason: String,
+    },
     /// A saved plan was made against another state than the current one.
     #[error(
         "saved plan is stale: it was made for state serial {planned_serial:?} (lineage {planned_lineage:?}) but the state is now at serial {serial:?} (lineage {lineage:?})"

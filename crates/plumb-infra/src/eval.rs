@@ -40,6 +40,11 @@ pub trait Scope: Sync {
     fn module_dir(&self) -> &std::path::Path;
     /// The user's home directory, for `pathexpand()`.
     fn home(&self) -> Option<&std::path::Path>;
+    /// The age identities `sops_file()` decrypts with; none by default
+    /// (literal-only places such as variable defaults).
+    fn sops_keys(&self) -> Option<&plumb_secrets::sops::Keyring> {
+        None
+    }
 }
 
 /// An evaluation failure, with the byte range it is about.
@@ -207,6 +212,7 @@ impl<'a> Evaluator<'a> {
                 let context = CallContext {
                     module_dir: self.scope.module_dir(),
                     home: self.scope.home(),
+                    sops_keys: self.scope.sops_keys(),
                     templates: &TemplateFiles,
                 };
                 functions::call(&full, args, &context)
@@ -574,6 +580,7 @@ struct TemplateScope<'a> {
     vars: BTreeMap<String, Value>,
     module_dir: &'a std::path::Path,
     home: Option<&'a std::path::Path>,
+    sops_keys: Option<&'a plumb_secrets::sops::Keyring>,
 }
 
 impl Scope for TemplateScope<'_> {
@@ -585,6 +592,9 @@ impl Scope for TemplateScope<'_> {
     }
     fn home(&self) -> Option<&std::path::Path> {
         self.home
+    }
+    fn sops_keys(&self) -> Option<&plumb_secrets::sops::Keyring> {
+        self.sops_keys
     }
 }
 
@@ -602,6 +612,7 @@ impl TemplateRenderer for TemplateFiles {
             vars,
             module_dir: context.module_dir,
             home: context.home,
+            sops_keys: context.sops_keys,
         };
         let v = Evaluator::new(&scope, &wrapped)
             .eval(&expr)

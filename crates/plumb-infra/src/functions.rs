@@ -1,9 +1,9 @@
 //! The language's built-in functions, registered in one table.
 //!
 //! Every family of functions (strings, collections, numbers, encodings, the
-//! file system, dates and times, hashes, IP networks, type conversion) is a
-//! module that lists its functions as [`Function`] entries beside their
-//! implementations. This module gathers those tables: [`call`] looks a
+//! file system, SOPS files, dates and times, hashes, IP networks, type
+//! conversion) is a module that lists its functions as [`Function`] entries
+//! beside their implementations. This module gathers those tables: [`call`] looks a
 //! name up there and [`names`] lists them, so the names plumb accepts can
 //! never drift from what it implements.
 //!
@@ -20,6 +20,7 @@ pub mod filesystem;
 pub mod hash;
 pub mod network;
 pub mod numeric;
+pub mod sops;
 pub mod string;
 
 use std::collections::HashMap;
@@ -38,6 +39,7 @@ const FAMILIES: &[&[Function]] = &[
     numeric::FUNCTIONS,
     encoding::FUNCTIONS,
     filesystem::FUNCTIONS,
+    sops::FUNCTIONS,
     datetime::FUNCTIONS,
     hash::FUNCTIONS,
     network::FUNCTIONS,
@@ -117,6 +119,7 @@ mod tests {
         let context = CallContext {
             module_dir: dir,
             home: None,
+            sops_keys: None,
             templates: &NoTemplates,
         };
         call(name, args, &context)

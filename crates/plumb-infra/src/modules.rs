@@ -270,6 +270,10 @@ impl Scope for StaticScope<'_> {
     fn home(&self) -> Option<&Path> {
         self.env.home.as_deref()
     }
+
+    fn sops_keys(&self) -> Option<&plumb_secrets::sops::Keyring> {
+        Some(&self.env.sops_keys)
+    }
 }
 
 /// The configuration of the module instance at `path`.

@@ -14,9 +14,9 @@ use hcl_edit::expr::Expression;
 use hcl_edit::structure::{Block, Body, Structure};
 
 use crate::config::{
-    BackendBlock, ImportBlock, Lifecycle, Mode, ModuleCall, ModuleConfig, MovedBlock, Origin,
-    OutputBlock, ProviderBlock, ProviderRequirement, Reference, ResourceBlock, VariableBlock,
-    expr_text, label_text, normalize_source,
+    BackendBlock, EncryptionBlock, ImportBlock, Lifecycle, Mode, ModuleCall, ModuleConfig,
+    MovedBlock, Origin, OutputBlock, ProviderBlock, ProviderRequirement, Reference, ResourceBlock,
+    VariableBlock, expr_text, label_text, normalize_source,
 };
 use crate::diag::{ConfigError, Diag, SourceFile};
 use crate::references::references;
@@ -208,6 +208,15 @@ fn read_block(
                         let kind = inner.labels.first().map(label_text).unwrap_or_default();
                         cfg.backend = Some(BackendBlock {
                             kind,
+                            body: inner.body.clone(),
+                            origin: Origin {
+                                file: file.clone(),
+                                span: inner.span(),
+                            },
+                        });
+                    }
+                    "encryption" => {
+                        cfg.encryption = Some(EncryptionBlock {
                             body: inner.body.clone(),
                             origin: Origin {
                                 file: file.clone(),

@@ -8,11 +8,20 @@
 //! human and JSON renderings, so `show` needs neither the configuration nor
 //! the providers. Paths are given as the user wrote them and read against
 //! the stack's directory, as Terraform does after `-chdir`.
+//!
+//! Variable values that came from SOPS files never reach the plan file in
+//! the clear: they are sealed together for the recipients of those files
+//! (`sealed_vars`), and applying the plan opens them with the same keys and
+//! marks them sensitive again.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use base64::Engine;
+use plumb_secrets::sealed::{self, Recipients};
+use plumb_secrets::sops::Keyring;
 use plumb_state::StateSnapshot;
+use zeroize::Zeroizing;
 
 use crate::config::in_stack;
 use crate::error::InfraError;
@@ -27,6 +36,8 @@ pub struct PlanFile {
     lineage: Option<String>,
     serial: Option<u64>,
     vars: BTreeMap<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sealed_vars: Option<SealedVars>,
     targets: Vec<String>,
     replace: Vec<String>,
     refresh: bool,
@@ -38,17 +49,25 @@ pub struct PlanFile {
 
 impl PlanFile {
     /// The plan of `run`, whose walk gave `result`; `rendered` is its human
-    /// form (as [`render::human_plan`] makes it).
-    pub fn new(run: &Run, result: &WalkResult, rendered: String) -> PlanFile {
-        PlanFile {
+    /// form (as [`render::human_plan`] makes it). Sensitive variable values
+    /// (from SOPS files) are sealed for `run`'s SOPS recipients.
+    pub fn new(run: &Run, result: &WalkResult, rendered: String) -> Result<PlanFile, InfraError> {
+        let (secret, clear): (Vec<_>, Vec<_>) =
+            run.vars.iter().partition(|(_, v)| v.contains_sensitive());
+        let sealed_vars = if secret.is_empty() {
+            None
+        } else {
+            Some(SealedVars::seal(&secret, &run.sops_recipients)?)
+        };
+        Ok(PlanFile {
             plumb_plan: 1,
             lineage: run.state.as_ref().map(|s| s.lineage.clone()),
             serial: run.state.as_ref().map(|s| s.serial),
-            vars: run
-                .vars
-                .iter()
+            vars: clear
+                .into_iter()
                 .map(|(k, v)| (k.clone(), plumb_tfplugin::value::to_json(v)))
                 .collect(),
+            sealed_vars,
             targets: run.targets.clone(),
             replace: run.replace.clone(),
             refresh: run.refresh,
@@ -60,7 +79,7 @@ impl PlanFile {
                 .collect(),
             rendered,
             json: render::json_plan(result),
-        }
+        })
     }
 
     /// Reads the plan at `path` (relative to the stack directory `dir`).
@@ -96,10 +115,12 @@ impl PlanFile {
 
     /// The run that applies exactly this plan over `state` (the state now),
     /// with `parallelism`; refused when the state moved since the plan.
+    /// Sealed variables are opened with `keys`.
     pub fn into_run(
         self,
         state: Option<StateSnapshot>,
         parallelism: usize,
+        keys: &Keyring,
     ) -> Result<Run, InfraError> {
         let lineage = state.as_ref().map(|s| s.lineage.clone());
         let serial = state.as_ref().map(|s| s.serial);
@@ -111,13 +132,20 @@ impl PlanFile {
                 lineage,
             });
         }
+        let mut vars: BTreeMap<String, plumb_tfplugin::Value> = self
+            .vars
+            .iter()
+            .map(|(k, v)| (k.clone(), plumb_tfplugin::value::untyped_from_json(v)))
+            .collect();
+        let mut sops_recipients = Vec::new();
+        if let Some(sealed) = &self.sealed_vars {
+            vars.extend(sealed.open(keys)?);
+            sops_recipients = sealed.recipients.clone();
+        }
         Ok(Run {
             state,
-            vars: self
-                .vars
-                .iter()
-                .map(|(k, v)| (k.clone(), plumb_tfplugin::value::untyped_from_json(v)))
-                .collect(),
+            vars,
+            sops_recipients,
             targets: self.targets,
             replace: self.replace,
             refresh: self.refresh,
@@ -125,5 +153,74 @@ impl PlanFile {
             destroy: self.destroy,
             expected: Some(self.actions),
         })
+    }
+}
+
+/// Variable values from SOPS files, sealed for those files' recipients.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct SealedVars {
+    /// Who may open them.
+    recipients: Vec<String>,
+    /// The variables inside (names only).
+    names: Vec<String>,
+    /// An age file (base64) holding a JSON object of the values.
+    age: String,
+}
+
+impl SealedVars {
+    fn seal(
+        vars: &[(&String, &plumb_tfplugin::Value)],
+        recipients: &[String],
+    ) -> Result<SealedVars, InfraError> {
+        let names: Vec<String> = vars.iter().map(|(k, _)| (*k).clone()).collect();
+        let failed = |reason: String| InfraError::SealedVariables {
+            names: names.clone(),
+            reason,
+        };
+        if recipients.is_empty() {
+            return Err(failed(
+                "no SOPS file gave them, so there is no one to seal them for".into(),
+            ));
+        }
+        let values: serde_json::Map<String, serde_json::Value> = vars
+            .iter()
+            .map(|(k, v)| ((*k).clone(), plumb_tfplugin::value::to_json(v)))
+            .collect();
+        let plain = Zeroizing::new(serde_json::to_vec(&values).map_err(|e| failed(e.to_string()))?);
+        let sealed = Recipients::parse(recipients)
+            .and_then(|r| r.seal(&plain))
+            .map_err(|e| failed(e.to_string()))?;
+        Ok(SealedVars {
+            recipients: recipients.to_vec(),
+            names: names.clone(),
+            age: base64::engine::general_purpose::STANDARD.encode(sealed),
+        })
+    }
+
+    fn open(&self, keys: &Keyring) -> Result<BTreeMap<String, plumb_tfplugin::Value>, InfraError> {
+        let failed = |reason: String| InfraError::SealedVariables {
+            names: self.names.clone(),
+            reason,
+        };
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(self.age.trim())
+            .map_err(|e| failed(format!("not base64: {e}")))?;
+        let plain = sealed::open(keys, &bytes).map_err(|e| {
+            failed(format!(
+                "{e} (they are sealed for {})",
+                self.recipients.join(", ")
+            ))
+        })?;
+        let values: BTreeMap<String, serde_json::Value> =
+            serde_json::from_slice(&plain).map_err(|e| failed(e.to_string()))?;
+        Ok(values
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    k,
+                    plumb_tfplugin::value::untyped_from_json(&v).mark_sensitive(),
+                )
+            })
+            .collect())
     }
 }

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use plumb_state::{AnyBackend, LocalBackend, StateBackend, StateSnapshot};
+use plumb_state::{AnyBackend, StateBackend, StateSnapshot};
 use plumb_tfplugin::Value;
 
 use crate::addr::{InstanceAddr, module_path_of, parse_instance};
@@ -31,6 +31,9 @@ pub struct Run {
     pub state: Option<StateSnapshot>,
     /// Root variable values.
     pub vars: BTreeMap<String, Value>,
+    /// The age recipients of the SOPS files that gave variable values: a
+    /// saved plan seals the sensitive ones for them.
+    pub sops_recipients: Vec<String>,
     /// Only these resources or module instances (and what they depend on),
     /// as written with `-target`.
     pub targets: Vec<String>,
@@ -112,7 +115,9 @@ impl Stack {
 
     /// Applies `run`: every instance that completes is written to state as
     /// it completes, then the root outputs. Errors of single instances are
-    /// in the result (they stop only what depends on them).
+    /// in the result (they stop only what depends on them). A plaintext
+    /// state read under state encryption is written (sealed) even when
+    /// nothing changed.
     pub async fn apply(
         &self,
         providers: &Arc<ProviderCatalog>,
@@ -120,16 +125,14 @@ impl Stack {
         run: &Run,
         progress: Arc<dyn Progress>,
     ) -> Result<WalkResult, InfraError> {
+        let migrating = backend.migrating();
         // The journal needs a stored base snapshot.
         let mut base = run.prior();
         if run.state.is_none() {
             base.serial = 1;
             backend.write(&base).await?;
         }
-        let store = Arc::new(match backend {
-            AnyBackend::Local(b) => AnyBackend::Local(LocalBackend::new(b.path())),
-            AnyBackend::Pg(_) => self.backend()?,
-        });
+        let store = Arc::new(backend.reopen());
         let (writer, task) = StateWriter::start(store.clone(), base.clone());
         let mut options = run.walk_options(if run.destroy {
             WalkMode::Destroy
@@ -165,7 +168,7 @@ impl Stack {
                 }
             }
         }
-        if outputs != snapshot.outputs || snapshot.serial != base.serial {
+        if outputs != snapshot.outputs || snapshot.serial != base.serial || migrating {
             snapshot.outputs = outputs;
             snapshot.serial = snapshot.serial.max(base.serial + 1);
             snapshot.terraform_version = TOOL_VERSION.to_string();

@@ -8,20 +8,18 @@
 //! path) is resolved against it, the way Terraform resolves them after
 //! `-chdir`. Nothing here changes the process's working directory.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use plumb_state::{AnyBackend, LocalBackend, LockInfo, LockLease, PgBackend, StateBackend};
-use plumb_tfplugin::Value;
 
 use crate::config::ModuleConfig;
 use crate::diag::Diag;
 use crate::environment::Environment;
 use crate::error::InfraError;
 use crate::providers::{self, LockedProvider, ProviderCatalog};
-use crate::vars::{self, VariableArg};
+use crate::vars::{self, RootValues, VariableArg};
 
 /// The version plumb writes into state and lock information.
 pub const TOOL_VERSION: &str = concat!("plumb-", env!("CARGO_PKG_VERSION"));
@@ -62,7 +60,13 @@ impl Stack {
 
     /// The state backend the configuration chooses: a local file by
     /// default, or the `backend` block's.
+    /// State is kept encrypted when the `encryption` block says so.
     pub fn backend(&self) -> Result<AnyBackend, InfraError> {
+        let encryption = crate::encryption::state_encryption(&self.config, &self.env)?;
+        Ok(self.store()?.with_encryption(encryption))
+    }
+
+    fn store(&self) -> Result<AnyBackend, InfraError> {
         let Some(b) = &self.config.backend else {
             return Ok(AnyBackend::Local(LocalBackend::new(
                 self.dir.join("terraform.tfstate"),
@@ -151,9 +155,11 @@ impl Stack {
     }
 
     /// Root variable values from every source, later ones winning: the
-    /// environment's `TF_VAR_*`, `terraform.tfvars`, `*.auto.tfvars`, then
-    /// `args` in order.
-    pub fn variables(&self, args: &[VariableArg]) -> Result<BTreeMap<String, Value>, InfraError> {
+    /// environment's `TF_VAR_*`, `terraform.tfvars(.json)`,
+    /// `*.auto.tfvars(.json)`, then `args` in order. SOPS-encrypted files
+    /// are decrypted with the environment's keys and their values marked
+    /// sensitive.
+    pub fn variables(&self, args: &[VariableArg]) -> Result<RootValues, InfraError> {
         Ok(vars::collect(&self.config, args, &self.env)?)
     }
 }

@@ -1,6 +1,16 @@
 //! Input variables: type constraints, defaults, validation, sensitivity, and
 //! the places values come from (`-var`, `-var-file`, `*.auto.tfvars`,
-//! `terraform.tfvars`, `TF_VAR_*`).
+//! `*.auto.tfvars.json`, `terraform.tfvars`, `terraform.tfvars.json`,
+//! `TF_VAR_*`).
+//!
+//! Any variable file may be SOPS-encrypted (told by its content: a `sops`
+//! section with `mac` and `version`), in whatever format sops wrote it: a
+//! `.tfvars` file as sops' binary format, a `.tfvars.json` as JSON, and, given
+//! with `-var-file`, YAML or dotenv files such as `secrets.sops.yaml` whose
+//! top-level keys are variables. Such a file is decrypted in memory with the
+//! caller's age identities, every value it gives is marked sensitive whatever
+//! the variable block says, and an error about it names the file (and line)
+//! but never shows its text.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,8 +18,10 @@ use std::sync::Arc;
 
 use hcl_edit::Span;
 use hcl_edit::expr::{Expression, ObjectKey};
+use plumb_secrets::sops;
 use plumb_tfplugin::Value;
 use plumb_tfplugin::value::{Type, ValueError, convert};
+use zeroize::Zeroizing;
 
 use crate::coerce::to_bool;
 use crate::config::{ModuleConfig, Origin, VariableBlock, in_stack};
@@ -259,6 +271,7 @@ pub fn apply_spec(v: &Value, spec: &TypeSpec) -> Result<Value, SpecError> {
             })
         }
         TypeSpec::Collection(kind, inner) => {
+            let s = v.is_sensitive();
             let items: Vec<(String, Value)> = match v.unmarked() {
                 Value::List(x) | Value::Set(x) if *kind != "map" => x
                     .iter()
@@ -283,11 +296,12 @@ pub fn apply_spec(v: &Value, spec: &TypeSpec) -> Result<Value, SpecError> {
                 })?;
                 conv.push((k, converted));
             }
-            Ok(match *kind {
+            let out = match *kind {
                 "map" => Value::Map(conv.into_iter().collect()),
                 "set" => Value::Set(conv.into_iter().map(|(_, v)| v).collect()),
                 _ => Value::List(conv.into_iter().map(|(_, v)| v).collect()),
-            })
+            };
+            Ok(if s { out.mark_sensitive() } else { out })
         }
     }
 }
@@ -328,12 +342,26 @@ pub fn finish_variable(
             .origin
             .diag(format!("variable {name:?} must not be null")));
     }
+    // A sensitive value (`sensitive = true`, or from a SOPS file) is not
+    // quoted in the errors below.
+    let secret = var.sensitive || value.contains_sensitive();
     let value = match &spec {
         Some(s) => apply_spec(&value, s).map_err(|e| {
-            var.origin
-                .diag(format!("invalid value for variable {name:?}: {e}"))
+            var.origin.diag(if secret {
+                format!(
+                    "invalid value for variable {name:?}: the sensitive value given does not fit its type constraint"
+                )
+            } else {
+                format!("invalid value for variable {name:?}: {e}")
+            })
         })?,
         None => value,
+    };
+    // Marked before the validations, so a message built from it is not shown.
+    let value = if var.sensitive {
+        value.mark_sensitive()
+    } else {
+        value
     };
     for (cond, msg, origin) in &var.validations {
         struct VarScope<'a> {
@@ -379,21 +407,22 @@ pub fn finish_variable(
             continue;
         }
         if !to_bool(&ok).map_err(|m| origin.diag(m))? {
-            let text = ev
-                .eval(msg)
-                .ok()
-                .and_then(|m| m.as_str().map(str::to_string))
-                .unwrap_or_else(|| "validation failed".into());
+            let text = match ev.eval(msg) {
+                Ok(m) if m.contains_sensitive() => {
+                    "validation failed (its error message refers to a sensitive value)".into()
+                }
+                Ok(m) => m
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| "validation failed".into()),
+                Err(_) => "validation failed".into(),
+            };
             return Err(origin
                 .diag(format!("invalid value for variable {name:?}: {text}"))
                 .hint("change the value so the validation condition holds"));
         }
     }
-    Ok(if var.sensitive {
-        value.mark_sensitive()
-    } else {
-        value
-    })
+    Ok(value)
 }
 
 /// Parses a raw string given on the command line or in the environment.
@@ -419,96 +448,364 @@ fn raw_value(
     literal(&expr, &file, dir, home)
 }
 
-/// Root variable values from every source, later sources winning:
-/// the environment's `TF_VAR_*`, terraform.tfvars, *.auto.tfvars, then
-/// `args` (-var-file / -var) in order.
-pub fn collect(
-    root: &ModuleConfig,
-    args: &[VariableArg],
-    env: &Environment,
-) -> Result<BTreeMap<String, Value>, ConfigError> {
-    let dir = &root.dir;
-    let home = env.home.as_deref();
-    let mut out = BTreeMap::new();
-    let mut errs = Vec::new();
-    for (name, var) in &root.variables {
-        if let Some(raw) = env.tf_vars.get(name) {
-            match raw_value(raw, var, dir, home) {
-                Ok(v) => {
-                    out.insert(name.clone(), v);
+/// Root variable values, and who may read the secret ones. `Debug` shows
+/// the names only.
+#[derive(Clone, Default)]
+pub struct RootValues {
+    /// The values, by variable name (those from SOPS files marked
+    /// sensitive).
+    pub values: BTreeMap<String, Value>,
+    /// The age recipients of the SOPS files that gave values: a saved plan
+    /// seals those values for them.
+    pub sops_recipients: Vec<String>,
+}
+
+impl std::fmt::Debug for RootValues {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RootValues")
+            .field("names", &self.values.keys().collect::<Vec<_>>())
+            .field("sops_recipients", &self.sops_recipients)
+            .finish()
+    }
+}
+
+/// How a variable file's (decrypted) text is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Syntax {
+    /// `name = value` lines (`.tfvars`).
+    Hcl,
+    /// One JSON object (`.tfvars.json`, `.json`).
+    Json,
+    /// One YAML mapping (`.yaml`, `.yml`; SOPS files only).
+    Yaml,
+    /// `NAME=value` lines (`.env`; SOPS files only).
+    Dotenv,
+}
+
+impl Syntax {
+    fn of(path: &Path) -> Syntax {
+        match sops::Format::from_path(path) {
+            sops::Format::Json => Syntax::Json,
+            sops::Format::Yaml => Syntax::Yaml,
+            sops::Format::Dotenv => Syntax::Dotenv,
+            sops::Format::Binary => Syntax::Hcl,
+        }
+    }
+}
+
+/// The format a SOPS-encrypted `bytes` (named `path`) was written in, or
+/// `None` when it is not a SOPS file: sops chooses by name, so that is tried
+/// first, then the others.
+fn sops_format(path: &Path, bytes: &[u8]) -> Option<sops::Format> {
+    let by_name = sops::Format::from_path(path);
+    [
+        by_name,
+        sops::Format::Binary,
+        sops::Format::Json,
+        sops::Format::Yaml,
+        sops::Format::Dotenv,
+    ]
+    .into_iter()
+    .find(|f| sops::is_sops(bytes, *f))
+}
+
+/// Where variable values come from while collecting them.
+struct Collector<'a> {
+    root: &'a ModuleConfig,
+    env: &'a Environment,
+    out: RootValues,
+    errs: Vec<Diag>,
+}
+
+impl Collector<'_> {
+    fn set(&mut self, name: String, value: Value, secret: bool, shown: &Path) {
+        if !self.root.variables.contains_key(&name) {
+            self.errs.push(
+                Diag::new(format!(
+                    "{}: value for undeclared variable {name:?}",
+                    shown.display()
+                ))
+                .hint(format!(
+                    "declare variable \"{name}\" {{}} or remove it from the file"
+                )),
+            );
+            return;
+        }
+        let value = if secret {
+            value.mark_sensitive()
+        } else {
+            value
+        };
+        self.out.values.insert(name, value);
+    }
+
+    /// Reads the variable file at `read`, named `shown` (a `-var-file` as
+    /// given).
+    fn file(&mut self, read: &Path, shown: &Path) {
+        let bytes = match std::fs::read(read) {
+            Ok(b) => b,
+            Err(e) => {
+                self.errs
+                    .push(Diag::new(format!("cannot read {}: {e}", shown.display())));
+                return;
+            }
+        };
+        let Some(format) = sops_format(shown, &bytes) else {
+            self.plain(shown, bytes);
+            return;
+        };
+        let name = shown.display().to_string();
+        let plain = match sops::decrypt(&name, &bytes, format, &self.env.sops_keys) {
+            Ok(p) => p,
+            Err(e) => {
+                self.errs.push(Diag::new(e.to_string()).hint(
+                    "give the age identity with --sops-age-key-file, SOPS_AGE_KEY_FILE or SOPS_AGE_KEY",
+                ));
+                return;
+            }
+        };
+        if let Ok(r) = sops::recipients(&name, &bytes, format) {
+            for r in r {
+                if !self.out.sops_recipients.contains(&r) {
+                    self.out.sops_recipients.push(r);
                 }
-                Err(d) => errs.push(d),
+            }
+        }
+        // sops' binary format holds the file as it was: its name says how.
+        let syntax = match format {
+            sops::Format::Binary => Syntax::of(shown),
+            sops::Format::Json => Syntax::Json,
+            sops::Format::Yaml => Syntax::Yaml,
+            sops::Format::Dotenv => Syntax::Dotenv,
+        };
+        let text = match std::str::from_utf8(plain.bytes()) {
+            Ok(t) => Zeroizing::new(t.to_string()),
+            Err(_) => {
+                self.errs.push(Diag::new(format!(
+                    "{name}: the decrypted variable file is not UTF-8 text"
+                )));
+                return;
+            }
+        };
+        self.secret(shown, syntax, &text);
+    }
+
+    /// A variable file in the clear: `.tfvars` or `.tfvars.json`.
+    fn plain(&mut self, shown: &Path, bytes: Vec<u8>) {
+        let syntax = Syntax::of(shown);
+        if matches!(syntax, Syntax::Yaml | Syntax::Dotenv) {
+            self.errs.push(
+                Diag::new(format!(
+                    "{}: YAML and dotenv variable files are read only when SOPS-encrypted",
+                    shown.display()
+                ))
+                .hint("write it as .tfvars or .tfvars.json, or encrypt it with sops"),
+            );
+            return;
+        }
+        let text = match String::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(_) => {
+                self.errs.push(Diag::new(format!(
+                    "{}: a variable file must be UTF-8 text",
+                    shown.display()
+                )));
+                return;
+            }
+        };
+        if syntax == Syntax::Json {
+            match serde_json::from_str::<serde_json::Value>(&text) {
+                Ok(doc) => self.document(shown, &doc, false),
+                Err(e) => self.errs.push(Diag::new(format!(
+                    "{}: not valid JSON: {e}",
+                    shown.display()
+                ))),
+            }
+            return;
+        }
+        let (file, body) = match parse_source(shown.to_path_buf(), text) {
+            Ok(parsed) => parsed,
+            Err(d) => {
+                self.errs.push(d);
+                return;
+            }
+        };
+        for a in body.attributes() {
+            let name = a.key.value().to_string();
+            if !self.root.variables.contains_key(&name) {
+                self.errs.push(
+                    Diag::new(format!("value for undeclared variable {name:?}"))
+                        .at(file.clone(), a.span())
+                        .hint(format!(
+                            "declare variable \"{name}\" {{}} or remove this line"
+                        )),
+                );
+                continue;
+            }
+            match literal(&a.value, &file, &self.root.dir, self.env.home.as_deref()) {
+                Ok(v) => self.set(name, v, false, shown),
+                Err(d) => self.errs.push(d),
             }
         }
     }
-    let mut files = Vec::new();
-    if dir.join("terraform.tfvars").is_file() {
-        files.push(dir.join("terraform.tfvars"));
+
+    /// A decrypted variable file. Its text stays in memory; errors give a
+    /// line at most, never a snippet or a parser's quote of it.
+    fn secret(&mut self, shown: &Path, syntax: Syntax, text: &str) {
+        let name = shown.display().to_string();
+        let doc = match syntax {
+            Syntax::Json => serde_json::from_str::<serde_json::Value>(text).map_err(|e| {
+                format!(
+                    "{name}: the decrypted variable file is not valid JSON (line {}, column {})",
+                    e.line(),
+                    e.column()
+                )
+            }),
+            Syntax::Yaml => serde_saphyr::from_str::<serde_json::Value>(text).map_err(|_| {
+                format!("{name}: the decrypted variable file is not one YAML mapping of values")
+            }),
+            Syntax::Dotenv => {
+                for (k, v) in crate::functions::sops::dotenv(text) {
+                    self.set(k, v, true, shown);
+                }
+                return;
+            }
+            Syntax::Hcl => {
+                self.secret_hcl(shown, text);
+                return;
+            }
+        };
+        match doc {
+            Ok(doc) => self.document(shown, &doc, true),
+            Err(m) => self.errs.push(Diag::new(m)),
+        }
     }
-    let mut autos: Vec<_> = std::fs::read_dir(dir)
+
+    /// A decrypted `.tfvars` file.
+    fn secret_hcl(&mut self, shown: &Path, text: &str) {
+        let name = shown.display().to_string();
+        // Kept only to place errors by line and to read number literals.
+        let file = Arc::new(SourceFile {
+            path: shown.to_path_buf(),
+            text: text.to_string(),
+        });
+        let body = match hcl_edit::parser::parse_body(&file.text) {
+            Ok(b) => b,
+            Err(e) => {
+                let (line, column) = file.line_col(e.location().offset());
+                self.errs.push(Diag::new(format!(
+                    "{name}: the decrypted variable file is not valid HCL (line {line}, column {column})"
+                )));
+                return;
+            }
+        };
+        for a in body.attributes() {
+            let var = a.key.value().to_string();
+            match literal(&a.value, &file, &self.root.dir, self.env.home.as_deref()) {
+                Ok(v) => self.set(var, v, true, shown),
+                Err(_) => {
+                    let line = a.span().map(|s| file.line_col(s.start).0).unwrap_or(0);
+                    self.errs.push(Diag::new(format!(
+                        "{name}: line {line}: the value of {var:?} is not a literal value"
+                    )));
+                }
+            }
+        }
+    }
+
+    /// A JSON or YAML document whose top-level keys are variables.
+    fn document(&mut self, shown: &Path, doc: &serde_json::Value, secret: bool) {
+        let serde_json::Value::Object(map) = doc else {
+            self.errs.push(Diag::new(format!(
+                "{}: a variable file holds one object, variable names to values",
+                shown.display()
+            )));
+            return;
+        };
+        for (k, v) in map {
+            self.set(
+                k.clone(),
+                plumb_tfplugin::value::untyped_from_json(v),
+                secret,
+                shown,
+            );
+        }
+    }
+}
+
+/// The variable files a stack reads by itself, in order:
+/// `terraform.tfvars`, `terraform.tfvars.json`, then `*.auto.tfvars` and
+/// `*.auto.tfvars.json` by name.
+fn auto_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = ["terraform.tfvars", "terraform.tfvars.json"]
+        .iter()
+        .map(|n| dir.join(n))
+        .filter(|p| p.is_file())
+        .collect();
+    let mut autos: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|r| {
             r.flatten()
                 .map(|e| e.path())
-                .filter(|p| p.to_string_lossy().ends_with(".auto.tfvars"))
+                .filter(|p| {
+                    let n = p.to_string_lossy();
+                    (n.ends_with(".auto.tfvars") || n.ends_with(".auto.tfvars.json")) && p.is_file()
+                })
                 .collect()
         })
         .unwrap_or_default();
     autos.sort();
     files.extend(autos);
-    // A file is read at `read` and named `path`: a -var-file as given.
-    let load_file =
-        |read: &Path, path: &Path, out: &mut BTreeMap<String, Value>, errs: &mut Vec<Diag>| {
-            let text = match std::fs::read_to_string(read) {
-                Ok(t) => t,
-                Err(e) => {
-                    errs.push(Diag::new(format!("cannot read {}: {e}", path.display())));
-                    return;
+    files
+}
+
+/// Root variable values from every source, later sources winning:
+/// the environment's `TF_VAR_*`, terraform.tfvars(.json), *.auto.tfvars(.json),
+/// then `args` (-var-file / -var) in order.
+pub fn collect(
+    root: &ModuleConfig,
+    args: &[VariableArg],
+    env: &Environment,
+) -> Result<RootValues, ConfigError> {
+    let dir = &root.dir;
+    let home = env.home.as_deref();
+    let mut c = Collector {
+        root,
+        env,
+        out: RootValues::default(),
+        errs: Vec::new(),
+    };
+    for (name, var) in &root.variables {
+        if let Some(raw) = env.tf_vars.get(name) {
+            match raw_value(raw, var, dir, home) {
+                Ok(v) => {
+                    c.out.values.insert(name.clone(), v);
                 }
-            };
-            let (file, body) = match parse_source(path.to_path_buf(), text) {
-                Ok(parsed) => parsed,
-                Err(d) => {
-                    errs.push(d);
-                    return;
-                }
-            };
-            for a in body.attributes() {
-                let name = a.key.value().to_string();
-                if !root.variables.contains_key(&name) {
-                    errs.push(
-                        Diag::new(format!("value for undeclared variable {name:?}"))
-                            .at(file.clone(), a.span())
-                            .hint(format!(
-                                "declare variable \"{name}\" {{}} or remove this line"
-                            )),
-                    );
-                    continue;
-                }
-                match literal(&a.value, &file, dir, home) {
-                    Ok(v) => {
-                        out.insert(name, v);
-                    }
-                    Err(d) => errs.push(d),
-                }
+                Err(d) => c.errs.push(d),
             }
-        };
-    for f in files {
-        load_file(&f, &f, &mut out, &mut errs);
+        }
+    }
+    for f in auto_files(dir) {
+        let shown = f
+            .strip_prefix(dir)
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|_| f.clone());
+        c.file(&f, &shown);
     }
     for arg in args {
         let arg = match arg {
             VariableArg::File(path) => {
-                load_file(&in_stack(dir, path), path, &mut out, &mut errs);
+                c.file(&in_stack(dir, path), path);
                 continue;
             }
             VariableArg::Value(arg) => arg,
         };
         let Some((name, raw)) = arg.split_once('=') else {
-            errs.push(Diag::new(format!("-var {arg:?} must be NAME=VALUE")));
+            c.errs
+                .push(Diag::new(format!("-var {arg:?} must be NAME=VALUE")));
             continue;
         };
         let Some(var) = root.variables.get(name) else {
-            errs.push(
+            c.errs.push(
                 Diag::new(format!("-var names undeclared variable {name:?}"))
                     .hint("declare it in the configuration"),
             );
@@ -516,14 +813,94 @@ pub fn collect(
         };
         match raw_value(raw, var, dir, home) {
             Ok(v) => {
-                out.insert(name.to_string(), v);
+                c.out.values.insert(name.to_string(), v);
             }
-            Err(d) => errs.push(d),
+            Err(d) => c.errs.push(d),
         }
     }
-    if errs.is_empty() {
-        Ok(out)
+    if c.errs.is_empty() {
+        Ok(c.out)
     } else {
-        Err(ConfigError::new(errs))
+        Err(ConfigError::new(c.errs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn stack(main_tf: &str, files: &[(&str, &str)]) -> (tempfile::TempDir, ModuleConfig) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("main.tf"), main_tf).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let cfg = crate::parse::load(dir.path()).unwrap();
+        (dir, cfg)
+    }
+
+    #[test]
+    fn sensitive_values_are_not_quoted_in_errors() {
+        let (_dir, cfg) = stack(
+            r#"
+variable "port" {
+  type = number
+}
+variable "token" {
+  type      = string
+  sensitive = true
+  validation {
+    condition     = length(var.token) > 100
+    error_message = "too short: ${var.token}"
+  }
+}
+"#,
+            &[],
+        );
+        let given = Value::string("hunter2-abc").mark_sensitive();
+        let e = finish_variable(&cfg, "port", &cfg.variables["port"], Some(given), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("sensitive value") && !e.contains("hunter2"),
+            "{e}"
+        );
+        let plain = Value::string("hunter2-abc");
+        let e = finish_variable(&cfg, "token", &cfg.variables["token"], Some(plain), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("sensitive value") && !e.contains("hunter2"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn json_variable_files_are_read_and_plain_yaml_is_not() {
+        let (_dir, cfg) = stack(
+            "variable \"a\" {}\nvariable \"b\" {}\n",
+            &[
+                ("terraform.tfvars.json", r#"{"a": {"x": [1, 2]}}"#),
+                ("b.auto.tfvars.json", r#"{"b": "json"}"#),
+            ],
+        );
+        let got = collect(&cfg, &[], &Environment::default()).unwrap();
+        assert_eq!(got.values["b"], Value::string("json"));
+        assert!(matches!(got.values["a"].get_attr("x"), Some(Value::List(l)) if l.len() == 2));
+        assert!(
+            !got.values["a"].is_sensitive(),
+            "a plain file's values are not marked"
+        );
+        std::fs::write(cfg.dir.join("c.yaml"), "a: 1\n").unwrap();
+        let e = collect(
+            &cfg,
+            &[VariableArg::File(PathBuf::from("c.yaml"))],
+            &Environment::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("only when SOPS-encrypted"), "{e}");
     }
 }

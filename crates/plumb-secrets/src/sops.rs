@@ -244,6 +244,13 @@ impl Keyring {
             .collect()
     }
 
+    /// The identities, as age takes them.
+    pub(crate) fn age_identities(&self) -> impl Iterator<Item = &dyn age::Identity> {
+        self.identities
+            .iter()
+            .map(|i| i.as_ref() as &dyn age::Identity)
+    }
+
     fn unwrap_key(&self, armored: &str) -> Option<Zeroizing<[u8; 32]>> {
         let reader = age::armor::ArmoredReader::new(armored.as_bytes());
         let decryptor = age::Decryptor::new(reader).ok()?;

@@ -5,7 +5,9 @@
 //! journal that makes each completed resource durable without rewriting the
 //! whole file, and the lock that names its holder. Two backends implement
 //! [`StateBackend`]: a local file next to the stack (the default) and
-//! PostgreSQL (`backend "pg"`).
+//! PostgreSQL (`backend "pg"`). Either may keep its state encrypted at rest
+//! ([`StateEncryption`], see the `encryption` module): the cipher is the
+//! caller's, the stored shape and the rules for reading it are this crate's.
 //!
 //! It must not know about configuration, providers or plans: it stores what
 //! the engine hands it and refuses writers that do not hold the lock.
@@ -15,10 +17,12 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod encryption;
 mod journal;
 mod local;
 mod pg;
 
+pub use encryption::{CipherError, ENCRYPTION_VERSION, StateCipher, StateEncryption};
 pub use journal::{JournalRecord, apply as journal_apply};
 pub use local::LocalBackend;
 pub use pg::PgBackend;
@@ -350,6 +354,63 @@ pub enum StateError {
     /// Database trouble.
     #[error("postgres backend: {0}")]
     Postgres(String),
+    /// The stored state is encrypted but no encryption is configured.
+    #[error(
+        "state {state} is encrypted ({}) but the configuration has no state encryption",
+        describe_key(key_provider, recipients)
+    )]
+    Encrypted {
+        /// The state's name.
+        state: String,
+        /// The key provider it was sealed with, as recorded.
+        key_provider: String,
+        /// Who it was sealed for, as recorded.
+        recipients: Vec<String>,
+    },
+    /// The stored state is encrypted and could not be opened.
+    #[error(
+        "cannot decrypt state {state}: {reason} (it is encrypted to {})",
+        list_recipients(recipients)
+    )]
+    Undecryptable {
+        /// The state's name.
+        state: String,
+        /// Who it was sealed for.
+        recipients: Vec<String>,
+        /// Why it did not open (no key, no matching key, damaged).
+        reason: String,
+    },
+    /// The stored state is plaintext and encryption is enforced.
+    #[error("state {state} is not encrypted, and the configured state encryption is enforced")]
+    Plaintext {
+        /// The state's name.
+        state: String,
+    },
+    /// The state could not be encrypted for writing.
+    #[error("cannot encrypt state {state}: {reason}")]
+    Encrypt {
+        /// The state's name.
+        state: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn list_recipients(recipients: &[String]) -> String {
+    if recipients.is_empty() {
+        "unknown recipients".to_string()
+    } else {
+        recipients.join(", ")
+    }
+}
+
+fn describe_key(key_provider: &str, recipients: &[String]) -> String {
+    match (key_provider.is_empty(), recipients.is_empty()) {
+        (true, true) => "age".to_string(),
+        (false, true) => key_provider.to_string(),
+        (true, false) => format!("to {}", recipients.join(", ")),
+        (false, false) => format!("{key_provider}, to {}", recipients.join(", ")),
+    }
 }
 
 impl From<tokio_postgres::Error> for StateError {
@@ -404,6 +465,35 @@ pub enum AnyBackend {
     Local(LocalBackend),
     /// PostgreSQL.
     Pg(PgBackend),
+}
+
+impl AnyBackend {
+    /// The same backend, its state kept encrypted with `encryption` (or in
+    /// the clear with `None`).
+    pub fn with_encryption(self, encryption: Option<StateEncryption>) -> AnyBackend {
+        match self {
+            AnyBackend::Local(b) => AnyBackend::Local(b.with_encryption(encryption)),
+            AnyBackend::Pg(b) => AnyBackend::Pg(b.with_encryption(encryption)),
+        }
+    }
+
+    /// Whether the last read found a plaintext state that the configured
+    /// encryption seals at the next write (a migration in progress).
+    pub fn migrating(&self) -> bool {
+        match self {
+            AnyBackend::Local(b) => b.migrating(),
+            AnyBackend::Pg(b) => b.migrating(),
+        }
+    }
+
+    /// A second handle on the same state, with the same encryption (its own
+    /// connection, for a writer task).
+    pub fn reopen(&self) -> AnyBackend {
+        match self {
+            AnyBackend::Local(b) => AnyBackend::Local(b.reopen()),
+            AnyBackend::Pg(b) => AnyBackend::Pg(b.reopen()),
+        }
+    }
 }
 
 impl StateBackend for AnyBackend {

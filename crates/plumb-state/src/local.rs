@@ -7,14 +7,20 @@
 //! an OS file lock on that same file: the kernel releases it when the holder
 //! dies, so a dead holder is detected for certain (its info left behind is
 //! reported as stale and taken over) while a live one is waited for.
+//!
+//! With encryption, the state, its backup and the journal hold only sealed
+//! data (see the `encryption` module); a plaintext state being migrated is
+//! sealed before it is kept as the backup.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::encryption::{self, StateEncryption};
 use crate::journal;
 use crate::{
     JournalRecord, LEASE, LeaseInner, LockInfo, LockLease, StateBackend, StateError, StateSnapshot,
@@ -26,6 +32,8 @@ pub struct LocalBackend {
     path: PathBuf,
     backed_up: Mutex<bool>,
     journal: Mutex<Option<File>>,
+    encryption: Option<StateEncryption>,
+    migrating: AtomicBool,
 }
 
 pub(crate) struct LocalLease {
@@ -53,7 +61,26 @@ impl LocalBackend {
             path: path.into(),
             backed_up: Mutex::new(false),
             journal: Mutex::new(None),
+            encryption: None,
+            migrating: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the last read found a plaintext state that the configured
+    /// encryption seals at the next write.
+    pub fn migrating(&self) -> bool {
+        self.migrating.load(Ordering::Relaxed)
+    }
+
+    /// The same state, kept encrypted with `encryption` (or in the clear).
+    pub fn with_encryption(mut self, encryption: Option<StateEncryption>) -> LocalBackend {
+        self.encryption = encryption;
+        self
+    }
+
+    /// A second handle on the same file, with the same encryption.
+    pub fn reopen(&self) -> LocalBackend {
+        LocalBackend::new(&self.path).with_encryption(self.encryption.clone())
     }
 
     /// The state file's path.
@@ -108,10 +135,13 @@ impl StateBackend for LocalBackend {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(None);
         }
-        let mut snapshot = StateSnapshot::from_json(&bytes)?;
+        let name = self.describe();
+        let enc = self.encryption.as_ref();
+        let (mut snapshot, plaintext) = encryption::decode_snapshot(enc, &name, &bytes)?;
+        self.migrating.store(plaintext, Ordering::Relaxed);
         match std::fs::read(self.journal_path()) {
             Ok(j) => {
-                journal::replay(&mut snapshot, &j);
+                journal::replay(enc, &name, &mut snapshot, &j)?;
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io(&self.journal_path())(e)),
@@ -122,9 +152,11 @@ impl StateBackend for LocalBackend {
     async fn write(&self, snapshot: &StateSnapshot) -> Result<(), StateError> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
         let tmp = self.sibling(".{}.tmp");
+        let name = self.describe();
+        let bytes = encryption::encode_snapshot(self.encryption.as_ref(), &name, snapshot)?;
         {
             let mut f = File::create(&tmp).map_err(io(&tmp))?;
-            f.write_all(&snapshot.to_json()).map_err(io(&tmp))?;
+            f.write_all(&bytes).map_err(io(&tmp))?;
             f.sync_all().map_err(io(&tmp))?;
         }
         let first = {
@@ -137,10 +169,18 @@ impl StateBackend for LocalBackend {
         if first {
             let backup = self.sibling("{}.backup");
             let backup_tmp = self.sibling(".{}.backup.tmp");
-            std::fs::copy(&self.path, &backup_tmp).map_err(io(&backup_tmp))?;
+            let old = std::fs::read(&self.path).map_err(io(&self.path))?;
+            // A plaintext state under encryption is kept sealed, not as it was.
+            let kept = encryption::reseal(self.encryption.as_ref(), &name, &old)?.unwrap_or(old);
+            {
+                let mut f = File::create(&backup_tmp).map_err(io(&backup_tmp))?;
+                f.write_all(&kept).map_err(io(&backup_tmp))?;
+                f.sync_all().map_err(io(&backup_tmp))?;
+            }
             std::fs::rename(&backup_tmp, &backup).map_err(io(&backup))?;
         }
         std::fs::rename(&tmp, &self.path).map_err(io(&self.path))?;
+        self.migrating.store(false, Ordering::Relaxed);
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();
         }
@@ -161,6 +201,7 @@ impl StateBackend for LocalBackend {
         records: &[JournalRecord],
     ) -> Result<(), StateError> {
         let path = self.journal_path();
+        let lines = journal::encode(self.encryption.as_ref(), &self.describe(), base, records)?;
         let mut guard = self.journal.lock().unwrap_or_else(|e| e.into_inner());
         if guard.is_none() {
             *guard = Some(
@@ -172,8 +213,7 @@ impl StateBackend for LocalBackend {
             );
         }
         if let Some(f) = guard.as_mut() {
-            f.write_all(&journal::encode(base, records))
-                .map_err(io(&path))?;
+            f.write_all(&lines).map_err(io(&path))?;
             f.sync_data().map_err(io(&path))?;
         }
         Ok(())

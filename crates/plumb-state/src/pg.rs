@@ -7,13 +7,18 @@
 //! holder's process or connection dies; `plumb_locks` records who holds it and
 //! the lease they renew. A row whose advisory lock is free belonged to a holder
 //! that died, and is reported and taken over.
+//!
+//! With encryption, `data` and the journal's `record`s hold sealed data
+//! only; the `serial` and `lineage` columns stay readable.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::OnceCell;
 use tokio_postgres::{Client, NoTls};
 
+use crate::encryption::{self, StateEncryption};
 use crate::journal;
 use crate::{
     JournalRecord, LEASE, LeaseInner, LockInfo, LockLease, StateBackend, StateError, StateSnapshot,
@@ -24,6 +29,8 @@ pub struct PgBackend {
     conn_str: String,
     workspace: String,
     client: OnceCell<Arc<Client>>,
+    encryption: Option<StateEncryption>,
+    migrating: AtomicBool,
 }
 
 pub(crate) struct PgLease {
@@ -87,6 +94,32 @@ impl PgBackend {
             conn_str: conn_str.into(),
             workspace: "default".into(),
             client: OnceCell::new(),
+            encryption: None,
+            migrating: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the last read found a plaintext state that the configured
+    /// encryption seals at the next write.
+    pub fn migrating(&self) -> bool {
+        self.migrating.load(Ordering::Relaxed)
+    }
+
+    /// The same state, kept encrypted with `encryption` (or in the clear).
+    pub fn with_encryption(mut self, encryption: Option<StateEncryption>) -> PgBackend {
+        self.encryption = encryption;
+        self
+    }
+
+    /// A second handle on the same state (its own connection), with the
+    /// same encryption.
+    pub fn reopen(&self) -> PgBackend {
+        PgBackend {
+            conn_str: self.conn_str.clone(),
+            workspace: self.workspace.clone(),
+            client: OnceCell::new(),
+            encryption: self.encryption.clone(),
+            migrating: AtomicBool::new(false),
         }
     }
 
@@ -137,7 +170,10 @@ impl StateBackend for PgBackend {
             return Ok(None);
         };
         let data: String = row.get(0);
-        let mut snapshot = StateSnapshot::from_json(data.as_bytes())?;
+        let name = self.describe();
+        let enc = self.encryption.as_ref();
+        let (mut snapshot, plaintext) = encryption::decode_snapshot(enc, &name, data.as_bytes())?;
+        self.migrating.store(plaintext, Ordering::Relaxed);
         let rows = client
             .query(
                 "SELECT record FROM plumb_state_journal WHERE name = $1 ORDER BY seq",
@@ -150,13 +186,15 @@ impl StateBackend for PgBackend {
             lines.extend_from_slice(line.as_bytes());
             lines.push(b'\n');
         }
-        journal::replay(&mut snapshot, &lines);
+        journal::replay(enc, &name, &mut snapshot, &lines)?;
         Ok(Some(snapshot))
     }
 
     async fn write(&self, snapshot: &StateSnapshot) -> Result<(), StateError> {
         let client = self.client().await?;
-        let data = String::from_utf8_lossy(&snapshot.to_json()).into_owned();
+        let bytes =
+            encryption::encode_snapshot(self.encryption.as_ref(), &self.describe(), snapshot)?;
+        let data = String::from_utf8_lossy(&bytes).into_owned();
         let serial = snapshot.serial as i64;
         client.batch_execute("BEGIN").await?;
         let result = async {
@@ -180,7 +218,10 @@ impl StateBackend for PgBackend {
         }
         .await;
         match result {
-            Ok(()) => client.batch_execute("COMMIT").await?,
+            Ok(()) => {
+                client.batch_execute("COMMIT").await?;
+                self.migrating.store(false, Ordering::Relaxed);
+            }
             Err(e) => {
                 let _ = client.batch_execute("ROLLBACK").await;
                 return Err(e.into());
@@ -195,7 +236,7 @@ impl StateBackend for PgBackend {
         records: &[JournalRecord],
     ) -> Result<(), StateError> {
         let client = self.client().await?;
-        let encoded = journal::encode(base, records);
+        let encoded = journal::encode(self.encryption.as_ref(), &self.describe(), base, records)?;
         let lines: Vec<String> = encoded
             .split(|b| *b == b'\n')
             .filter(|l| !l.is_empty())

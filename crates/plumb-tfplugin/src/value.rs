@@ -404,7 +404,19 @@ pub fn convert(value: &Value, ty: &Type) -> Result<Value, ValueError> {
 
 fn convert_at(value: &Value, ty: &Type, path: &str) -> Result<Value, ValueError> {
     if let Value::Sensitive(inner) = value {
-        return Ok(convert_at(inner, ty, path)?.mark_sensitive());
+        // A mismatch inside a sensitive value would quote it: say only where.
+        return convert_at(inner, ty, path)
+            .map(Value::mark_sensitive)
+            .map_err(|e| match e {
+                ValueError::Mismatch { path, .. } => ValueError::Mismatch {
+                    path,
+                    message: format!(
+                        "{} required; the sensitive value given does not convert",
+                        ty.friendly()
+                    ),
+                },
+                other => other,
+            });
     }
     if matches!(value, Value::Null | Value::Unknown) || *ty == Type::Dynamic {
         return Ok(value.clone());
@@ -746,6 +758,21 @@ impl fmt::Display for Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sensitive_value_that_does_not_convert_is_not_quoted() {
+        let secret = Value::string("hunter2-abc").mark_sensitive();
+        let e = convert(&secret, &Type::Number).unwrap_err().to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+        assert!(e.contains("sensitive"), "{e}");
+        let plain = convert(&Value::string("hunter2-abc"), &Type::Number)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            plain.contains("hunter2"),
+            "plain values are still quoted: {plain}"
+        );
+    }
 
     #[test]
     fn type_json_round_trip() {

@@ -25,6 +25,20 @@ pub struct InfraArgs {
     /// Run as if started in DIR.
     #[arg(long, global = true, value_name = "DIR")]
     pub chdir: Option<PathBuf>,
+    /// age key file for SOPS-encrypted variable files and sops_file() (also
+    /// $SOPS_AGE_KEY_FILE; keys in $SOPS_AGE_KEY and
+    /// ~/.config/sops/age/keys.txt are used too).
+    #[arg(long, global = true, value_name = "FILE", env = "SOPS_AGE_KEY_FILE")]
+    pub sops_age_key_file: Option<PathBuf>,
+    /// age key file that opens an encrypted state (also
+    /// $PLUMB_STATE_AGE_KEY_FILE); without it, the SOPS keys are used.
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "PLUMB_STATE_AGE_KEY_FILE"
+    )]
+    pub state_age_key_file: Option<PathBuf>,
     /// The command.
     #[command(subcommand)]
     pub command: Command,

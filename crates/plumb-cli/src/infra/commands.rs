@@ -42,7 +42,12 @@ pub async fn execute(args: InfraArgs) -> Result<u8, Failure> {
         }
         None => (given, environment::process_cwd()),
     };
-    let env = Arc::new(environment::read(cwd));
+    let keys = environment::keys(
+        &cwd,
+        args.sops_age_key_file.as_deref(),
+        args.state_age_key_file.as_deref(),
+    )?;
+    let env = Arc::new(environment::read(cwd, keys));
     let open = || Stack::open(dir.clone(), env.clone());
     match args.command {
         Command::Init { plugin_dirs, .. } => {

@@ -2,17 +2,56 @@
 //!
 //! plumb-infra reads no environment variable itself; this is the one place
 //! `plumb infra` looks at them, after `-chdir` is resolved, and hands the
-//! result over as a [`plumb_infra::Environment`].
+//! result over as a [`plumb_infra::Environment`]. That includes the age keys:
+//! the SOPS ones (`--sops-age-key-file`, `SOPS_AGE_KEY_FILE`, `SOPS_AGE_KEY`,
+//! `~/.config/sops/age/keys.txt`, as `plumb sync` reads them) and the state's
+//! (`--state-age-key-file`, `PLUMB_STATE_AGE_KEY_FILE`, else the SOPS ones).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use plumb_infra::Environment;
+use plumb_secrets::sops::Keyring;
 use plumb_tfplugin::LaunchOptions;
 
+use super::report::Failure;
+
+/// The age identities `plumb infra` decrypts with: the SOPS keys, and the
+/// keys that open state. Relative key files are read in `cwd`.
+pub fn keys(
+    cwd: &Path,
+    sops_age_key_file: Option<&Path>,
+    state_age_key_file: Option<&Path>,
+) -> Result<(Keyring, Keyring), Failure> {
+    let sops = crate::secrets::keyring(&crate::secrets::KeyArgs {
+        sops_age_key_file: sops_age_key_file.map(|f| cwd.join(f)),
+    })
+    .map_err(|e| {
+        Failure::new(
+            e.to_string(),
+            "pass an age key file (AGE-SECRET-KEY-1… lines) with --sops-age-key-file",
+        )
+    })?;
+    let state = match state_age_key_file {
+        Some(f) => {
+            let mut k = Keyring::new();
+            k.add_file(&cwd.join(f)).map_err(|e| {
+                Failure::new(
+                    e.to_string(),
+                    "pass an age key file (AGE-SECRET-KEY-1… lines) with --state-age-key-file",
+                )
+            })?;
+            k
+        }
+        None => sops.clone(),
+    };
+    Ok((sops, state))
+}
+
 /// The environment as `plumb infra` run in `cwd` (the stack's directory
-/// with `-chdir`, else the process's working directory) sees it.
-pub fn read(cwd: PathBuf) -> Environment {
+/// with `-chdir`, else the process's working directory) sees it, with the
+/// age keys already read.
+pub fn read(cwd: PathBuf, (sops_keys, state_keys): (Keyring, Keyring)) -> Environment {
     let var = |name: &str| std::env::var(name).ok();
     let home = var("HOME").map(PathBuf::from);
     let tf_vars: BTreeMap<String, String> = std::env::vars_os()
@@ -33,6 +72,8 @@ pub fn read(cwd: PathBuf) -> Environment {
         cli_config_file,
         launch: LaunchOptions::from_env(|name| std::env::var_os(name)),
         home,
+        sops_keys,
+        state_keys,
     }
 }
 

@@ -85,6 +85,18 @@ fn present(failure: &Failure) -> Presented<'_> {
         InfraError::State(StateError::LockMismatch { .. }) => {
             Some("run plumb infra force-unlock with the ID shown by the locked command".into())
         }
+        InfraError::State(StateError::Undecryptable { .. }) => Some(
+            "give an age identity of one of those recipients with --state-age-key-file FILE or PLUMB_STATE_AGE_KEY_FILE (without them, the SOPS keys are tried: --sops-age-key-file, SOPS_AGE_KEY_FILE, SOPS_AGE_KEY, ~/.config/sops/age/keys.txt); nothing was changed".into(),
+        ),
+        InfraError::State(StateError::Encrypted { .. }) => Some(
+            "add the terraform { encryption { key_provider \"age\" … state { key = … } } } block that wrote it (see docs/SECRETS.md); nothing was changed".into(),
+        ),
+        InfraError::State(StateError::Plaintext { .. }) => Some(
+            "to encrypt an existing state, set enforced = false for one apply (it reads the plaintext state and writes it encrypted), then enforce again".into(),
+        ),
+        InfraError::SealedVariables { .. } => Some(
+            "apply the plan with an age identity of those recipients (--sops-age-key-file, SOPS_AGE_KEY_FILE or SOPS_AGE_KEY), or plan again".into(),
+        ),
         InfraError::TargetAddress { .. } => {
             Some("write the address like random_id.a or random_id.a[0]".into())
         }

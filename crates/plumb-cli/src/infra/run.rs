@@ -6,16 +6,15 @@
 //! from variables and state to the walk and the state it leaves, is
 //! plumb-infra's.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
 use plumb_infra::{
-    Environment, PlanFile, Progress, ProviderCatalog, Run, Stack, TOOL_VERSION, WalkResult, render,
+    Environment, PlanFile, Progress, ProviderCatalog, RootValues, Run, Stack, TOOL_VERSION,
+    WalkResult, render,
 };
 use plumb_state::{AnyBackend, LockLease, StateBackend, StateSnapshot};
-use plumb_tfplugin::Value;
 
 use super::args::PlanFlags;
 use super::progress::Reporter;
@@ -23,15 +22,11 @@ use super::report::{Failure, json_errors, print_errors};
 use super::ui;
 
 /// The run the flags describe, with `vars` over `state`.
-fn run_of(
-    flags: &PlanFlags,
-    vars: BTreeMap<String, Value>,
-    state: Option<StateSnapshot>,
-    destroy: bool,
-) -> Run {
+fn run_of(flags: &PlanFlags, vars: RootValues, state: Option<StateSnapshot>, destroy: bool) -> Run {
     Run {
         state,
-        vars,
+        vars: vars.values,
+        sops_recipients: vars.sops_recipients,
         targets: flags.targets.clone(),
         replace: flags.replace.clone(),
         refresh: flags.refresh,
@@ -93,6 +88,7 @@ async fn plan_locked(
 ) -> Result<(WalkResult, bool), Failure> {
     let vars = stack.variables(&flags.variables())?;
     let state = backend.read().await?;
+    note_migration(backend, flags);
     let run = run_of(flags, vars, state, destroy);
     let result = stack
         .plan(providers, &run, planning_progress(flags))
@@ -109,7 +105,7 @@ async fn plan_locked(
     if let Some(path) = out
         && result.errors.is_empty()
     {
-        PlanFile::new(&run, &result, rendered).write(stack.dir(), path)?;
+        PlanFile::new(&run, &result, rendered)?.write(stack.dir(), path)?;
         if !flags.json {
             println!(
                 "\nSaved the plan to: {}\n\nTo perform exactly these actions, run:\n    plumb infra apply {}",
@@ -168,8 +164,13 @@ async fn apply_locked(
     plan_file: Option<&Path>,
 ) -> Result<u8, Failure> {
     let existing = backend.read().await?;
+    note_migration(backend, flags);
     let run = match plan_file {
-        Some(p) => PlanFile::read(stack.dir(), p)?.into_run(existing, flags.parallelism)?,
+        Some(p) => PlanFile::read(stack.dir(), p)?.into_run(
+            existing,
+            flags.parallelism,
+            &stack.environment().sops_keys,
+        )?,
         None => run_of(
             flags,
             stack.variables(&flags.variables())?,
@@ -193,7 +194,7 @@ async fn apply_locked(
         } else {
             print!("{}", render::human_plan(&planned, destroy));
         }
-        if !planned.has_changes() && run.state.is_some() {
+        if !planned.has_changes() && run.state.is_some() && !backend.migrating() {
             if flags.json {
                 ui::summary(verb, 0, 0, 0, 0);
                 if !destroy {
@@ -262,6 +263,17 @@ async fn apply_locked(
         }
     }
     Ok(0)
+}
+
+/// Says so when the state was read in plain text under a configured (not
+/// enforced) state encryption: the next apply writes it encrypted.
+fn note_migration(backend: &AnyBackend, flags: &PlanFlags) {
+    if backend.migrating() && !flags.json {
+        eprintln!(
+            "Note: the state ({}) is stored in plain text; the next apply writes it encrypted as the encryption block says.",
+            backend.describe()
+        );
+    }
 }
 
 /// Asks on the terminal; only `yes` approves.

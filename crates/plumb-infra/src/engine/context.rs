@@ -95,6 +95,7 @@ impl WalkCtx {
             root_dir: &self.root.dir,
             cwd: &self.env.cwd,
             home: self.env.home.as_deref(),
+            sops_keys: &self.env.sops_keys,
             count_index: None,
             each: None,
         }

@@ -6,10 +6,17 @@
 //!
 //! The instances of one resource share a [`ResourceRun`]: the walk, the
 //! block, its schema and its provider.
+//!
+//! Providers see values without marks, so what they return is marked again
+//! here: attributes the schema calls sensitive, and every path that was
+//! sensitive in the configuration (a sensitive variable, a value from a SOPS
+//! file) or, for a refreshed prior, in state. That is what plans show as
+//! `(sensitive value)` and state records in `sensitive_attributes`.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use plumb_tfplugin::value::{apply_sensitive_paths, sensitive_paths};
 use plumb_tfplugin::{Provider, Schema, Value};
 
 use super::body::{
@@ -93,6 +100,11 @@ pub(super) async fn run_instance(
         let mut ev = Evaluator::new(&scope, &r.origin.file.text);
         eval_body(&mut ev, &r.body, block, &r.origin, &r.address())?
     };
+    // What the configuration marked, to mark again in what providers return.
+    let config_marks = sensitive_paths(&config);
+    let marked = |v: Value| -> Value {
+        mark_schema_sensitive(apply_sensitive_paths(v, &config_marks), block)
+    };
     let at = |e: plumb_tfplugin::Error| vec![r.origin.diag(format!("{inst}: {e}"))];
     if r.mode == Mode::Data {
         let plain = config.deep_unmark();
@@ -113,17 +125,9 @@ pub(super) async fn run_instance(
         }
         provider.validate_resource_config(&r.ty, &plain).await.ok();
         let v = provider.read_data_source(&r.ty, &plain).await.map_err(at)?;
-        let v = mark_schema_sensitive(v, block);
+        let v = marked(v);
         if ctx.opts.mode == WalkMode::Apply {
-            let st = make_instance_state(
-                &inst.key,
-                &v.deep_unmark(),
-                block,
-                schema.version,
-                &[],
-                &[],
-                false,
-            );
+            let st = make_instance_state(&inst.key, &v, block, schema.version, &[], &[], false);
             ctx.record(inst, provider_str, Some(st))
                 .await
                 .map_err(|d| vec![d])?;
@@ -190,7 +194,9 @@ pub(super) async fn run_instance(
             .read_resource(&r.ty, &prior.deep_unmark(), &prior_private)
             .await
             .map_err(at)?;
-        let v = mark_schema_sensitive(v, block);
+        // Keep the prior's marks from state (a sensitive keeper stays masked
+        // as the plan's "before").
+        let v = apply_sensitive_paths(mark_schema_sensitive(v, block), &sensitive_paths(&prior));
         ctx.progress.refresh_complete(inst, &v);
         refreshed_changed = !v.same(&prior);
         if refreshed_changed {
@@ -268,7 +274,7 @@ pub(super) async fn run_instance(
         }
     }
     let before_display = prior.clone();
-    let after_display = mark_schema_sensitive(planned.clone(), block);
+    let after_display = marked(planned.clone());
     let change = Change {
         addr: inst.clone(),
         action,
@@ -290,7 +296,7 @@ pub(super) async fn run_instance(
             if imported || ctx.moved_from.contains_key(inst) || refreshed_changed {
                 let st = make_instance_state(
                     &inst.key,
-                    &prior.deep_unmark(),
+                    &apply_sensitive_paths(prior.clone(), &config_marks),
                     block,
                     schema.version,
                     &prior_private,
@@ -301,7 +307,7 @@ pub(super) async fn run_instance(
                     .await
                     .map_err(|d| vec![d])?;
             }
-            prior.clone()
+            apply_sensitive_paths(prior.clone(), &config_marks)
         }
         Action::Create | Action::Update | Action::DeleteThenCreate | Action::CreateThenDelete => {
             if action == Action::DeleteThenCreate {
@@ -328,6 +334,7 @@ pub(super) async fn run_instance(
             )
             .await
             .map_err(at)?;
+            let new = marked(new);
             let st =
                 make_instance_state(&inst.key, &new, block, schema.version, &private, &deps, cbd);
             ctx.record(inst, provider_str, Some(st))
@@ -338,7 +345,7 @@ pub(super) async fn run_instance(
                     .await
                     .map_err(at)?;
             }
-            mark_schema_sensitive(new, block)
+            new
         }
         Action::Delete | Action::Read => prior.clone(),
     };

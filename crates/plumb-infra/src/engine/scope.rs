@@ -75,6 +75,8 @@ pub struct ModuleScope<'a> {
     pub cwd: &'a Path,
     /// The user's home directory, for `pathexpand()`.
     pub home: Option<&'a Path>,
+    /// The age identities `sops_file()` decrypts with.
+    pub sops_keys: &'a plumb_secrets::sops::Keyring,
     /// `count.index`, for a resource instance with count.
     pub count_index: Option<i64>,
     /// `each.key` and `each.value`, for a resource instance with for_each.
@@ -238,5 +240,8 @@ impl Scope for ModuleScope<'_> {
     }
     fn home(&self) -> Option<&Path> {
         self.home
+    }
+    fn sops_keys(&self) -> Option<&plumb_secrets::sops::Keyring> {
+        Some(self.sops_keys)
     }
 }

@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use plumb_secrets::sops::Keyring;
 use plumb_tfplugin::value::BigDecimal;
 use plumb_tfplugin::{Number, Value, ValueError};
 
@@ -23,6 +24,9 @@ pub struct CallContext<'a> {
     pub module_dir: &'a Path,
     /// The user's home directory, for `pathexpand()`.
     pub home: Option<&'a Path>,
+    /// The age identities `sops_file()` decrypts with; `None` where the
+    /// language allows only literal values (variable defaults, `.tfvars`).
+    pub sops_keys: Option<&'a Keyring>,
     /// Renders template files for `templatefile()`; the evaluator provides
     /// it, since a template is an expression.
     pub templates: &'a dyn TemplateRenderer,
