@@ -161,16 +161,24 @@ enum Hit {
 pub fn check_syntax(code: &str, name: &str) -> Result<(), ScriptError> {
     let lua = new_state(&Limits::default())?;
     lua.load(code)
-        .set_name(chunk_name(name))
+        .set_name(chunk_name())
         .set_mode(ChunkMode::Text)
         .into_function()
         .map(|_| ())
-        .map_err(|e| ScriptError::Syntax(lua_message(&e)))
+        .map_err(|e| ScriptError::Syntax(name_positions(&lua_message(&e), name)))
 }
 
 /// Run `code` (named `name` in error positions) with the global `obj` set to
 /// `obj`, within `limits`.
 pub fn run(code: &str, name: &str, obj: &Value, limits: &Limits) -> Result<Run, ScriptError> {
+    run_named(code, obj, limits).map_err(|e| match e {
+        ScriptError::Syntax(m) => ScriptError::Syntax(name_positions(&m, name)),
+        ScriptError::Runtime(m) => ScriptError::Runtime(name_positions(&m, name)),
+        other => other,
+    })
+}
+
+fn run_named(code: &str, obj: &Value, limits: &Limits) -> Result<Run, ScriptError> {
     let lua = new_state(limits)?;
     let budget = Rc::new(Budget::default());
     let printed = Rc::new(RefCell::new(Printed::default()));
@@ -184,7 +192,7 @@ pub fn run(code: &str, name: &str, obj: &Value, limits: &Limits) -> Result<Run, 
     globals.set("obj", object).map_err(mem_error)?;
     let function = lua
         .load(code)
-        .set_name(chunk_name(name))
+        .set_name(chunk_name())
         .set_mode(ChunkMode::Text)
         .into_function()
         .map_err(|e| match e {
@@ -224,9 +232,20 @@ pub fn run(code: &str, name: &str, obj: &Value, limits: &Limits) -> Result<Run, 
     Ok(Run { returned, printed })
 }
 
-fn chunk_name(name: &str) -> String {
-    // `=` makes Lua use the name as is in error positions.
-    format!("={name}")
+/// The chunk name Lua puts in error positions: a marker that
+/// [`name_positions`] replaces with the script's origin afterwards, because
+/// Lua cuts chunk names to 59 bytes and origins (a ConfigMap and its key)
+/// are longer.
+const CHUNK: &str = "\u{1}";
+
+fn chunk_name() -> String {
+    // `=` makes Lua use the name as is.
+    format!("={CHUNK}")
+}
+
+/// `message` with the chunk marker replaced by `name`.
+fn name_positions(message: &str, name: &str) -> String {
+    message.replace(CHUNK, name)
 }
 
 fn new_state(limits: &Limits) -> Result<Lua, ScriptError> {
@@ -625,6 +644,13 @@ mod tests {
         );
         let err = run_code("error('it broke')").unwrap_err();
         assert_eq!(err, ScriptError::Runtime("test.lua:1: it broke".into()));
+        // Lua cuts chunk names at 59 bytes; plumb keeps the whole origin.
+        let long = "configmap argocd/argocd-cm resource.customizations.health.example.com_Widget";
+        let err = run("local x = nil\nreturn x.y", long, &json!({}), &quick()).unwrap_err();
+        assert!(
+            matches!(&err, ScriptError::Runtime(m) if m.starts_with(&format!("{long}:2: "))),
+            "{err:?}"
+        );
     }
 
     #[test]
