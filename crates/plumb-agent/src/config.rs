@@ -52,6 +52,12 @@ pub struct AgentConfig {
     /// Where `plumb.dev/secret-ref…` references are resolved from (`k8s://`
     /// always works; files and Vault only when configured).
     pub secret_refs: plumb_pipeline::SecretRefs,
+    /// Custom health scripts from files, asked before the built-in rules
+    /// (after `argocd_cm`'s).
+    pub health: plumb_pipeline::HealthSource,
+    /// Argo CD's ConfigMap to read health scripts from, in the cluster the
+    /// agent runs in (re-read every [`plumb_pipeline::HEALTH_REFRESH`]).
+    pub argocd_cm: Option<plumb_pipeline::ConfigMapRef>,
 }
 
 impl AgentConfig {
@@ -75,6 +81,8 @@ impl AgentConfig {
             checks: Checks::default(),
             keyring: Keyring::new(),
             secret_refs: plumb_pipeline::SecretRefs::default(),
+            health: plumb_pipeline::HealthSource::default(),
+            argocd_cm: None,
         }
     }
 }
