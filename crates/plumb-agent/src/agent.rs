@@ -60,12 +60,17 @@ impl Agent {
                     .build())
             },
         ));
+        let mut health = config.health.clone();
+        if let Some(cm) = &config.argocd_cm {
+            health = health.with_configmap(cm.clone(), clusters.clone());
+        }
         let pipeline = Pipeline::new(git, renderer)
             .with_resolve_ttl(RESOLVED_TTL)
             .with_checks(&config.checks)
             .with_keyring(config.keyring.clone())
             .with_decryption_secrets(clusters.clone())
-            .with_secret_refs(config.secret_refs.clone());
+            .with_secret_refs(config.secret_refs.clone())
+            .with_health(health);
         let notifier = Notifier::start(config.notifications.clone());
         let (tx, rx) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(4096);

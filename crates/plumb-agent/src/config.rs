@@ -55,6 +55,12 @@ pub struct AgentConfig {
     /// Namespaces whose `argoproj.io` Application objects the agent watches
     /// (on the kubeconfig's current cluster, or its own in a pod).
     pub app_namespaces: Vec<String>,
+    /// Custom health scripts from files, asked before the built-in rules
+    /// (after `argocd_cm`'s).
+    pub health: plumb_pipeline::HealthSource,
+    /// Argo CD's ConfigMap to read health scripts from, in the cluster the
+    /// agent runs in (re-read every [`plumb_pipeline::HEALTH_REFRESH`]).
+    pub argocd_cm: Option<plumb_pipeline::ConfigMapRef>,
 }
 
 impl AgentConfig {
@@ -79,6 +85,8 @@ impl AgentConfig {
             keyring: Keyring::new(),
             secret_refs: plumb_pipeline::SecretRefs::default(),
             app_namespaces: Vec::new(),
+            health: plumb_pipeline::HealthSource::default(),
+            argocd_cm: None,
         }
     }
 }

@@ -91,6 +91,8 @@ pub struct AgentArgs {
     keys: crate::secrets::KeyArgs,
     #[command(flatten)]
     refs: crate::secret_refs::RefArgs,
+    #[command(flatten)]
+    health: crate::health::HealthArgs,
     /// Serve the API and UI without authentication. Anyone who can reach the
     /// address can change your clusters.
     #[arg(long)]
@@ -126,6 +128,11 @@ pub async fn agent(data_dir: &Path, args: AgentArgs) -> miette::Result<ExitCode>
                 .unwrap_or_else(|_| "argocd".to_string());
         config.app_namespaces.push(own);
     }
+    config.health = plumb_pipeline::HealthSource::new(
+        crate::health::load(&args.health.paths)?,
+        plumb_health::Limits::default(),
+    );
+    config.argocd_cm = args.health.configmap.clone();
     config.checks = crate::policy::checks(
         data_dir,
         args.policy.policy.as_deref(),

@@ -66,6 +66,8 @@ pub struct Common {
     pub keys: crate::secrets::KeyArgs,
     #[command(flatten)]
     pub refs: crate::secret_refs::RefArgs,
+    #[command(flatten)]
+    pub health: crate::health::HealthArgs,
 }
 
 /// Errors the GitOps commands show, with hints.
@@ -150,11 +152,13 @@ impl Session {
         let renderer = Renderer::new(Tools::from_env(), data_dir.join("render"));
         let clusters = Clusters::new(common.kubeconfig.clone());
         let keys = crate::secrets::keyring(&common.keys)?;
+        let health = crate::health::source(&common.health, &clusters)?;
         Ok(Session {
             pipeline: Pipeline::new(git, renderer)
                 .with_keyring(keys)
                 .with_decryption_secrets(clusters.clone())
-                .with_secret_refs(crate::secret_refs::secret_refs(&common.refs)?),
+                .with_secret_refs(crate::secret_refs::secret_refs(&common.refs)?)
+                .with_health(health),
             clusters,
             revision: common.revision.clone(),
         })

@@ -8,6 +8,7 @@
 mod agent_cmd;
 mod artifact;
 mod gitops;
+mod health;
 mod infra;
 mod install;
 mod policy;
@@ -48,6 +49,8 @@ enum Command {
     Diff(gitops::ViewArgs),
     /// Show sync and health status of each Application.
     Status(gitops::ViewArgs),
+    /// Show the health plumb gives an object: custom Lua scripts first (as Argo CD), then built-in rules.
+    Health(health::HealthCommandArgs),
     /// Keep Applications equal to Git continuously: poll and webhooks, self-heal, history, API, UI, metrics.
     Agent(agent_cmd::AgentArgs),
     /// Install plumb into the current cluster: Application, AppProject and ApplicationSet CRDs, RBAC, the agent.
@@ -146,6 +149,7 @@ fn main() -> ExitCode {
             Command::Status(args) => gitops::status(&data_dir, args).await,
             Command::Agent(args) => agent_cmd::agent(&data_dir, args).await,
             Command::Install(args) => install::install(args).await,
+            Command::Health(args) => health::health(args).await,
             Command::History(args) => remote::history(args).await,
             Command::Rollback(args) => remote::rollback(args).await,
             Command::Resume(args) => remote::resume(args).await,

@@ -75,6 +75,14 @@ pub enum PipelineError {
         #[source]
         source: plumb_secrets::refs::RefError,
     },
+    /// The custom health scripts could not be read.
+    #[error("health scripts from {origin}: {message}")]
+    HealthScripts {
+        /// The ConfigMap (`configmap NAMESPACE/NAME`).
+        origin: String,
+        /// Why.
+        message: String,
+    },
     /// Every source resolved to nothing (an Application without sources).
     #[error("the Application has no sources to resolve")]
     NoSources,
@@ -109,6 +117,9 @@ impl PipelineError {
             }
             PipelineError::SecretRef { .. } => {
                 "fix the reference, or the value at its source; nothing was changed in the cluster"
+            }
+            PipelineError::HealthScripts { .. } => {
+                "let plumb read the ConfigMap (RBAC: get configmaps in its namespace), fix the resource.customizations key named, or drop --argocd-cm"
             }
             PipelineError::NoSources => "give the Application spec.source or spec.sources",
             PipelineError::Task { .. } => "this is a bug in plumb; the run can be retried",

@@ -13,7 +13,8 @@
 //! secret references ([`SecretRefs`]) and
 //! returns a [`Prepared`] Application; [`Clusters`] turns its destination into
 //! a [`Cluster`](plumb_kube::Cluster); [`Prepared::engine`] hands both to
-//! plumb-kube. A [`Check`] sees every rendered object before anything is
+//! plumb-kube, with the custom health scripts a [`HealthSource`] gives. A
+//! [`Check`] sees every rendered object before anything is
 //! written to a cluster: refusing there changes nothing.
 //!
 //! This crate owns the order of the stages and the short-lived cache of
@@ -25,6 +26,7 @@ mod check;
 mod clusters;
 mod decryption;
 mod error;
+mod health;
 mod plaintext;
 mod prepared;
 mod resolve;
@@ -34,6 +36,7 @@ pub use check::{Check, CheckContext, CheckFuture, Checks, Refusal, Refused};
 pub use clusters::{ClientFactory, Clusters};
 pub use decryption::{DECRYPTION_SECRET_ANNOTATION, secret_keyring};
 pub use error::{PipelineError, Stage};
+pub use health::{ConfigMapRef, DEFAULT_REFRESH as HEALTH_REFRESH, HealthSource};
 pub use plaintext::{NAME as PLAINTEXT_SECRETS_CHECK, PlaintextSecrets, scan_application};
 pub use plumb_render::Keyring;
 pub use plumb_secrets::scan::Mode as SecretsMode;
@@ -60,6 +63,7 @@ pub struct Pipeline {
     keys: Keyring,
     key_clusters: Option<Clusters>,
     secret_refs: SecretRefs,
+    health: HealthSource,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -82,6 +86,7 @@ impl Pipeline {
             keys: Keyring::new(),
             key_clusters: None,
             secret_refs: SecretRefs::default(),
+            health: HealthSource::default(),
         }
     }
 
@@ -105,6 +110,13 @@ impl Pipeline {
     /// [`Pipeline::with_decryption_secrets`]'s clusters).
     pub fn with_secret_refs(mut self, refs: SecretRefs) -> Pipeline {
         self.secret_refs = refs;
+        self
+    }
+
+    /// Assess health with the custom scripts `health` gives (re-read as it
+    /// says) before plumb's built-in rules.
+    pub fn with_health(mut self, health: HealthSource) -> Pipeline {
+        self.health = health;
         self
     }
 
@@ -165,7 +177,8 @@ impl Pipeline {
         self.secret_refs
             .resolve(app, &mut rendered, self.key_clusters.as_ref())
             .await?;
-        Prepared::new(app.clone(), commits, rendered)
+        let health = self.health.scripts().await?;
+        Ok(Prepared::new(app.clone(), commits, rendered)?.with_health(health))
     }
 
     /// The commit of each source: fetched (exactly that commit, shallow)

@@ -1,6 +1,7 @@
 //! An Application rendered at a commit and checked: what the engine takes.
 
 use plumb_git::Commit;
+use plumb_health::HealthScripts;
 use plumb_kube::{Cluster, DiffReport, Engine, Progress, StatusReport, SyncOptions, SyncReport};
 use plumb_model::{Application, Revision};
 use plumb_render::Rendered;
@@ -18,6 +19,8 @@ pub struct Prepared {
     pub revision: Revision,
     /// The rendered, checked objects.
     pub rendered: Rendered,
+    /// The custom health scripts the engine asks before its built-in rules.
+    pub health: HealthScripts,
 }
 
 impl Prepared {
@@ -34,7 +37,14 @@ impl Prepared {
             commits,
             revision,
             rendered,
+            health: HealthScripts::default(),
         })
+    }
+
+    /// Assess health with `scripts` before the built-in rules.
+    pub fn with_health(mut self, scripts: HealthScripts) -> Prepared {
+        self.health = scripts;
+        self
     }
 
     /// The Secrets whose values came from `plumb.dev/secret-ref…` references.
@@ -47,7 +57,7 @@ impl Prepared {
 
     /// The engine for this Application on `cluster`.
     pub fn engine<'a>(&'a self, cluster: &'a Cluster) -> Engine<'a> {
-        Engine::new(cluster, &self.app)
+        Engine::new(cluster, &self.app).with_health(self.health.clone())
     }
 
     /// Make `cluster` equal to the rendered objects.

@@ -138,6 +138,38 @@ pub fn vulndb_dir() -> PathBuf {
     dir
 }
 
+/// Argo CD's `resource_customizations` directory (every built-in
+/// `GROUP/KIND/health.lua` with its `health_test.yaml` and test objects),
+/// which `testenv/setup.d/70-argocd` copies out of the Argo CD Go module
+/// (pin in `testenv/setup.d/argocd.versions`), and the pinned version.
+///
+/// # Panics
+/// When it is not fetched, with the command that fetches it.
+pub fn argocd_customizations_dir() -> (PathBuf, String) {
+    let pins = std::fs::read_to_string(repo_root().join("testenv/setup.d/argocd.versions"))
+        .expect("testenv/setup.d/argocd.versions");
+    let version = pins
+        .lines()
+        .find_map(|l| l.strip_prefix("PLUMB_ARGOCD_VERSION="))
+        .expect("PLUMB_ARGOCD_VERSION is not pinned")
+        .trim()
+        .to_string();
+    let cache = std::env::var_os("PLUMB_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/plumb")
+        });
+    let dir = cache
+        .join(format!("argocd-{version}"))
+        .join("resource_customizations");
+    assert!(
+        dir.join("argoproj.io/Rollout/health.lua").is_file(),
+        "{} is not fetched; run testenv/setup.d/70-argocd (or testenv/setup) first",
+        dir.display()
+    );
+    (dir, version)
+}
+
 /// Install the TLS crypto provider the `plumb` binary installs in `main`,
 /// once per test process: library code never installs one itself, and the
 /// HTTP clients of Git fetches, notifications and registries need it.

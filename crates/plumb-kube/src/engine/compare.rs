@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures::stream::{self, StreamExt};
 use kube::api::{Patch, PatchParams};
 use plumb_model::diff::{comparable_pair, differs};
-use plumb_model::health::{Health, assess};
+use plumb_model::health::Health;
 use plumb_model::inventory::{FIELD_MANAGER, tracking_id};
 use plumb_model::{
     HealthStatus, Inventory, InventoryEntry, Manifest, ObjectRef, Revision, SyncStatus,
@@ -122,7 +122,11 @@ impl Engine<'_> {
                         // Adopted without plumb's label yet: read it directly.
                         None => self.get_live(&d.resolved, &d.oref).await?,
                     };
-                    Some(live.as_ref().and_then(assess).unwrap_or(Health {
+                    let health = match &live {
+                        Some(v) => self.health.assess(v).await,
+                        None => None,
+                    };
+                    Some(health.unwrap_or(Health {
                         status: HealthStatus::Healthy,
                         message: String::new(),
                     }))

@@ -20,6 +20,9 @@
 //! the inventory recorded after plumb's last apply is unchanged without any
 //! request; everything else is asked of the server.
 //!
+//! Health is assessed by custom Lua scripts first (plumb-health), then by
+//! the built-in rules of `plumb_model::health`.
+//!
 //! The steps live in their own rooms: [`sync`](self) (the sequence above and
 //! prune), `apply` (one object's server-side apply, replace), `compare` (diff
 //! and status by server-side dry run) and `live` (what the cluster holds, read
@@ -32,6 +35,7 @@ mod sync;
 
 use std::collections::BTreeMap;
 
+use plumb_health::HealthScripts;
 use plumb_model::application::Application;
 use plumb_model::diff::IgnoreRules;
 use plumb_model::inventory::TRACKING_ANNOTATION;
@@ -49,16 +53,26 @@ pub struct Engine<'a> {
     cluster: &'a Cluster,
     app: &'a Application,
     app_key: String,
+    health: HealthScripts,
 }
 
 impl<'a> Engine<'a> {
-    /// An engine for `app` against `cluster`.
+    /// An engine for `app` against `cluster`, assessing health with
+    /// plumb's built-in rules only.
     pub fn new(cluster: &'a Cluster, app: &'a Application) -> Engine<'a> {
         Engine {
             cluster,
             app,
             app_key: app.key(),
+            health: HealthScripts::default(),
         }
+    }
+
+    /// Assess health with `scripts` first: a custom script for an object's
+    /// group and kind overrides the built-in rule, as in Argo CD.
+    pub fn with_health(mut self, scripts: HealthScripts) -> Engine<'a> {
+        self.health = scripts;
+        self
     }
 
     fn destination_namespace(&self) -> Option<&str> {
