@@ -159,7 +159,16 @@ impl Agent {
         let pinned = self.pin(key)?;
         let commits = if pinned.is_some() || reason == Reason::Refresh || cached_commits.is_empty()
         {
-            self.resolve(app, pinned.as_ref()).await?
+            let resolved = self.resolve(app, pinned.as_ref()).await?;
+            // Later resyncs look at what Git said last, even if this
+            // reconcile is refused: a refused commit must not give way to a
+            // status of the commit before it.
+            if pinned.is_none()
+                && let Some(slot) = lock_write(&self.inner.apps).get_mut(key)
+            {
+                slot.commits = resolved.clone();
+            }
+            resolved
         } else {
             cached_commits
         };
